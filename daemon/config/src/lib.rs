@@ -1,0 +1,344 @@
+//! posternd configuration.
+//!
+//! The file is TOML; every key has a default, so an empty file is a valid production
+//! configuration. Unknown keys are errors. Every key is documented in `reference.toml` next to
+//! this crate, and a test checks that the reference and the code agree (DESIGN.md section 7).
+//!
+//! Errors come back as `path:line:col: message`, one per line, and semantic problems are all
+//! collected, so `postern config check` shows everything wrong in one run.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod raw;
+mod validate;
+
+/// The documented reference configuration (every key, its default and meaning).
+pub const REFERENCE_TOML: &str = include_str!("../reference.toml");
+
+/// The built-in development profile used by `posternd --dev`.
+pub const DEV_TOML: &str = include_str!("../dev.toml");
+
+/// The whole daemon configuration, validated, with paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    /// Never empty after validation.
+    pub listeners: Vec<ListenerConfig>,
+    pub smtp: SmtpConfig,
+    pub store: StoreConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Name used in the greeting and `Received` headers. The file's `""` means the system
+    /// hostname, resolved when the configuration is loaded.
+    pub hostname: String,
+    /// Absolute, or relative to the current directory when the config file path was.
+    pub data_dir: PathBuf,
+    /// 0 = one worker per CPU core; see [`Config::effective_workers`].
+    pub workers: usize,
+    /// `None` = `<data_dir>/admin.sock`; see [`Config::admin_socket_path`].
+    pub admin_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// PEM certificate chain; `None` = a self-signed certificate in `<data_dir>/tls/`.
+    /// Validation guarantees `certificate` and `private_key` are both set or both unset.
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    pub min_version: TlsVersion,
+    /// Poll interval for certificate file changes; 0 = no polling (SIGHUP still reloads).
+    pub reload_check_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub kind: ListenerKind,
+    /// Never empty after validation.
+    pub bind: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// Inbound mail from other servers, port 25 (RFC 5321).
+    Mx,
+    /// Message submission with STARTTLS, port 587 (RFC 6409, RFC 3207).
+    Submission,
+    /// Message submission over implicit TLS, port 465 (RFC 8314 3.3).
+    Submissions,
+}
+
+impl fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListenerKind::Mx => "mx",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Bytes; advertised with SIZE (RFC 1870).
+    pub max_message_size: u64,
+    /// RFC 5321 4.5.3.1.8.
+    pub max_recipients: u64,
+    /// Octets including CRLF; RFC 5321 4.5.3.1.4 requires at least 512.
+    pub max_command_line: u64,
+    /// Octets including CRLF; RFC 5321 4.5.3.1.6 requires at least 1000.
+    pub max_data_line: u64,
+    pub max_commands: u64,
+    pub max_errors: u64,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+    /// RFC 5321 4.5.3.2.7.
+    pub timeout_command_secs: u64,
+    /// RFC 5321 4.5.3.2.6.
+    pub timeout_data_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            max_message_size: 52_428_800,
+            max_recipients: 100,
+            max_command_line: 2048,
+            max_data_line: 8192,
+            max_commands: 1000,
+            max_errors: 10,
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+            timeout_command_secs: 300,
+            timeout_data_secs: 180,
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn timeout_command(&self) -> Duration {
+        Duration::from_secs(self.timeout_command_secs)
+    }
+
+    pub fn timeout_data(&self) -> Duration {
+        Duration::from_secs(self.timeout_data_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// io_uring where the kernel allows it, else portable.
+    Auto,
+    IoUring,
+    Portable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// 0 = same as the effective worker count.
+    pub shards: u64,
+    /// Bytes.
+    pub segment_size: u64,
+    pub max_batch: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Auto,
+            shards: 0,
+            segment_size: 67_108_864,
+            max_batch: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// `None` = metrics endpoint disabled.
+    pub bind: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing filter directive list.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// One problem in a configuration file, with a 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, schema or semantic problems; Display prints one `path:line:col: message` per line.
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems found (empty for I/O errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            p.line,
+            p.column,
+            p.message
+        ));
+    }
+    out
+}
+
+impl Default for Config {
+    /// The production defaults, as an empty file would give.
+    fn default() -> Self {
+        validate::build(raw::RawConfig::default(), "", Path::new("/"))
+            .unwrap_or_else(|_| panic!("built-in defaults fail validation (a bug; see tests)"))
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Relative paths inside it resolve against the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `origin` (used for messages and for resolving relative
+    /// paths against `origin`'s directory).
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, origin)
+    }
+
+    /// The development profile (`posternd --dev`): data in `./postern-dev` relative to the
+    /// current directory, hostname `localhost`, unprivileged loopback ports.
+    pub fn dev() -> Config {
+        // The embedded file is a compile-time constant checked by the tests, not input.
+        Config::parse(DEV_TOML, Path::new("dev.toml"))
+            .unwrap_or_else(|e| panic!("embedded dev.toml is invalid (a bug): {e}"))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.server.data_dir
+    }
+
+    /// `server.admin_socket`, or `<data_dir>/admin.sock`.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        match &self.server.admin_socket {
+            Some(p) => p.clone(),
+            None => self.server.data_dir.join("admin.sock"),
+        }
+    }
+
+    /// Where the self-signed certificate lives when none is configured.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.server.data_dir.join("tls")
+    }
+
+    /// `server.workers`, with 0 meaning one per available CPU core (at least 1).
+    pub fn effective_workers(&self) -> usize {
+        if self.server.workers > 0 {
+            return self.server.workers;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    /// `store.shards`, with 0 meaning the effective worker count.
+    pub fn effective_shards(&self) -> usize {
+        match usize::try_from(self.store.shards) {
+            Ok(0) | Err(_) => self.effective_workers(),
+            Ok(n) => n,
+        }
+    }
+
+    /// All listeners of one kind, flattened.
+    pub fn binds(&self, kind: ListenerKind) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.kind == kind)
+            .flat_map(|l| l.bind.iter().copied())
+            .collect()
+    }
+
+    /// This configuration as TOML in the file schema (paths as resolved).
+    pub fn to_toml(&self) -> String {
+        let raw = validate::unbuild(self);
+        toml::to_string(&raw).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,394 @@
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/postern/posternd.toml"))
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn empty_file_gives_production_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.data_dir(), Path::new("/var/lib/postern"));
+    assert_eq!(
+        c.admin_socket_path(),
+        PathBuf::from("/var/lib/postern/admin.sock")
+    );
+    assert_eq!(c.binds(ListenerKind::Mx), vec![addr("0.0.0.0:25")]);
+    assert_eq!(c.binds(ListenerKind::Submission), vec![addr("0.0.0.0:587")]);
+    assert_eq!(
+        c.binds(ListenerKind::Submissions),
+        vec![addr("0.0.0.0:465")]
+    );
+    assert_eq!(c.metrics.bind, Some(addr("127.0.0.1:9187")));
+    assert_eq!(c.tls.certificate, None);
+    assert_eq!(c.tls.min_version, TlsVersion::V1_2);
+    assert_eq!(c.tls.reload_check_secs, 5);
+    assert_eq!(c.smtp.max_message_size, 52_428_800);
+    assert_eq!(c.smtp.max_recipients, 100);
+    assert_eq!(c.smtp.max_command_line, 2048);
+    assert_eq!(c.smtp.max_data_line, 8192);
+    assert_eq!(c.smtp.timeout_command().as_secs(), 300);
+    assert_eq!(c.smtp.timeout_data().as_secs(), 180);
+    assert_eq!(c.store.backend, StoreBackend::Auto);
+    assert_eq!(c.store.segment_size, 67_108_864);
+    assert_eq!(c.store.max_batch, 512);
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.level, "info");
+    assert!(!c.server.hostname.is_empty());
+}
+
+#[test]
+fn reference_file_parses_to_the_defaults() {
+    let c = Config::parse(REFERENCE_TOML, Path::new("/etc/postern/reference.toml")).unwrap();
+    assert_eq!(c, Config::default());
+}
+
+/// Dotted key paths of every leaf in a TOML value (arrays of tables use the array's key).
+fn leaf_keys(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_keys(&p, v, out);
+            }
+        }
+        toml::Value::Array(a) if a.iter().all(|v| v.is_table()) && !a.is_empty() => {
+            for v in a {
+                leaf_keys(prefix, v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string());
+        }
+    }
+}
+
+#[test]
+fn every_schema_key_is_documented_in_the_reference() {
+    let defaults: toml::Value = toml::from_str(&Config::default().to_toml()).unwrap();
+    let reference: toml::Value = toml::from_str(REFERENCE_TOML).unwrap();
+    let mut schema = BTreeSet::new();
+    leaf_keys("", &defaults, &mut schema);
+    let mut documented = BTreeSet::new();
+    leaf_keys("", &reference, &mut documented);
+    // Sanity: the walk really sees the whole schema.
+    for k in [
+        "server.hostname",
+        "tls.min_version",
+        "listener.bind",
+        "smtp.max_data_line",
+        "store.max_batch",
+        "metrics.bind",
+        "log.format",
+    ] {
+        assert!(
+            schema.contains(k),
+            "{k} missing from serialized defaults: {schema:?}"
+        );
+    }
+    assert_eq!(schema, documented, "reference.toml and the schema disagree");
+    assert_eq!(schema.len(), 27);
+
+    // Every key line in the reference is explained by a comment: on the line itself or in the
+    // comment block directly above (following keys of a repeated [[listener]] excepted).
+    let lines: Vec<&str> = REFERENCE_TOML.lines().collect();
+    let mut in_repeat = false;
+    let mut listeners_seen = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if t == "[[listener]]" {
+            listeners_seen += 1;
+            in_repeat = listeners_seen > 1;
+            continue;
+        }
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || in_repeat {
+            continue;
+        }
+        let above = if i > 0 { lines[i - 1].trim() } else { "" };
+        assert!(
+            t.contains('#') || above.starts_with('#'),
+            "reference.toml line {}: `{t}` has no comment",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn serialization_round_trips() {
+    let c = Config::dev();
+    let again = Config::parse(&c.to_toml(), Path::new("x.toml")).unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn dev_profile() {
+    let c = Config::dev();
+    assert_eq!(c.server.hostname, "localhost");
+    assert_eq!(c.data_dir(), Path::new("./postern-dev"));
+    assert!(c.data_dir().is_relative());
+    assert_eq!(c.server.workers, 0);
+    assert!(c.effective_workers() >= 1);
+    assert_eq!(c.effective_shards(), c.effective_workers());
+    assert_eq!(c.binds(ListenerKind::Mx), vec![addr("127.0.0.1:2525")]);
+    assert_eq!(
+        c.binds(ListenerKind::Submission),
+        vec![addr("127.0.0.1:5587")]
+    );
+    assert_eq!(
+        c.binds(ListenerKind::Submissions),
+        vec![addr("127.0.0.1:5465")]
+    );
+    assert_eq!(c.metrics.bind, Some(addr("127.0.0.1:9187")));
+    assert_eq!(c.admin_socket_path(), Path::new("./postern-dev/admin.sock"));
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let c = parse(
+        "[server]\ndata_dir = \"data\"\nadmin_socket = \"run/admin.sock\"\n\
+         [tls]\ncertificate = \"certs/chain.pem\"\nprivate_key = \"/keys/key.pem\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.data_dir(), Path::new("/etc/postern/data"));
+    assert_eq!(
+        c.admin_socket_path(),
+        Path::new("/etc/postern/run/admin.sock")
+    );
+    assert_eq!(
+        c.tls.certificate.as_deref(),
+        Some(Path::new("/etc/postern/certs/chain.pem"))
+    );
+    assert_eq!(
+        c.tls.private_key.as_deref(),
+        Some(Path::new("/keys/key.pem"))
+    );
+    assert_eq!(c.tls_dir(), Path::new("/etc/postern/data/tls"));
+}
+
+#[test]
+fn explicit_listeners_replace_the_defaults() {
+    let c = parse(
+        "[[listener]]\nkind = \"submissions\"\nbind = [\"[::1]:465\", \"127.0.0.1:465\"]\n\
+         [metrics]\nbind = \"\"\n[store]\nbackend = \"io_uring\"\nshards = 3\n\
+         [server]\nworkers = 2\n[log]\nformat = \"json\"\nlevel = \"info,postern_smtp=debug\"\n\
+         [tls]\nmin_version = \"1.3\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].kind, ListenerKind::Submissions);
+    assert_eq!(
+        c.listeners[0].bind,
+        vec![addr("[::1]:465"), addr("127.0.0.1:465")]
+    );
+    assert!(c.binds(ListenerKind::Mx).is_empty());
+    assert_eq!(c.metrics.bind, None);
+    assert_eq!(c.store.backend, StoreBackend::IoUring);
+    assert_eq!(c.effective_workers(), 2);
+    assert_eq!(c.effective_shards(), 3);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.tls.min_version, TlsVersion::V1_3);
+}
+
+#[test]
+fn unknown_key_is_reported_with_line_and_column() {
+    let text = "[server]\nhostname = \"mx.example.test\"\n\n[smtp]\nmax_recipents = 100\n";
+    let e = parse(text).unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("/etc/postern/posternd.toml:5:1: unknown field `max_recipents`"),
+        "{shown}"
+    );
+    assert_eq!(e.problems().len(), 1);
+}
+
+#[test]
+fn unknown_table_is_reported() {
+    let p = problems("[smtp]\nmax_errors = 3\n[imap]\nport = 143\n");
+    assert_eq!((p[0].line, p[0].column), (3, 2), "{p:?}");
+    assert!(p[0].message.contains("unknown field `imap`"), "{p:?}");
+}
+
+#[test]
+fn wrong_type_is_reported() {
+    let p = problems("[smtp]\nmax_errors = 3\nmax_recipients = \"lots\"\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].line, p[0].column), (3, 18), "{p:?}");
+    assert!(p[0].message.contains("invalid type"), "{p:?}");
+    let p = problems("[smtp]\nmax_errors = -1\n");
+    assert_eq!(p[0].line, 2, "{p:?}");
+}
+
+#[test]
+fn bad_enum_value_is_reported() {
+    let p = problems("[tls]\nmin_version = \"1.1\"\n");
+    assert_eq!(p[0].line, 2, "{p:?}");
+    assert!(p[0].message.contains("1.2"), "{p:?}");
+    let p = problems("[[listener]]\nkind = \"imap\"\nbind = [\"0.0.0.0:143\"]\n");
+    assert_eq!(p[0].line, 2, "{p:?}");
+}
+
+#[test]
+fn syntax_errors_are_reported_with_position() {
+    let e = parse("[server]\nworkers = = 3\n").unwrap_err();
+    let p = e.problems();
+    assert!(!p.is_empty());
+    assert_eq!(p[0].line, 2, "{p:?}");
+    assert!(
+        e.to_string().starts_with("/etc/postern/posternd.toml:2:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_bind_address_is_reported_at_the_value() {
+    let p = problems("[[listener]]\nkind = \"mx\"\nbind = [\"0.0.0.0:25\", \"mail:25\"]\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].line, p[0].column), (3, 23), "{p:?}");
+    assert!(
+        p[0].message.contains("invalid bind address \"mail:25\""),
+        "{p:?}"
+    );
+    let p = problems("[metrics]\nbind = \"127.0.0.1\"\n");
+    assert_eq!((p[0].line, p[0].column), (2, 8), "{p:?}");
+}
+
+#[test]
+fn several_semantic_errors_are_reported_together() {
+    let text = "\
+[server]
+workers = 5000
+
+[tls]
+certificate = \"cert.pem\"
+
+[smtp]
+max_data_line = 998
+max_command_line = 100
+max_errors = 0
+
+[[listener]]
+kind = \"mx\"
+bind = [\"0.0.0.0:25\"]
+
+[[listener]]
+kind = \"submission\"
+bind = [\"0.0.0.0:25\"]
+";
+    let e = parse(text).unwrap_err();
+    let p = e.problems();
+    let at: Vec<(usize, usize)> = p.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(
+        at,
+        vec![(2, 11), (5, 15), (8, 17), (9, 20), (10, 14), (18, 9)],
+        "{p:?}"
+    );
+    assert!(p[0].message.contains("workers = 5000"));
+    assert!(p[1].message.contains("private_key"));
+    assert!(p[2].message.contains("RFC 5321 4.5.3.1.6"));
+    assert!(p[3].message.contains("RFC 5321 4.5.3.1.4"));
+    assert!(p[4].message.contains("max_errors must be at least 1"));
+    assert!(p[5].message.contains("duplicate bind address 0.0.0.0:25"));
+    assert!(p[5].message.contains("listener #1 (mx)"));
+    let shown = e.to_string();
+    assert_eq!(shown.lines().count(), 6);
+    for line in shown.lines() {
+        assert!(line.starts_with("/etc/postern/posternd.toml:"), "{line}");
+    }
+}
+
+#[test]
+fn overlapping_wildcard_binds_and_metrics_clash() {
+    let p = problems(
+        "[metrics]\nbind = \"127.0.0.1:2525\"\n[[listener]]\nkind = \"mx\"\nbind = [\"0.0.0.0:2525\"]\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 2, "{p:?}");
+    assert!(p[0].message.contains("overlaps 0.0.0.0:2525"), "{p:?}");
+    // Different ports, or different address families, do not clash.
+    parse("[metrics]\nbind = \"[::]:25\"\n").unwrap();
+}
+
+#[test]
+fn other_semantic_checks() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[listener]]\nkind = \"mx\"\nbind = []\n",
+            "has no bind address",
+        ),
+        ("listener = []\n", "at least one [[listener]]"),
+        (
+            "[[listener]]\nkind = \"mx\"\nbind = [\"0.0.0.0:0\"]\n",
+            "port 0",
+        ),
+        ("[server]\nhostname = \"bad_host\"\n", "invalid hostname"),
+        ("[server]\nhostname = \"-a.example\"\n", "hyphen"),
+        ("[server]\ndata_dir = \"\"\n", "data_dir must not be empty"),
+        ("[tls]\nprivate_key = \"k.pem\"\n", "certificate is not"),
+        ("[smtp]\nmax_message_size = 1000\n", "4.5.3.1.7"),
+        ("[smtp]\nmax_recipients = 10\n", "4.5.3.1.8"),
+        (
+            "[smtp]\ntimeout_data_secs = 0\n",
+            "timeout_data_secs must be at least 1",
+        ),
+        ("[smtp]\nmax_connections = 10\n", "exceeds max_connections"),
+        ("[store]\nshards = 2000\n", "shards = 2000"),
+        ("[store]\nsegment_size = 1000000\n", "multiple of 4096"),
+        ("[store]\nmax_batch = 0\n", "max_batch = 0"),
+        ("[log]\nlevel = \"loud\"\n", "invalid log level"),
+    ];
+    for (text, needle) in cases {
+        let p = problems(text);
+        assert!(
+            p.iter().any(|p| p.message.contains(needle)),
+            "{text:?}: expected {needle:?} in {p:?}"
+        );
+        assert!(p.iter().all(|p| p.line >= 1 && p.column >= 1));
+    }
+}
+
+#[test]
+fn load_reads_the_file_and_reports_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("posternd.toml");
+    std::fs::write(&path, "[server]\ndata_dir = \"d\"\nbogus = 1\n").unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:3:1: unknown field `bogus`", path.display())),
+        "{e}"
+    );
+
+    std::fs::write(&path, "[server]\ndata_dir = \"d\"\n").unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.data_dir(), dir.path().join("d"));
+
+    let missing = dir.path().join("missing.toml");
+    let e = Config::load(&missing).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }));
+    assert!(e.to_string().contains("missing.toml"));
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(crate::validate::line_col("ab\ncdé f", 8), (2, 5));
+    assert_eq!(crate::validate::line_col("", 0), (1, 1));
+}

@@ -1,0 +1,485 @@
+//! Parsing with positions, semantic validation (all problems collected) and conversion from the
+//! file layer to the typed [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+
+use crate::raw::{RawConfig, RawListener, RawMetrics, RawServer, RawTls};
+use crate::{Config, ConfigError, ListenerConfig, MetricsConfig, Problem, ServerConfig, TlsConfig};
+
+/// Hard upper bound on worker threads and store shards: far above any appliance, low enough
+/// that a typo (an extra zero or three) is caught before the daemon spawns thousands of threads.
+const MAX_WORKERS: u64 = 1024;
+
+pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        path: origin.to_path_buf(),
+        problems,
+    };
+    // Syntax first, with recovery, so that every syntax error is reported at once.
+    let (_, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        let problems = errors
+            .iter()
+            .map(|e| problem_at(text, e.span(), e.message()))
+            .collect();
+        return Err(invalid(problems));
+    }
+    // Schema: unknown keys, wrong types, bad enum values. serde stops at the first one.
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| invalid(vec![problem_at(text, e.span(), e.message())]))?;
+    build(raw, text, origin)
+}
+
+/// Validates `raw` (taken from `text`, read from `origin`) and builds the typed configuration.
+pub(crate) fn build(raw: RawConfig, text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let doc = DeTable::parse(text)
+        .map(|d| d.into_inner())
+        .unwrap_or_default();
+    let mut v = Validator {
+        text,
+        doc: &doc,
+        problems: Vec::new(),
+    };
+    let base = origin.parent().unwrap_or(Path::new(""));
+    let config = v.build(raw, base);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            problems: v.problems,
+        })
+    }
+}
+
+/// The file-layer view of a typed configuration (for `Config::to_toml`).
+pub(crate) fn unbuild(c: &Config) -> RawConfig {
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    RawConfig {
+        server: RawServer {
+            hostname: c.server.hostname.clone(),
+            data_dir: c.server.data_dir.display().to_string(),
+            workers: c.server.workers as u64,
+            admin_socket: path(&c.server.admin_socket),
+        },
+        tls: RawTls {
+            certificate: path(&c.tls.certificate),
+            private_key: path(&c.tls.private_key),
+            min_version: c.tls.min_version,
+            reload_check_secs: c.tls.reload_check_secs,
+        },
+        smtp: c.smtp.clone(),
+        store: c.store.clone(),
+        metrics: RawMetrics {
+            bind: c.metrics.bind.map(|a| a.to_string()).unwrap_or_default(),
+        },
+        log: c.log.clone(),
+        listeners: c
+            .listeners
+            .iter()
+            .map(|l| RawListener {
+                kind: l.kind,
+                bind: l.bind.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Idx(usize),
+}
+use Seg::{Idx, Key};
+
+struct Validator<'a> {
+    text: &'a str,
+    doc: &'a DeTable<'a>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    /// Records a problem at the value found at `path`, or at the nearest enclosing item present
+    /// in the file (a default value has no position of its own), or at 1:1.
+    fn error(&mut self, path: &[Seg<'_>], message: impl Into<String>) {
+        let span = self.span_of(path);
+        let message = message.into();
+        self.problems.push(problem_at(self.text, span, &message));
+    }
+
+    fn span_of(&self, path: &[Seg<'_>]) -> Option<std::ops::Range<usize>> {
+        let mut best = None;
+        let mut table: Option<&DeTable<'_>> = Some(self.doc);
+        let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+        for seg in path {
+            let found = match (*seg, table, array) {
+                (Key(k), Some(t), _) => t.get(k),
+                (Idx(i), _, Some(a)) => a.get(i),
+                _ => None,
+            };
+            let Some(found) = found else { break };
+            best = Some(found.span());
+            table = found.get_ref().as_table();
+            array = found.get_ref().as_array().map(|a| a.as_ref());
+        }
+        best
+    }
+
+    fn build(&mut self, raw: RawConfig, base: &Path) -> Config {
+        let server = self.server(raw.server, base);
+        let tls = self.tls(raw.tls, base);
+        let mut seen: Vec<(SocketAddr, String, Vec<Seg<'static>>)> = Vec::new();
+        let listeners = self.listeners(raw.listeners, &mut seen);
+        let metrics = self.metrics(raw.metrics, &mut seen);
+        self.smtp(&raw.smtp);
+        self.store(&raw.store);
+        self.log(&raw.log);
+        Config {
+            server,
+            tls,
+            listeners,
+            smtp: raw.smtp,
+            store: raw.store,
+            metrics,
+            log: raw.log,
+        }
+    }
+
+    fn server(&mut self, s: RawServer, base: &Path) -> ServerConfig {
+        let at = |k| [Key("server"), Key(k)];
+        let hostname = if s.hostname.is_empty() {
+            system_hostname()
+        } else {
+            if let Err(why) = check_hostname(&s.hostname) {
+                self.error(
+                    &at("hostname"),
+                    format!("invalid hostname {:?}: {why}", s.hostname),
+                );
+            }
+            s.hostname
+        };
+        if s.data_dir.is_empty() {
+            self.error(&at("data_dir"), "data_dir must not be empty");
+        }
+        if s.workers > MAX_WORKERS {
+            self.error(
+                &at("workers"),
+                format!(
+                    "workers = {} is above the maximum of {MAX_WORKERS} (0 = one per CPU core)",
+                    s.workers
+                ),
+            );
+        }
+        ServerConfig {
+            hostname,
+            data_dir: resolve(base, &s.data_dir),
+            workers: usize::try_from(s.workers).unwrap_or(usize::MAX),
+            admin_socket: optional_path(base, &s.admin_socket),
+        }
+    }
+
+    fn tls(&mut self, t: RawTls, base: &Path) -> TlsConfig {
+        let at = |k| [Key("tls"), Key(k)];
+        match (t.certificate.is_empty(), t.private_key.is_empty()) {
+            (false, true) => self.error(
+                &at("certificate"),
+                "certificate is set but private_key is not; set both, or neither for a \
+                 self-signed certificate",
+            ),
+            (true, false) => self.error(
+                &at("private_key"),
+                "private_key is set but certificate is not; set both, or neither for a \
+                 self-signed certificate",
+            ),
+            _ => {}
+        }
+        TlsConfig {
+            certificate: optional_path(base, &t.certificate),
+            private_key: optional_path(base, &t.private_key),
+            min_version: t.min_version,
+            reload_check_secs: t.reload_check_secs,
+        }
+    }
+
+    fn listeners(
+        &mut self,
+        raw: Vec<RawListener>,
+        seen: &mut Vec<(SocketAddr, String, Vec<Seg<'static>>)>,
+    ) -> Vec<ListenerConfig> {
+        if raw.is_empty() {
+            self.error(
+                &[Key("listener")],
+                "at least one [[listener]] is required (omit the key entirely for the defaults)",
+            );
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, l) in raw.into_iter().enumerate() {
+            if l.bind.is_empty() {
+                self.error(
+                    &[Key("listener"), Idx(i), Key("bind")],
+                    format!("listener #{} ({}) has no bind address", i + 1, l.kind),
+                );
+            }
+            let mut bind = Vec::with_capacity(l.bind.len());
+            for (j, text) in l.bind.iter().enumerate() {
+                let path = vec![Key("listener"), Idx(i), Key("bind"), Idx(j)];
+                let who = format!("listener #{} ({})", i + 1, l.kind);
+                if let Some(addr) = self.bind_addr(text, &path, who, seen) {
+                    bind.push(addr);
+                }
+            }
+            out.push(ListenerConfig { kind: l.kind, bind });
+        }
+        out
+    }
+
+    fn metrics(
+        &mut self,
+        m: RawMetrics,
+        seen: &mut Vec<(SocketAddr, String, Vec<Seg<'static>>)>,
+    ) -> MetricsConfig {
+        if m.bind.is_empty() {
+            return MetricsConfig { bind: None };
+        }
+        let path = vec![Key("metrics"), Key("bind")];
+        MetricsConfig {
+            bind: self.bind_addr(&m.bind, &path, "metrics".into(), seen),
+        }
+    }
+
+    /// Parses one bind address and checks it against those already seen: two sockets on the
+    /// same address, or a specific address and the wildcard of its family on the same port,
+    /// cannot both be bound.
+    fn bind_addr(
+        &mut self,
+        text: &str,
+        path: &[Seg<'static>],
+        who: String,
+        seen: &mut Vec<(SocketAddr, String, Vec<Seg<'static>>)>,
+    ) -> Option<SocketAddr> {
+        let addr: SocketAddr = match text.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.error(
+                    path,
+                    format!(
+                        "invalid bind address {text:?}: expected IP:port, such as \
+                         \"0.0.0.0:25\" or \"[::]:25\""
+                    ),
+                );
+                return None;
+            }
+        };
+        if addr.port() == 0 {
+            self.error(path, format!("bind address {text:?} has port 0"));
+            return None;
+        }
+        let clash = seen.iter().find(|(other, _, _)| {
+            other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+        if let Some((other, other_who, _)) = clash {
+            let msg = if *other == addr {
+                format!("duplicate bind address {addr}: already used by {other_who}")
+            } else {
+                format!("bind address {addr} overlaps {other} used by {other_who}")
+            };
+            self.error(path, msg);
+        }
+        seen.push((addr, who, path.to_vec()));
+        Some(addr)
+    }
+
+    fn smtp(&mut self, s: &crate::SmtpConfig) {
+        let at = |k| [Key("smtp"), Key(k)];
+        // RFC 5321 4.5.3.1.7: a server must accept messages of at least 64K octets.
+        if s.max_message_size < 65_536 {
+            self.error(
+                &at("max_message_size"),
+                format!(
+                    "max_message_size = {} is below 65536 octets, the minimum of RFC 5321 4.5.3.1.7",
+                    s.max_message_size
+                ),
+            );
+        }
+        // RFC 5321 4.5.3.1.8: at least 100 recipients must be accepted.
+        if s.max_recipients < 100 {
+            self.error(
+                &at("max_recipients"),
+                format!(
+                    "max_recipients = {} is below 100, the minimum of RFC 5321 4.5.3.1.8",
+                    s.max_recipients
+                ),
+            );
+        }
+        // RFC 5321 4.5.3.1.4: command lines of 512 octets including CRLF must be accepted.
+        if s.max_command_line < 512 {
+            self.error(
+                &at("max_command_line"),
+                format!(
+                    "max_command_line = {} is below 512 octets, the minimum of RFC 5321 4.5.3.1.4",
+                    s.max_command_line
+                ),
+            );
+        }
+        // RFC 5321 4.5.3.1.6: text lines of 1000 octets including CRLF must be accepted.
+        if s.max_data_line < 1000 {
+            self.error(
+                &at("max_data_line"),
+                format!(
+                    "max_data_line = {} is below 1000 octets, the minimum of RFC 5321 4.5.3.1.6",
+                    s.max_data_line
+                ),
+            );
+        }
+        for (key, value) in [
+            ("max_commands", s.max_commands),
+            ("max_errors", s.max_errors),
+            ("max_connections", s.max_connections),
+            ("max_connections_per_ip", s.max_connections_per_ip),
+            ("timeout_command_secs", s.timeout_command_secs),
+            ("timeout_data_secs", s.timeout_data_secs),
+        ] {
+            if value == 0 {
+                self.error(&at(key), format!("{key} must be at least 1"));
+            }
+        }
+        if s.max_connections_per_ip > s.max_connections {
+            self.error(
+                &at("max_connections_per_ip"),
+                format!(
+                    "max_connections_per_ip = {} exceeds max_connections = {}",
+                    s.max_connections_per_ip, s.max_connections
+                ),
+            );
+        }
+    }
+
+    fn store(&mut self, s: &crate::StoreConfig) {
+        let at = |k| [Key("store"), Key(k)];
+        if s.shards > MAX_WORKERS {
+            self.error(
+                &at("shards"),
+                format!(
+                    "shards = {} is above the maximum of {MAX_WORKERS} (0 = same as workers)",
+                    s.shards
+                ),
+            );
+        }
+        // Segments are written with page-aligned I/O; below 1 MiB the per-segment overhead
+        // dominates.
+        if s.segment_size < 1 << 20 || !s.segment_size.is_multiple_of(4096) {
+            self.error(
+                &at("segment_size"),
+                format!(
+                    "segment_size = {} must be at least 1048576 bytes and a multiple of 4096",
+                    s.segment_size
+                ),
+            );
+        }
+        if s.max_batch == 0 || s.max_batch > 65_536 {
+            self.error(
+                &at("max_batch"),
+                format!("max_batch = {} must be between 1 and 65536", s.max_batch),
+            );
+        }
+    }
+
+    fn log(&mut self, l: &crate::LogConfig) {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let level = l.level.trim();
+        let directive = level.contains('=') || level.contains(',');
+        if level.is_empty()
+            || (!directive && !LEVELS.contains(&level.to_ascii_lowercase().as_str()))
+        {
+            self.error(
+                &[Key("log"), Key("level")],
+                format!(
+                    "invalid log level {:?}: expected one of off, error, warn, info, debug, \
+                     trace, or a filter such as \"info,postern_smtp=debug\"",
+                    l.level
+                ),
+            );
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn optional_path(base: &Path, p: &str) -> Option<PathBuf> {
+    (!p.is_empty()).then(|| resolve(base, p))
+}
+
+/// RFC 1123 2.1 / RFC 952 host name syntax: dot-separated labels of letters, digits and
+/// hyphens, 1-63 octets each, no hyphen at either end, 253 octets in all.
+fn check_hostname(h: &str) -> Result<(), &'static str> {
+    if h.len() > 253 {
+        return Err("longer than 253 characters");
+    }
+    for label in h.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each dot-separated label must be 1 to 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("only letters, digits, hyphens and dots are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label may not start or end with a hyphen");
+        }
+    }
+    Ok(())
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| check_hostname(s).is_ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Converts a byte span into a 1-based line and column (columns count characters).
+fn problem_at(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> Problem {
+    let (line, column) = match span {
+        Some(span) => line_col(text, span.start),
+        None => (1, 1),
+    };
+    Problem {
+        line,
+        column,
+        message: message.trim().to_string(),
+    }
+}
+
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
