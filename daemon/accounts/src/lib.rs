@@ -1,0 +1,380 @@
+//! Domains, users and aliases, with argon2id password hashes, stored durably in
+//! `<data_dir>/accounts.json`.
+//!
+//! * [`Accounts`] is the in-memory model: every operation validates its input and keeps the
+//!   model consistent (users and aliases only in local domains, no alias shadowing a user,
+//!   nothing deleted while something else still points at it).
+//! * [`AccountStore`] is the file: read-modify-write under an exclusive `flock` on
+//!   `<data_dir>/accounts.lock`, and atomic replacement (temp file, fsync, rename, fsync of the
+//!   directory), so a crash leaves either the old or the new file, never a torn one. The file
+//!   is mode 0600 since it holds password hashes (DESIGN.md section 6).
+//!
+//! Addresses are canonicalised to lowercase, local part included; see [`address`] for why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub mod address;
+mod password;
+mod store;
+
+pub use address::{normalize_address, normalize_domain, SUBADDRESS_SEPARATOR};
+pub use password::{hash_password, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+pub use store::{AccountStore, FileStamp, ACCOUNTS_FILE, LOCK_FILE};
+
+use address::{split, strip_subaddress};
+
+/// How deep alias-to-alias chains are followed; deeper chains are treated as undeliverable
+/// beyond this point, which also bounds the work a crafted loop could cause.
+pub const MAX_ALIAS_DEPTH: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid accounts file: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: unsupported accounts file version {version}", path.display())]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    #[error("invalid address {address:?}: {why}")]
+    InvalidAddress { address: String, why: &'static str },
+    #[error("invalid domain {domain:?}: {why}")]
+    InvalidDomain { domain: String, why: &'static str },
+    #[error("domain {0} already exists")]
+    DomainExists(String),
+    #[error("domain {0} is not a local domain")]
+    UnknownDomain(String),
+    #[error("domain {domain} is still used by {users} user(s) and {aliases} alias(es)")]
+    DomainInUse {
+        domain: String,
+        users: usize,
+        aliases: usize,
+    },
+    #[error("{0} already exists as a user")]
+    UserExists(String),
+    #[error("no such user: {0}")]
+    UnknownUser(String),
+    #[error("user {user} is still the target of alias(es): {}", aliases.join(", "))]
+    UserInUse { user: String, aliases: Vec<String> },
+    #[error("{0} already exists as an alias")]
+    AliasExists(String),
+    #[error("no such alias: {0}")]
+    UnknownAlias(String),
+    #[error("invalid alias target {target}: {why}")]
+    InvalidTarget { target: String, why: &'static str },
+    #[error("address {0} may not contain '+': it separates the subaddress tag")]
+    SubaddressInName(String),
+    #[error("password rejected: {0}")]
+    WeakPassword(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// One mailbox owner.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// PHC string, argon2id.
+    pub password_hash: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
+}
+
+impl std::fmt::Debug for User {
+    // The hash stays out of logs and debug output (DESIGN.md section 6).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("password_hash", &"<redacted>")
+            .field("created", &self.created)
+            .finish()
+    }
+}
+
+/// Domains, users and aliases. All keys are canonical (see [`normalize_address`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accounts {
+    domains: BTreeSet<String>,
+    users: BTreeMap<String, User>,
+    aliases: BTreeMap<String, Vec<String>>,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Accounts {
+    // ---- domains -------------------------------------------------------------------------
+
+    pub fn add_domain(&mut self, d: &str) -> Result<(), AccountError> {
+        let d = normalize_domain(d)?;
+        if self.domains.contains(&d) {
+            return Err(AccountError::DomainExists(d));
+        }
+        self.domains.insert(d);
+        Ok(())
+    }
+
+    /// Removes a domain; refused while any user or alias (as address or target) is in it.
+    pub fn del_domain(&mut self, d: &str) -> Result<(), AccountError> {
+        let d = normalize_domain(d)?;
+        if !self.domains.contains(&d) {
+            return Err(AccountError::UnknownDomain(d));
+        }
+        let in_domain = |a: &String| split(a).1 == d;
+        let users = self.users.keys().filter(|a| in_domain(a)).count();
+        let aliases = self
+            .aliases
+            .iter()
+            .filter(|(a, targets)| in_domain(a) || targets.iter().any(in_domain))
+            .count();
+        if users > 0 || aliases > 0 {
+            return Err(AccountError::DomainInUse {
+                domain: d,
+                users,
+                aliases,
+            });
+        }
+        self.domains.remove(&d);
+        Ok(())
+    }
+
+    /// Local domains, sorted.
+    pub fn domains(&self) -> Vec<String> {
+        self.domains.iter().cloned().collect()
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        normalize_domain(domain).is_ok_and(|d| self.domains.contains(&d))
+    }
+
+    // ---- users ---------------------------------------------------------------------------
+
+    /// Checks that `address` can become a new user or alias: valid, in a local domain, no '+',
+    /// not taken.
+    fn new_name(&self, address: &str) -> Result<String, AccountError> {
+        let a = normalize_address(address)?;
+        let (local, domain) = split(&a);
+        if !self.domains.contains(domain) {
+            return Err(AccountError::UnknownDomain(domain.to_string()));
+        }
+        if local.contains(SUBADDRESS_SEPARATOR) {
+            return Err(AccountError::SubaddressInName(a));
+        }
+        if self.users.contains_key(&a) {
+            return Err(AccountError::UserExists(a));
+        }
+        if self.aliases.contains_key(&a) {
+            return Err(AccountError::AliasExists(a));
+        }
+        Ok(a)
+    }
+
+    /// Adds a user; the domain must be local and the password pass the policy
+    /// (at least [`MIN_PASSWORD_CHARS`] characters).
+    pub fn add_user(&mut self, address: &str, password: &str) -> Result<(), AccountError> {
+        let a = self.new_name(address)?;
+        let password_hash = hash_password(password)?;
+        self.users.insert(
+            a,
+            User {
+                password_hash,
+                created: now_unix(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a user; refused while an alias still targets it.
+    pub fn del_user(&mut self, address: &str) -> Result<(), AccountError> {
+        let a = normalize_address(address)?;
+        if !self.users.contains_key(&a) {
+            return Err(AccountError::UnknownUser(a));
+        }
+        let aliases: Vec<String> = self
+            .aliases
+            .iter()
+            .filter(|(_, targets)| targets.contains(&a))
+            .map(|(alias, _)| alias.clone())
+            .collect();
+        if !aliases.is_empty() {
+            return Err(AccountError::UserInUse { user: a, aliases });
+        }
+        self.users.remove(&a);
+        Ok(())
+    }
+
+    pub fn set_password(&mut self, address: &str, password: &str) -> Result<(), AccountError> {
+        let a = normalize_address(address)?;
+        if !self.users.contains_key(&a) {
+            return Err(AccountError::UnknownUser(a));
+        }
+        let hash = hash_password(password)?;
+        if let Some(user) = self.users.get_mut(&a) {
+            user.password_hash = hash;
+        }
+        Ok(())
+    }
+
+    /// User addresses, sorted.
+    pub fn users(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
+
+    pub fn user(&self, address: &str) -> Option<&User> {
+        self.users.get(&normalize_address(address).ok()?)
+    }
+
+    // ---- aliases -------------------------------------------------------------------------
+
+    /// Adds an alias delivering to `targets`: local users or other aliases (subaddressed
+    /// forms allowed). Forwarding to other domains is not supported, so every target must be in
+    /// a local domain and deliverable now.
+    pub fn add_alias(&mut self, alias: &str, targets: &[String]) -> Result<(), AccountError> {
+        let a = self.new_name(alias)?;
+        if targets.is_empty() {
+            return Err(AccountError::InvalidTarget {
+                target: String::new(),
+                why: "an alias needs at least one target",
+            });
+        }
+        let mut canonical: Vec<String> = Vec::with_capacity(targets.len());
+        for t in targets {
+            let t = normalize_address(t)?;
+            if t == a {
+                return Err(AccountError::InvalidTarget {
+                    target: t,
+                    why: "an alias cannot point at itself",
+                });
+            }
+            if !self.domains.contains(split(&t).1) {
+                return Err(AccountError::InvalidTarget {
+                    target: t,
+                    why: "not in a local domain (forwarding is not supported)",
+                });
+            }
+            if self.resolve_recipient(&t).is_none() {
+                return Err(AccountError::InvalidTarget {
+                    target: t,
+                    why: "no such user or alias",
+                });
+            }
+            if !canonical.contains(&t) {
+                canonical.push(t);
+            }
+        }
+        self.aliases.insert(a, canonical);
+        Ok(())
+    }
+
+    pub fn del_alias(&mut self, alias: &str) -> Result<(), AccountError> {
+        let a = normalize_address(alias)?;
+        match self.aliases.remove(&a) {
+            Some(_) => Ok(()),
+            None => Err(AccountError::UnknownAlias(a)),
+        }
+    }
+
+    /// (alias, targets) pairs, sorted by alias.
+    pub fn aliases(&self) -> Vec<(String, Vec<String>)> {
+        self.aliases
+            .iter()
+            .map(|(a, t)| (a.clone(), t.clone()))
+            .collect()
+    }
+
+    // ---- lookups -------------------------------------------------------------------------
+
+    /// The local users that mail for `address` is delivered to: the user itself; an alias
+    /// expanded recursively (at most [`MAX_ALIAS_DEPTH`] levels, loops cut, duplicates removed,
+    /// in first-seen order); "name+tag@domain" as "name@domain" when no exact entry exists.
+    /// `None` when the address is not deliverable locally.
+    pub fn resolve_recipient(&self, address: &str) -> Option<Vec<String>> {
+        let a = normalize_address(address).ok()?;
+        if !self.domains.contains(split(&a).1) {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut visited = BTreeSet::new();
+        self.expand(&a, 0, &mut visited, &mut out);
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn expand(
+        &self,
+        address: &str,
+        depth: usize,
+        visited: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        // Exact entry first; then the address without its +tag (RFC 5233 style subaddress).
+        let key = if self.users.contains_key(address) || self.aliases.contains_key(address) {
+            address.to_string()
+        } else {
+            match strip_subaddress(address) {
+                Some(base) => base,
+                None => return,
+            }
+        };
+        if !visited.insert(key.clone()) {
+            return; // already expanded: a loop or a diamond
+        }
+        if self.users.contains_key(&key) {
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        } else if let Some(targets) = self.aliases.get(&key) {
+            if depth >= MAX_ALIAS_DEPTH {
+                return;
+            }
+            for t in targets {
+                self.expand(t, depth + 1, visited, out);
+            }
+        }
+    }
+
+    /// Checks a login. Unknown or invalid addresses still cost one argon2 verification, so
+    /// the time taken does not reveal whether the account exists. The login name is the exact
+    /// user address (no subaddress, no alias).
+    pub fn verify_password(&self, address: &str, password: &str) -> bool {
+        let user = normalize_address(address)
+            .ok()
+            .and_then(|a| self.users.get(&a));
+        match user {
+            Some(u) => password::verify(&u.password_hash, password),
+            None => {
+                password::verify_dummy(password);
+                false
+            }
+        }
+    }
+
+    /// Whether `user` may use `address` as a sender: its own address, its "+tag" forms, or an
+    /// alias whose recipients include `user`.
+    pub fn owns_address(&self, user: &str, address: &str) -> bool {
+        let Ok(user) = normalize_address(user) else {
+            return false;
+        };
+        if !self.users.contains_key(&user) {
+            return false;
+        }
+        self.resolve_recipient(address)
+            .is_some_and(|users| users.contains(&user))
+    }
+}
+
+#[cfg(test)]
+mod tests;
