@@ -1,0 +1,364 @@
+//! In-memory mailbox index, rebuilt from the log at open and updated by the shard
+//! threads after each commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::{MailboxId, MailboxInfo, MessageMeta};
+
+/// Where a record lives on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub shard: usize,
+    pub segment: u32,
+    /// Offset of the record header within the segment file.
+    pub offset: u64,
+    /// Header + payload length.
+    pub len: u64,
+}
+
+/// Allocation counter with a visibility boundary: every value below `boundary()` is
+/// resolved (committed or failed). IMAP clients must never see UID n+1 before UID n
+/// (RFC 3501 2.3.1.1: UIDs strictly ascend), so only values under the boundary show.
+#[derive(Debug, Default)]
+pub(crate) struct Watermark {
+    next: u64,
+    pending: BTreeSet<u64>,
+}
+
+impl Watermark {
+    fn new(next: u64) -> Self {
+        Watermark {
+            next,
+            pending: BTreeSet::new(),
+        }
+    }
+    fn alloc(&mut self) -> u64 {
+        let v = self.next;
+        self.next += 1;
+        self.pending.insert(v);
+        v
+    }
+    fn resolve(&mut self, v: u64) {
+        self.pending.remove(&v);
+    }
+    pub(crate) fn boundary(&self) -> u64 {
+        self.pending.first().copied().unwrap_or(self.next)
+    }
+}
+
+/// MODSEQ allocation; HIGHESTMODSEQ reported is the highest committed value below the
+/// boundary, so a CONDSTORE client never skips a change that commits late
+/// (RFC 7162 3.1.2.1).
+#[derive(Debug)]
+pub(crate) struct ModseqTracker {
+    wm: Watermark,
+    committed_above: BTreeSet<u64>,
+    visible_max: u64,
+}
+
+impl ModseqTracker {
+    fn new(highest: u64) -> Self {
+        ModseqTracker {
+            wm: Watermark::new(highest + 1),
+            committed_above: BTreeSet::new(),
+            visible_max: highest,
+        }
+    }
+    fn alloc(&mut self) -> u64 {
+        self.wm.alloc()
+    }
+    fn settle(&mut self, v: u64, committed: bool) {
+        self.wm.resolve(v);
+        if committed {
+            self.committed_above.insert(v);
+        }
+        let b = self.wm.boundary();
+        while let Some(&first) = self.committed_above.first() {
+            if first >= b {
+                break;
+            }
+            self.committed_above.remove(&first);
+            self.visible_max = self.visible_max.max(first);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MsgEntry {
+    pub modseq: u64,
+    pub flags: Vec<String>,
+    pub internal_date: i64,
+    pub size: u64,
+    pub loc: Location,
+}
+
+#[derive(Debug)]
+pub(crate) struct MailboxState {
+    pub id: u32,
+    pub account: String,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: u32,
+    uids: Watermark,
+    modseq: ModseqTracker,
+    /// Committed, not expunged; may hold entries above the uid boundary (not yet visible).
+    pub messages: BTreeMap<u32, MsgEntry>,
+}
+
+impl MailboxState {
+    fn uid_boundary(&self) -> u32 {
+        u32::try_from(self.uids.boundary()).unwrap_or(u32::MAX)
+    }
+
+    fn info(&self) -> MailboxInfo {
+        let b = self.uid_boundary();
+        MailboxInfo {
+            id: MailboxId(self.id),
+            account: self.account.clone(),
+            name: self.name.clone(),
+            special_use: self.special_use.clone(),
+            uidvalidity: self.uidvalidity,
+            uidnext: b,
+            highest_modseq: self.modseq.visible_max,
+            exists: self.messages.range(..b).count() as u32,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    mailboxes: HashMap<u32, MailboxState>,
+    by_name: HashMap<(String, String), u32>,
+    pub next_mailbox_id: u32,
+    pub last_uidvalidity: u32,
+}
+
+/// One delivery allocated at enqueue time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Alloc {
+    pub mailbox: u32,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+impl Index {
+    pub(crate) fn new() -> Self {
+        Index {
+            next_mailbox_id: 1,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn find(&self, account: &str, name: &str) -> Option<MailboxInfo> {
+        let id = self.by_name.get(&(account.to_string(), name.to_string()))?;
+        self.mailboxes.get(id).map(MailboxState::info)
+    }
+
+    pub(crate) fn info(&self, id: u32) -> Option<MailboxInfo> {
+        self.mailboxes.get(&id).map(MailboxState::info)
+    }
+
+    pub(crate) fn mailboxes(&self, account: &str) -> Vec<MailboxInfo> {
+        let mut v: Vec<MailboxInfo> = self
+            .mailboxes
+            .values()
+            .filter(|m| m.account == account)
+            .map(MailboxState::info)
+            .collect();
+        v.sort_by_key(|m| m.id.0);
+        v
+    }
+
+    pub(crate) fn contains(&self, id: u32) -> bool {
+        self.mailboxes.contains_key(&id)
+    }
+
+    /// Inserts a committed (or recovered) mailbox.
+    pub(crate) fn insert_mailbox(
+        &mut self,
+        id: u32,
+        uidvalidity: u32,
+        account: String,
+        name: String,
+        special_use: Option<String>,
+    ) {
+        self.by_name.insert((account.clone(), name.clone()), id);
+        self.next_mailbox_id = self.next_mailbox_id.max(id.saturating_add(1));
+        self.last_uidvalidity = self.last_uidvalidity.max(uidvalidity);
+        self.mailboxes.insert(
+            id,
+            MailboxState {
+                id,
+                account,
+                name,
+                special_use,
+                uidvalidity,
+                uids: Watermark::new(1),
+                // Creation is modseq 1 (RFC 7162 mod-sequences are non-zero).
+                modseq: ModseqTracker::new(1),
+                messages: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Allocates a UID and MODSEQ for a new message in `mailbox`.
+    pub(crate) fn alloc_delivery(&mut self, mailbox: u32) -> Option<Alloc> {
+        let m = self.mailboxes.get_mut(&mailbox)?;
+        if m.uids.next > u64::from(u32::MAX) {
+            return None;
+        }
+        let uid = m.uids.alloc() as u32;
+        let modseq = m.modseq.alloc();
+        Some(Alloc {
+            mailbox,
+            uid,
+            modseq,
+        })
+    }
+
+    /// Allocates a MODSEQ for a flag change or expunge.
+    pub(crate) fn alloc_modseq(&mut self, mailbox: u32) -> Option<u64> {
+        Some(self.mailboxes.get_mut(&mailbox)?.modseq.alloc())
+    }
+
+    /// True when `uid` is a visible, non-expunged message.
+    pub(crate) fn is_visible(&self, mailbox: u32, uid: u32) -> bool {
+        self.mailboxes
+            .get(&mailbox)
+            .is_some_and(|m| uid < m.uid_boundary() && m.messages.contains_key(&uid))
+    }
+
+    pub(crate) fn commit_delivery(&mut self, a: Alloc, entry: MsgEntry) {
+        if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
+            m.messages.insert(a.uid, entry);
+            m.uids.resolve(u64::from(a.uid));
+            m.modseq.settle(a.modseq, true);
+        }
+    }
+
+    pub(crate) fn fail_delivery(&mut self, a: Alloc) {
+        if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
+            m.uids.resolve(u64::from(a.uid));
+            m.modseq.settle(a.modseq, false);
+        }
+    }
+
+    pub(crate) fn commit_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            if let Some(e) = m.messages.get_mut(&uid) {
+                if modseq > e.modseq {
+                    e.modseq = modseq;
+                    e.flags = flags;
+                }
+            }
+            m.modseq.settle(modseq, true);
+        }
+    }
+
+    pub(crate) fn commit_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            for u in uids {
+                m.messages.remove(u);
+            }
+            m.modseq.settle(modseq, true);
+        }
+    }
+
+    pub(crate) fn fail_modseq(&mut self, mailbox: u32, modseq: u64) {
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            m.modseq.settle(modseq, false);
+        }
+    }
+
+    pub(crate) fn messages(&self, mailbox: u32) -> Vec<MessageMeta> {
+        let Some(m) = self.mailboxes.get(&mailbox) else {
+            return Vec::new();
+        };
+        m.messages
+            .range(..m.uid_boundary())
+            .map(|(&uid, e)| MessageMeta {
+                mailbox: MailboxId(mailbox),
+                uid,
+                modseq: e.modseq,
+                flags: e.flags.clone(),
+                internal_date: e.internal_date,
+                size: e.size,
+                location: e.loc,
+            })
+            .collect()
+    }
+
+    /// After recovery: counters continue past everything the log holds (including
+    /// expunged messages, so a UID is never reused within one UIDVALIDITY).
+    pub(crate) fn finish_recovery(&mut self, max_uid: &HashMap<u32, u32>, max_modseq: &HashMap<u32, u64>) {
+        for (id, m) in self.mailboxes.iter_mut() {
+            let uid = max_uid.get(id).copied().unwrap_or(0);
+            m.uids = Watermark::new(u64::from(uid) + 1);
+            let ms = max_modseq.get(id).copied().unwrap_or(1).max(1);
+            m.modseq = ModseqTracker::new(ms);
+        }
+    }
+
+    /// Recovery: message entry at a known uid (no allocation bookkeeping).
+    pub(crate) fn recover_message(&mut self, mailbox: u32, uid: u32, entry: MsgEntry) -> bool {
+        match self.mailboxes.get_mut(&mailbox) {
+            Some(m) => {
+                m.messages.insert(uid, entry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn recover_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
+        if let Some(e) = self
+            .mailboxes
+            .get_mut(&mailbox)
+            .and_then(|m| m.messages.get_mut(&uid))
+        {
+            if modseq > e.modseq {
+                e.modseq = modseq;
+                e.flags = flags;
+            }
+        }
+    }
+
+    pub(crate) fn recover_expunge(&mut self, mailbox: u32, uids: &[u32]) {
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            for u in uids {
+                m.messages.remove(u);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_hides_values_above_a_pending_one() {
+        let mut w = Watermark::new(1);
+        let a = w.alloc();
+        let b = w.alloc();
+        let c = w.alloc();
+        assert_eq!((a, b, c), (1, 2, 3));
+        w.resolve(b);
+        assert_eq!(w.boundary(), 1);
+        w.resolve(a);
+        assert_eq!(w.boundary(), 3);
+        w.resolve(c);
+        assert_eq!(w.boundary(), 4);
+    }
+
+    #[test]
+    fn highest_modseq_waits_for_earlier_changes() {
+        let mut t = ModseqTracker::new(1);
+        let a = t.alloc();
+        let b = t.alloc();
+        t.settle(b, true);
+        assert_eq!(t.visible_max, 1);
+        t.settle(a, false);
+        assert_eq!(t.visible_max, b);
+    }
+}

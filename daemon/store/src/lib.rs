@@ -1,0 +1,698 @@
+//! Durable sharded mail store.
+//!
+//! Contract (DESIGN.md 3.3): an append returns Ok only after the message bytes and its
+//! index entry (the same log record) are on stable storage — `fdatasync` completed. A
+//! crash at any instant loses nothing acknowledged and duplicates nothing.
+//!
+//! Each shard is a plain OS thread owning an io_uring instance (or the portable
+//! pwrite + fdatasync backend) and append-only, preallocated segment files under
+//! `<root>/shard-<n>/seg-<NNNNNNNN>.log`. The thread group-commits: every queued request
+//! (up to `max_batch`) is serialised into one buffer, written at the segment tail with an
+//! fdatasync linked after the write, and only then applied to the in-memory index and
+//! answered. The index is rebuilt from the records at open.
+
+mod backend;
+mod error;
+mod index;
+mod record;
+mod shard;
+pub mod stripe;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::StoreError;
+pub use index::Location;
+pub use stripe::MdLayout;
+
+use backend::Backend;
+use index::Index;
+use shard::{Done, Job, Msg, Op, Reply};
+
+/// Which write backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// io_uring when the kernel allows it, else portable (with a warning).
+    Auto,
+    /// io_uring or fail to open.
+    IoUring,
+    /// pwrite + fdatasync.
+    Portable,
+}
+
+/// The backend actually in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    IoUring,
+    Portable,
+}
+
+/// Options for [`Store::open`].
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub root: PathBuf,
+    pub shards: usize,
+    pub backend: BackendChoice,
+    /// Preallocated size of each segment (rounded up to the write alignment).
+    pub segment_bytes: u64,
+    /// Most requests in one group commit.
+    pub max_batch: usize,
+    /// Open without writing anything (offline export while the daemon is stopped).
+    pub read_only: bool,
+    /// Where sysfs is mounted; a test points it at a fixture tree.
+    pub sysfs_root: PathBuf,
+    /// Called by a shard thread after every successful commit.
+    pub on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("root", &self.root)
+            .field("shards", &self.shards)
+            .field("backend", &self.backend)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("read_only", &self.read_only)
+            .field("sysfs_root", &self.sysfs_root)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
+}
+
+impl StoreOptions {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            root: root.into(),
+            shards: 1,
+            backend: BackendChoice::Auto,
+            segment_bytes: 64 << 20,
+            max_batch: 512,
+            read_only: false,
+            sysfs_root: PathBuf::from("/sys"),
+            on_commit: None,
+        }
+    }
+}
+
+/// One group commit, reported to `on_commit`.
+#[derive(Debug, Clone)]
+pub struct CommitReport {
+    pub shard: usize,
+    /// Requests (records, padding excluded) made durable by this commit.
+    pub records: usize,
+    /// Bytes written, padding included.
+    pub bytes: u64,
+    /// From the start of serialisation to fdatasync completion.
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MailboxId(pub u32);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub id: MailboxId,
+    pub account: String,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: u32,
+    /// RFC 3501 2.3.1.1: the next UID; watermark-based, never ahead of a pending UID.
+    pub uidnext: u32,
+    /// RFC 7162 3.1.2.1.
+    pub highest_modseq: u64,
+    /// Visible, non-expunged messages.
+    pub exists: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// The message exactly as it will be stored and read back.
+    pub body: Vec<u8>,
+    /// Unix seconds (IMAP INTERNALDATE).
+    pub internal_date: i64,
+    /// Every mailbox that receives the message; all or none get it.
+    pub targets: Vec<AppendTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendTarget {
+    pub mailbox: MailboxId,
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub mailbox: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub mailbox: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+    /// System flags ("\\Seen") and keywords.
+    pub flags: Vec<String>,
+    pub internal_date: i64,
+    /// Body size in bytes (RFC822.SIZE).
+    pub size: u64,
+    /// Where the Message record lives.
+    pub location: Location,
+}
+
+struct Inner {
+    root: PathBuf,
+    read_only: bool,
+    backend_kind: BackendKind,
+    alignment: u64,
+    md: Option<MdLayout>,
+    shards: usize,
+    index: Arc<Mutex<Index>>,
+    senders: RwLock<Vec<mpsc::Sender<Msg>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    create_lock: Mutex<()>,
+    readers: Mutex<HashMap<(usize, u32), Arc<File>>>,
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        if let Ok(mut s) = self.senders.write() {
+            for tx in s.iter() {
+                let _ = tx.send(Msg::Shutdown);
+            }
+            s.clear();
+        }
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The store. Cheap to clone; the last clone dropped stops the shard threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+const MAX_FLAG_LEN: usize = 1024;
+const MAX_FLAGS: usize = 1024;
+
+fn check_flags(flags: &[String]) -> Result<(), StoreError> {
+    if flags.len() > MAX_FLAGS {
+        return Err(StoreError::InvalidRequest("too many flags".into()));
+    }
+    if let Some(f) = flags.iter().find(|f| f.is_empty() || f.len() > MAX_FLAG_LEN) {
+        return Err(StoreError::InvalidRequest(format!("invalid flag {f:?}")));
+    }
+    Ok(())
+}
+
+fn lock_err<T>(_: T) -> StoreError {
+    StoreError::CommitFailed("index lock poisoned".into())
+}
+
+fn done_appended(r: Result<Done, StoreError>) -> Result<Vec<Appended>, StoreError> {
+    match r? {
+        Done::Appended(v) => Ok(v),
+        _ => Err(StoreError::CommitFailed("unexpected reply".into())),
+    }
+}
+
+fn done_modseq(r: Result<Done, StoreError>) -> Result<u64, StoreError> {
+    match r? {
+        Done::Modseq(m) => Ok(m),
+        _ => Err(StoreError::CommitFailed("unexpected reply".into())),
+    }
+}
+
+impl Store {
+    /// Opens (creating unless read-only) the store, recovers every shard and starts the
+    /// shard threads.
+    pub fn open(opts: StoreOptions) -> Result<Store, StoreError> {
+        if opts.shards == 0 {
+            return Err(StoreError::InvalidOptions("shards must be >= 1".into()));
+        }
+        if opts.max_batch == 0 {
+            return Err(StoreError::InvalidOptions("max_batch must be >= 1".into()));
+        }
+        if opts.segment_bytes < 4096 {
+            return Err(StoreError::InvalidOptions(
+                "segment_bytes must be >= 4096".into(),
+            ));
+        }
+        let root = opts.root.clone();
+        if !opts.read_only {
+            std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        } else if !root.is_dir() {
+            return Err(StoreError::io(
+                &root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "store root not found"),
+            ));
+        }
+        let md = stripe::detect(&root, &opts.sysfs_root);
+        let alignment = md
+            .as_ref()
+            .map(MdLayout::alignment)
+            .unwrap_or(stripe::DEFAULT_ALIGNMENT);
+        if let Some(l) = &md {
+            tracing::info!(event = "store.md_layout", level = %l.level, chunk = l.chunk_bytes,
+                data_disks = l.data_disks, alignment, "md RAID detected under the store");
+        }
+        // Segments are a whole number of alignment units so each starts stripe-aligned.
+        let segment_bytes = opts.segment_bytes.div_ceil(alignment) * alignment;
+
+        // Recovery: every shard directory present, even beyond the configured count.
+        let present = shard::list_shards(&root)?;
+        let mut recs = Vec::new();
+        let mut scans = HashMap::new();
+        for &s in present.iter() {
+            scans.insert(s, shard::scan_shard(&root, s, &mut recs)?);
+        }
+        let mut index = Index::new();
+        shard::rebuild_index(&mut index, recs);
+        let index = Arc::new(Mutex::new(index));
+
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        let mut backend_kind = match opts.backend {
+            BackendChoice::Portable => BackendKind::Portable,
+            _ => BackendKind::IoUring,
+        };
+        if opts.read_only {
+            if opts.backend == BackendChoice::IoUring {
+                backend::probe_uring().map_err(StoreError::IoUringUnavailable)?;
+            }
+        } else {
+            let mut backends = Vec::new();
+            for _ in 0..opts.shards {
+                let b = match opts.backend {
+                    BackendChoice::Portable => Backend::Portable,
+                    BackendChoice::IoUring => Backend::Uring(
+                        backend::probe_uring().map_err(StoreError::IoUringUnavailable)?,
+                    ),
+                    BackendChoice::Auto => match backend::probe_uring() {
+                        Ok(r) => Backend::Uring(r),
+                        Err(e) => {
+                            tracing::warn!(event = "store.io_uring_unavailable", error = %e,
+                                "io_uring refused; using the portable pwrite+fdatasync backend");
+                            Backend::Portable
+                        }
+                    },
+                };
+                backends.push(b);
+            }
+            if backends.iter().any(|b| b.kind() == BackendKind::Portable) {
+                // Mixed results from the probe: use one kind everywhere.
+                backends = (0..opts.shards).map(|_| Backend::Portable).collect();
+            }
+            backend_kind = backends
+                .first()
+                .map(Backend::kind)
+                .unwrap_or(BackendKind::Portable);
+            let mut created_dir = false;
+            for (s, b) in backends.into_iter().enumerate() {
+                let dir = shard::shard_dir(&root, s);
+                if !dir.is_dir() {
+                    std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                    created_dir = true;
+                }
+                let empty = shard::ShardScan {
+                    tail: None,
+                    garbage: None,
+                    next_seq: 0,
+                };
+                let scan = scans.get(&s).unwrap_or(&empty);
+                let w = shard::Writer::open(
+                    &root,
+                    s,
+                    scan,
+                    segment_bytes,
+                    alignment,
+                    b,
+                    opts.max_batch,
+                    index.clone(),
+                    opts.on_commit.clone(),
+                )?;
+                let (tx, rx) = mpsc::channel();
+                let t = std::thread::Builder::new()
+                    .name(format!("store-shard-{s}"))
+                    .spawn(move || w.run(rx))
+                    .map_err(|e| StoreError::io(&dir, e))?;
+                senders.push(tx);
+                threads.push(t);
+            }
+            if created_dir {
+                shard::fsync_dir(&root)?;
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root,
+                read_only: opts.read_only,
+                backend_kind,
+                alignment,
+                md,
+                shards: opts.shards,
+                index,
+                senders: RwLock::new(senders),
+                threads: Mutex::new(threads),
+                create_lock: Mutex::new(()),
+                readers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn backend_kind(&self) -> BackendKind {
+        self.inner.backend_kind
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards
+    }
+
+    /// Write alignment in bytes: the full stripe width on md RAID4/5/6, else 4096.
+    pub fn stripe_alignment(&self) -> u64 {
+        self.inner.alignment
+    }
+
+    /// The md layout found under the root, if any.
+    pub fn md_layout(&self) -> Option<MdLayout> {
+        self.inner.md.clone()
+    }
+
+    fn send(&self, shard: usize, job: Job) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            job.fail(&self.inner.index, StoreError::ReadOnly);
+            return Err(StoreError::ReadOnly);
+        }
+        let senders = self.inner.senders.read().map_err(lock_err)?;
+        let Some(tx) = senders.get(shard % self.inner.shards.max(1)) else {
+            drop(senders);
+            job.fail(&self.inner.index, StoreError::Closed);
+            return Err(StoreError::Closed);
+        };
+        if let Err(mpsc::SendError(Msg::Job(job))) = tx.send(Msg::Job(job)) {
+            drop(senders);
+            job.fail(&self.inner.index, StoreError::Closed);
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Creates the mailbox if needed (durably, on shard 0) and returns it. Blocking.
+    pub fn ensure_mailbox(
+        &self,
+        account: &str,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<MailboxInfo, StoreError> {
+        if let Some(m) = self.find_mailbox(account, name) {
+            return Ok(m);
+        }
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        for s in [account, name].into_iter().chain(special_use) {
+            if s.len() > u16::MAX as usize {
+                return Err(StoreError::InvalidRequest("name too long".into()));
+            }
+        }
+        let _guard = self.inner.create_lock.lock().map_err(lock_err)?;
+        if let Some(m) = self.find_mailbox(account, name) {
+            return Ok(m);
+        }
+        let (id, uidvalidity) = {
+            let ix = self.inner.index.lock().map_err(lock_err)?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let now = u32::try_from(now).unwrap_or(u32::MAX);
+            // RFC 3501 2.3.1.1: UIDVALIDITY from the clock, distinct per mailbox, so a
+            // deleted and recreated mailbox never reuses a value.
+            (ix.next_mailbox_id, now.max(ix.last_uidvalidity.saturating_add(1)))
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(
+            0,
+            Job {
+                op: Op::Create {
+                    id,
+                    uidvalidity,
+                    account: account.to_string(),
+                    name: name.to_string(),
+                    special_use: special_use.map(str::to_string),
+                },
+                reply: Reply::Sync(tx),
+            },
+        )?;
+        rx.recv().map_err(|_| StoreError::Closed)??;
+        self.find_mailbox(account, name)
+            .ok_or(StoreError::UnknownMailbox(id))
+    }
+
+    pub fn find_mailbox(&self, account: &str, name: &str) -> Option<MailboxInfo> {
+        self.inner.index.lock().ok()?.find(account, name)
+    }
+
+    pub fn mailbox(&self, id: MailboxId) -> Option<MailboxInfo> {
+        self.inner.index.lock().ok()?.info(id.0)
+    }
+
+    pub fn mailboxes(&self, account: &str) -> Vec<MailboxInfo> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.mailboxes(account))
+            .unwrap_or_default()
+    }
+
+    fn enqueue_append(&self, shard: usize, req: AppendRequest, reply: Reply) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        if req.targets.is_empty() {
+            return Err(StoreError::InvalidRequest("no targets".into()));
+        }
+        for (i, t) in req.targets.iter().enumerate() {
+            check_flags(&t.flags)?;
+            if req.targets[..i].iter().any(|o| o.mailbox == t.mailbox) {
+                return Err(StoreError::InvalidRequest(format!(
+                    "mailbox {} targeted twice",
+                    t.mailbox.0
+                )));
+            }
+        }
+        let mut allocs = Vec::with_capacity(req.targets.len());
+        {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            if let Some(t) = req.targets.iter().find(|t| !ix.contains(t.mailbox.0)) {
+                return Err(StoreError::UnknownMailbox(t.mailbox.0));
+            }
+            // UIDs are allocated now, in enqueue order; visibility waits for commit.
+            for t in &req.targets {
+                match ix.alloc_delivery(t.mailbox.0) {
+                    Some(a) => allocs.push(a),
+                    None => {
+                        for a in allocs {
+                            ix.fail_delivery(a);
+                        }
+                        return Err(StoreError::InvalidRequest("UID space exhausted".into()));
+                    }
+                }
+            }
+        }
+        let deliveries = allocs
+            .iter()
+            .zip(req.targets)
+            .map(|(a, t)| record::Delivery {
+                mailbox: a.mailbox,
+                uid: a.uid,
+                modseq: a.modseq,
+                flags: t.flags,
+            })
+            .collect();
+        let job = Job {
+            op: Op::Message {
+                record: record::Record::Message {
+                    internal_date: req.internal_date,
+                    deliveries,
+                    body: req.body,
+                },
+                allocs,
+            },
+            reply,
+        };
+        self.send(shard, job)
+    }
+
+    /// Appends one message to every target mailbox atomically. Ok means durable.
+    pub async fn append(&self, shard: usize, req: AppendRequest) -> Result<Vec<Appended>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue_append(shard, req, Reply::Async(tx))?;
+        done_appended(rx.await.map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Blocking form of [`Store::append`]; safe to call from any thread.
+    pub fn append_blocking(&self, shard: usize, req: AppendRequest) -> Result<Vec<Appended>, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.enqueue_append(shard, req, Reply::Sync(tx))?;
+        done_appended(rx.recv().map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Visible messages in UID order, expunged ones excluded.
+    pub fn messages(&self, mailbox: MailboxId) -> Vec<MessageMeta> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.messages(mailbox.0))
+            .unwrap_or_default()
+    }
+
+    fn reader(&self, shard: usize, segment: u32) -> Result<Arc<File>, StoreError> {
+        let mut r = self.inner.readers.lock().map_err(lock_err)?;
+        if let Some(f) = r.get(&(shard, segment)) {
+            return Ok(f.clone());
+        }
+        let path = shard::segment_path(&self.inner.root, shard, segment);
+        let f = Arc::new(File::open(&path).map_err(|e| StoreError::io(&path, e))?);
+        r.insert((shard, segment), f.clone());
+        Ok(f)
+    }
+
+    /// Reads a message body, verifying the record checksum.
+    pub fn read_message(&self, meta: &MessageMeta) -> Result<Vec<u8>, StoreError> {
+        let loc = meta.location;
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            shard: loc.shard,
+            segment: loc.segment,
+            offset: loc.offset,
+            reason: reason.to_string(),
+        };
+        let len = usize::try_from(loc.len).map_err(|_| corrupt("length"))?;
+        let mut buf = vec![0u8; len];
+        let f = self.reader(loc.shard, loc.segment)?;
+        f.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+            StoreError::io(shard::segment_path(&self.inner.root, loc.shard, loc.segment), e)
+        })?;
+        let fr = record::frame(&buf).ok_or_else(|| corrupt("checksum mismatch"))?;
+        if fr.kind != record::Kind::Message {
+            return Err(corrupt("not a message record"));
+        }
+        let head = record::decode_message_head(fr.payload).ok_or_else(|| corrupt("undecodable"))?;
+        if !head
+            .deliveries
+            .iter()
+            .any(|d| d.mailbox == meta.mailbox.0 && d.uid == meta.uid)
+        {
+            return Err(corrupt("record does not hold this message"));
+        }
+        Ok(fr.payload[head.body_offset..head.body_offset + head.body_len].to_vec())
+    }
+
+    // Flag changes and expunges of one mailbox go to one shard, so they commit in the
+    // order they were issued.
+    fn mailbox_shard(&self, mailbox: MailboxId) -> usize {
+        mailbox.0 as usize % self.inner.shards.max(1)
+    }
+
+    /// Replaces the flags of a visible message; returns its new MODSEQ once durable.
+    pub async fn set_flags(&self, mailbox: MailboxId, uid: u32, flags: Vec<String>) -> Result<u64, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        check_flags(&flags)?;
+        let modseq = {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            if !ix.contains(mailbox.0) {
+                return Err(StoreError::UnknownMailbox(mailbox.0));
+            }
+            if !ix.is_visible(mailbox.0, uid) {
+                return Err(StoreError::UnknownMessage {
+                    mailbox: mailbox.0,
+                    uid,
+                });
+            }
+            ix.alloc_modseq(mailbox.0)
+                .ok_or(StoreError::UnknownMailbox(mailbox.0))?
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(
+            self.mailbox_shard(mailbox),
+            Job {
+                op: Op::Flags {
+                    mailbox: mailbox.0,
+                    uid,
+                    modseq,
+                    flags,
+                },
+                reply: Reply::Async(tx),
+            },
+        )?;
+        done_modseq(rx.await.map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Logically deletes visible messages (a tombstone record); returns the MODSEQ.
+    /// UIDs that are not visible are ignored; with none left, nothing is written and the
+    /// current HIGHESTMODSEQ is returned.
+    pub async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> Result<u64, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let (modseq, uids) = {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            let info = ix
+                .info(mailbox.0)
+                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+            let mut uids: Vec<u32> = uids
+                .into_iter()
+                .filter(|&u| ix.is_visible(mailbox.0, u))
+                .collect();
+            uids.sort_unstable();
+            uids.dedup();
+            if uids.is_empty() {
+                return Ok(info.highest_modseq);
+            }
+            let m = ix
+                .alloc_modseq(mailbox.0)
+                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+            (m, uids)
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(
+            self.mailbox_shard(mailbox),
+            Job {
+                op: Op::Expunge {
+                    mailbox: mailbox.0,
+                    modseq,
+                    uids,
+                },
+                reply: Reply::Async(tx),
+            },
+        )?;
+        done_modseq(rx.await.map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Stops the shard threads after they finish queued work. Later writes fail with
+    /// [`StoreError::Closed`]; reads keep working.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+}

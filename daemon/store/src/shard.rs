@@ -1,0 +1,737 @@
+//! One shard: its segment files, its recovery scan, and the thread that group-commits.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::index::{Alloc, Index, Location, MsgEntry};
+use crate::record::{self, Delivery, Kind, Record, HEADER_LEN};
+use crate::{Appended, CommitReport, MailboxId, StoreError};
+
+pub(crate) fn shard_dir(root: &Path, shard: usize) -> PathBuf {
+    root.join(format!("shard-{shard}"))
+}
+
+pub(crate) fn segment_path(root: &Path, shard: usize, seg: u32) -> PathBuf {
+    shard_dir(root, shard).join(format!("seg-{seg:08}.log"))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::io(path, e)
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Lists `seg-NNNNNNNN.log` numbers in a shard directory, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
+    let mut v = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(io_err(dir))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("seg-")
+            .and_then(|s| s.strip_suffix(".log"))
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            v.push(n);
+        }
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Shard numbers present under the root (`shard-N` directories).
+pub(crate) fn list_shards(root: &Path) -> Result<Vec<usize>, StoreError> {
+    let mut v = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) => return Err(StoreError::io(root, e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(io_err(root))?;
+        if let Some(n) = ent
+            .file_name()
+            .to_str()
+            .and_then(|s| s.strip_prefix("shard-"))
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            v.push(n);
+        }
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// A record recovered from the log, to be applied to the index once every shard is read.
+pub(crate) enum Recovered {
+    Create {
+        id: u32,
+        uidvalidity: u32,
+        account: String,
+        name: String,
+        special_use: Option<String>,
+    },
+    Message {
+        internal_date: i64,
+        deliveries: Vec<Delivery>,
+        size: u64,
+        loc: Location,
+    },
+    Flags {
+        mailbox: u32,
+        uid: u32,
+        modseq: u64,
+        flags: Vec<String>,
+    },
+    Expunge {
+        mailbox: u32,
+        modseq: u64,
+        uids: Vec<u32>,
+    },
+}
+
+/// Result of scanning one shard.
+pub(crate) struct ShardScan {
+    /// Last segment and the end of its last valid record: where appends continue.
+    pub tail: Option<(u32, u64)>,
+    /// Bytes after the last valid record of the last segment that are not zero (a torn
+    /// or unacknowledged write) and must be cleared before appending there.
+    pub garbage: Option<(u64, u64)>,
+    pub next_seq: u64,
+}
+
+/// Scans every segment of a shard, validating each record; a segment ends at its first
+/// invalid record (torn tail or zeroed preallocated space).
+pub(crate) fn scan_shard(
+    root: &Path,
+    shard: usize,
+    out: &mut Vec<Recovered>,
+) -> Result<ShardScan, StoreError> {
+    let dir = shard_dir(root, shard);
+    let segs = list_segments(&dir)?;
+    let mut next_seq = 0u64;
+    let mut scan = ShardScan {
+        tail: None,
+        garbage: None,
+        next_seq: 0,
+    };
+    for (i, &seg) in segs.iter().enumerate() {
+        let path = segment_path(root, shard, seg);
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(io_err(&path))?;
+        let mut off = 0usize;
+        let mut first = true;
+        while let Some(f) = record::frame(&data[off..]) {
+            // Within a segment the sequence is contiguous; a jump means stale bytes from
+            // an older, unacknowledged write, which must not resurface.
+            if !first && f.seq != next_seq {
+                break;
+            }
+            if first && f.seq < next_seq {
+                break;
+            }
+            let loc = Location {
+                shard,
+                segment: seg,
+                offset: off as u64,
+                len: f.total_len as u64,
+            };
+            let rec = match f.kind {
+                Kind::Padding => None,
+                Kind::Message => match record::decode_message_head(f.payload) {
+                    Some(h) => Some(Recovered::Message {
+                        internal_date: h.internal_date,
+                        deliveries: h.deliveries,
+                        size: h.body_len as u64,
+                        loc,
+                    }),
+                    None => break,
+                },
+                kind => match record::decode(kind, f.payload) {
+                    Some(Record::MailboxCreate {
+                        id,
+                        uidvalidity,
+                        account,
+                        name,
+                        special_use,
+                    }) => Some(Recovered::Create {
+                        id,
+                        uidvalidity,
+                        account,
+                        name,
+                        special_use,
+                    }),
+                    Some(Record::FlagsUpdate {
+                        mailbox,
+                        uid,
+                        modseq,
+                        flags,
+                    }) => Some(Recovered::Flags {
+                        mailbox,
+                        uid,
+                        modseq,
+                        flags,
+                    }),
+                    Some(Record::Expunge {
+                        mailbox,
+                        modseq,
+                        uids,
+                    }) => Some(Recovered::Expunge {
+                        mailbox,
+                        modseq,
+                        uids,
+                    }),
+                    _ => break,
+                },
+            };
+            out.extend(rec);
+            next_seq = f.seq + 1;
+            first = false;
+            off += f.total_len;
+        }
+        if i + 1 == segs.len() {
+            scan.tail = Some((seg, off as u64));
+            if let Some(last) = data[off..].iter().rposition(|&b| b != 0) {
+                tracing::warn!(
+                    event = "store.recovery.torn_tail",
+                    shard,
+                    segment = seg,
+                    offset = off,
+                    bytes = last + 1,
+                    "dropping invalid bytes after the last valid record"
+                );
+                scan.garbage = Some((off as u64, (off + last + 1) as u64));
+            }
+        } else if off < data.len() && data[off..].iter().any(|&b| b != 0) {
+            tracing::warn!(
+                event = "store.recovery.invalid_record",
+                shard,
+                segment = seg,
+                offset = off,
+                "segment ends at an invalid record"
+            );
+        }
+    }
+    scan.next_seq = next_seq;
+    Ok(scan)
+}
+
+/// Applies recovered records to the index in an order that does not depend on how
+/// records are spread over shards: mailboxes, messages, flag changes by MODSEQ, expunges.
+pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
+    let mut max_uid: HashMap<u32, u32> = HashMap::new();
+    let mut max_modseq: HashMap<u32, u64> = HashMap::new();
+    let mut bump = |mb: u32, uid: Option<u32>, ms: u64| {
+        if let Some(u) = uid {
+            let e = max_uid.entry(mb).or_default();
+            *e = (*e).max(u);
+        }
+        let e = max_modseq.entry(mb).or_default();
+        *e = (*e).max(ms);
+    };
+    for r in &recs {
+        if let Recovered::Create {
+            id,
+            uidvalidity,
+            account,
+            name,
+            special_use,
+        } = r
+        {
+            index.insert_mailbox(
+                *id,
+                *uidvalidity,
+                account.clone(),
+                name.clone(),
+                special_use.clone(),
+            );
+        }
+    }
+    let mut flags = Vec::new();
+    let mut expunges = Vec::new();
+    for r in recs.drain(..) {
+        match r {
+            Recovered::Create { .. } => {}
+            Recovered::Message {
+                internal_date,
+                deliveries,
+                size,
+                loc,
+            } => {
+                for d in deliveries {
+                    bump(d.mailbox, Some(d.uid), d.modseq);
+                    index.recover_message(
+                        d.mailbox,
+                        d.uid,
+                        MsgEntry {
+                            modseq: d.modseq,
+                            flags: d.flags,
+                            internal_date,
+                            size,
+                            loc,
+                        },
+                    );
+                }
+            }
+            Recovered::Flags {
+                mailbox,
+                uid,
+                modseq,
+                flags: f,
+            } => {
+                bump(mailbox, None, modseq);
+                flags.push((mailbox, uid, modseq, f));
+            }
+            Recovered::Expunge {
+                mailbox,
+                modseq,
+                uids,
+            } => {
+                bump(mailbox, None, modseq);
+                expunges.push((mailbox, uids));
+            }
+        }
+    }
+    flags.sort_by_key(|f| f.2);
+    for (mb, uid, ms, f) in flags {
+        index.recover_flags(mb, uid, ms, f);
+    }
+    for (mb, uids) in expunges {
+        index.recover_expunge(mb, &uids);
+    }
+    index.finish_recovery(&max_uid, &max_modseq);
+}
+
+/// Creates a segment: preallocated, then file and directory fsync so that the file
+/// and its size survive a crash before the first data write.
+fn create_segment(root: &Path, shard: usize, seg: u32, bytes: u64) -> Result<File, StoreError> {
+    let path = segment_path(root, shard, seg);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let len = libc::off_t::try_from(bytes)
+        .map_err(|_| StoreError::InvalidOptions("segment_bytes too large".into()))?;
+    // SAFETY: plain syscall on an fd we own.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        // Filesystems without fallocate still work, just without preallocation.
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            file.set_len(bytes).map_err(io_err(&path))?;
+        } else {
+            return Err(StoreError::io(&path, e));
+        }
+    }
+    file.sync_all().map_err(io_err(&path))?;
+    fsync_dir(&shard_dir(root, shard))?;
+    Ok(file)
+}
+
+pub(crate) enum Op {
+    Create {
+        id: u32,
+        uidvalidity: u32,
+        account: String,
+        name: String,
+        special_use: Option<String>,
+    },
+    Message {
+        record: Record,
+        allocs: Vec<Alloc>,
+    },
+    Flags {
+        mailbox: u32,
+        uid: u32,
+        modseq: u64,
+        flags: Vec<String>,
+    },
+    Expunge {
+        mailbox: u32,
+        modseq: u64,
+        uids: Vec<u32>,
+    },
+}
+
+pub(crate) enum Done {
+    Created,
+    Appended(Vec<Appended>),
+    Modseq(u64),
+}
+
+pub(crate) type JobResult = Result<Done, StoreError>;
+
+pub(crate) enum Reply {
+    Async(tokio::sync::oneshot::Sender<JobResult>),
+    Sync(mpsc::SyncSender<JobResult>),
+}
+
+impl Reply {
+    fn send(self, r: JobResult) {
+        // A waiter that went away (cancelled future) is not an error for the commit.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+pub(crate) struct Job {
+    pub op: Op,
+    pub reply: Reply,
+}
+
+impl Job {
+    /// Releases the allocations of a job that will never commit.
+    pub(crate) fn fail(self, index: &Mutex<Index>, err: StoreError) {
+        if let Ok(mut ix) = index.lock() {
+            release(&mut ix, &self.op);
+        }
+        self.reply.send(Err(err));
+    }
+}
+
+fn release(ix: &mut Index, op: &Op) {
+    match op {
+        Op::Create { .. } => {}
+        Op::Message { allocs, .. } => {
+            for a in allocs {
+                ix.fail_delivery(*a);
+            }
+        }
+        Op::Flags {
+            mailbox, modseq, ..
+        }
+        | Op::Expunge {
+            mailbox, modseq, ..
+        } => ix.fail_modseq(*mailbox, *modseq),
+    }
+}
+
+pub(crate) enum Msg {
+    Job(Job),
+    Shutdown,
+}
+
+pub(crate) struct Writer {
+    pub root: PathBuf,
+    pub shard: usize,
+    pub seg: u32,
+    pub file: File,
+    pub tail: u64,
+    pub seq: u64,
+    pub segment_bytes: u64,
+    pub align: u64,
+    pub backend: Backend,
+    pub max_batch: usize,
+    pub index: Arc<Mutex<Index>>,
+    pub on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+    poisoned: bool,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Prepares appending to a shard after its scan: clears a torn tail (so stale bytes
+    /// can never be read back as records) or creates the first segment.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        root: &Path,
+        shard: usize,
+        scan: &ShardScan,
+        segment_bytes: u64,
+        align: u64,
+        mut backend: Backend,
+        max_batch: usize,
+        index: Arc<Mutex<Index>>,
+        on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+    ) -> Result<Writer, StoreError> {
+        let (seg, file, tail) = match scan.tail {
+            Some((seg, tail)) => {
+                let path = segment_path(root, shard, seg);
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                if let Some((from, to)) = scan.garbage {
+                    let zeros = vec![0u8; (to - from) as usize];
+                    backend
+                        .write_durable(&file, from, &zeros)
+                        .map_err(io_err(&path))?;
+                }
+                (seg, file, tail)
+            }
+            None => (0, create_segment(root, shard, 0, segment_bytes)?, 0),
+        };
+        backend.sync(&file).map_err(|e| StoreError::io(root, e))?;
+        Ok(Writer {
+            root: root.to_path_buf(),
+            shard,
+            seg,
+            file,
+            tail,
+            seq: scan.next_seq,
+            segment_bytes,
+            align,
+            backend,
+            max_batch: max_batch.max(1),
+            index,
+            on_commit,
+            poisoned: false,
+            buf: Vec::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut stop = false;
+        while !stop {
+            let mut jobs = Vec::new();
+            match rx.recv() {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Shutdown) | Err(_) => stop = true,
+            }
+            // Group commit: everything already queued joins this batch.
+            while jobs.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => jobs.push(j),
+                    Ok(Msg::Shutdown) => stop = true,
+                    Err(_) => break,
+                }
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            self.commit(jobs);
+        }
+        // Finish work queued behind the shutdown request.
+        loop {
+            let mut jobs = Vec::new();
+            while jobs.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => jobs.push(j),
+                    Ok(Msg::Shutdown) => {}
+                    Err(_) => break,
+                }
+            }
+            if jobs.is_empty() {
+                break;
+            }
+            self.commit(jobs);
+        }
+    }
+
+    fn commit(&mut self, jobs: Vec<Job>) {
+        if self.poisoned {
+            for j in jobs {
+                j.fail(&self.index, StoreError::ShardPoisoned(self.shard));
+            }
+            return;
+        }
+        let started = Instant::now();
+        self.buf.clear();
+        let mut seq = self.seq;
+        let mut spans = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let start = self.buf.len();
+            let n = match &j.op {
+                Op::Message { record, .. } => record.encode(seq, &mut self.buf),
+                Op::Create {
+                    id,
+                    uidvalidity,
+                    account,
+                    name,
+                    special_use,
+                } => Record::MailboxCreate {
+                    id: *id,
+                    uidvalidity: *uidvalidity,
+                    account: account.clone(),
+                    name: name.clone(),
+                    special_use: special_use.clone(),
+                }
+                .encode(seq, &mut self.buf),
+                Op::Flags {
+                    mailbox,
+                    uid,
+                    modseq,
+                    flags,
+                } => Record::FlagsUpdate {
+                    mailbox: *mailbox,
+                    uid: *uid,
+                    modseq: *modseq,
+                    flags: flags.clone(),
+                }
+                .encode(seq, &mut self.buf),
+                Op::Expunge {
+                    mailbox,
+                    modseq,
+                    uids,
+                } => Record::Expunge {
+                    mailbox: *mailbox,
+                    modseq: *modseq,
+                    uids: uids.clone(),
+                }
+                .encode(seq, &mut self.buf),
+            };
+            seq += 1;
+            spans.push((start as u64, n as u64));
+        }
+        let records_len = self.buf.len() as u64;
+        let worst = records_len + self.align + HEADER_LEN as u64;
+        let result = (|| -> Result<(), StoreError> {
+            if self.tail > 0 && self.tail + worst > self.segment_bytes {
+                let next = self.seg + 1;
+                let file = create_segment(&self.root, self.shard, next, self.segment_bytes)?;
+                self.seg = next;
+                self.file = file;
+                self.tail = 0;
+            }
+            // Pad the batch so the next one starts on an alignment boundary (a full md
+            // stripe on parity RAID: no read-modify-write).
+            let end = self.tail + records_len;
+            let mut gap = end.div_ceil(self.align) * self.align - end;
+            if gap > 0 && gap < HEADER_LEN as u64 {
+                gap += self.align;
+            }
+            if gap > 0 {
+                Record::Padding((gap - HEADER_LEN as u64) as usize).encode(seq, &mut self.buf);
+                seq += 1;
+            }
+            let path = segment_path(&self.root, self.shard, self.seg);
+            self.backend
+                .write_durable(&self.file, self.tail, &self.buf)
+                .map_err(|e| StoreError::io(path, e))
+        })();
+        let bytes = self.buf.len() as u64;
+        match result {
+            Ok(()) => {
+                let base = self.tail;
+                self.tail += bytes;
+                self.seq = seq;
+                let mut replies = Vec::with_capacity(jobs.len());
+                if let Ok(mut ix) = self.index.lock() {
+                    for (j, (start, len)) in jobs.into_iter().zip(spans) {
+                        let loc = Location {
+                            shard: self.shard,
+                            segment: self.seg,
+                            offset: base + start,
+                            len,
+                        };
+                        let done = apply(&mut ix, j.op, loc);
+                        replies.push((j.reply, done));
+                    }
+                }
+                let n = replies.len();
+                for (reply, done) in replies {
+                    reply.send(Ok(done));
+                }
+                if let Some(cb) = &self.on_commit {
+                    cb(&CommitReport {
+                        shard: self.shard,
+                        records: n,
+                        bytes,
+                        latency: started.elapsed(),
+                    });
+                }
+            }
+            Err(e) => {
+                // After a failed write or fdatasync the file state is unknown (the kernel
+                // may have dropped dirty pages): nothing more is written to this shard.
+                tracing::error!(
+                    event = "store.commit.failed",
+                    shard = self.shard,
+                    error = %e,
+                    "commit failed; shard stops accepting writes"
+                );
+                self.poisoned = true;
+                let msg = e.to_string();
+                for j in jobs {
+                    j.fail(&self.index, StoreError::CommitFailed(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
+    match op {
+        Op::Create {
+            id,
+            uidvalidity,
+            account,
+            name,
+            special_use,
+        } => {
+            ix.insert_mailbox(id, uidvalidity, account, name, special_use);
+            Done::Created
+        }
+        Op::Message { record, allocs } => {
+            let (internal_date, deliveries, size) = match record {
+                Record::Message {
+                    internal_date,
+                    deliveries,
+                    body,
+                } => (internal_date, deliveries, body.len() as u64),
+                _ => (0, Vec::new(), 0),
+            };
+            let mut out = Vec::with_capacity(allocs.len());
+            for (a, d) in allocs.into_iter().zip(deliveries) {
+                ix.commit_delivery(
+                    a,
+                    MsgEntry {
+                        modseq: a.modseq,
+                        flags: d.flags,
+                        internal_date,
+                        size,
+                        loc,
+                    },
+                );
+                out.push(Appended {
+                    mailbox: MailboxId(a.mailbox),
+                    uid: a.uid,
+                    modseq: a.modseq,
+                });
+            }
+            Done::Appended(out)
+        }
+        Op::Flags {
+            mailbox,
+            uid,
+            modseq,
+            flags,
+        } => {
+            ix.commit_flags(mailbox, uid, modseq, flags);
+            Done::Modseq(modseq)
+        }
+        Op::Expunge {
+            mailbox,
+            modseq,
+            uids,
+        } => {
+            ix.commit_expunge(mailbox, modseq, &uids);
+            Done::Modseq(modseq)
+        }
+    }
+}
