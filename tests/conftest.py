@@ -91,3 +91,8 @@ def module_factory(tmp_path_factory):
     f = ServerFactory(tmp_path_factory)
     yield f
     f.close()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the long crash rounds last, so protocol failures show up first."""
+    items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_crash.py"))

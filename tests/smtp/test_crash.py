@@ -82,7 +82,7 @@ def client(port, prefix, tid, seed, stop, ledger, lock):
     while not stop.is_set():
         try:
             s = smtplib.SMTP(HOST, port, local_hostname="crash.test", timeout=10)
-        except OSError:
+        except (OSError, smtplib.SMTPException):
             return  # server gone
         try:
             s.ehlo()
