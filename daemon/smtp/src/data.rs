@@ -85,6 +85,11 @@ impl DataReader {
         self.size
     }
 
+    /// Octets currently stored (at most the size limit).
+    pub fn stored_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// True once the message is certain to be refused.
     pub fn is_failed(&self) -> bool {
         self.bare || self.line_too_long || self.too_big

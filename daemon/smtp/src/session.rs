@@ -298,6 +298,27 @@ impl Session {
         self.closed
     }
 
+    /// Unprocessed input octets held (for memory accounting and tests). After next_action
+    /// returned NeedInput this is at most one incomplete command line.
+    pub fn buffered_input(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Message content octets held for the current transaction (never above
+    /// max_message_size).
+    pub fn buffered_body(&self) -> usize {
+        let data = match &self.mode {
+            Mode::Data(r) => r.stored_len(),
+            _ => 0,
+        };
+        let bdat = self
+            .txn
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .map_or(0, |r| r.stored_len());
+        data + bdat
+    }
+
     /// True while TLS is active (implicit, or after STARTTLS).
     pub fn is_tls(&self) -> bool {
         self.tls
@@ -688,6 +709,16 @@ impl Session {
             ));
         }
         let address = from.address;
+        if !address.is_ascii() && from.flags & MAIL_SMTPUTF8 == 0 {
+            // RFC 6531 3.5 / 3.7.4: a non-ASCII address needs the SMTPUTF8 parameter.
+            return self.reply(Reply::esc(
+                553,
+                5,
+                6,
+                7,
+                "SMTPUTF8 required for this address",
+            ));
+        }
         if address.len() > 256 {
             // RFC 5321 4.5.3.1.3: path length.
             return self.reply(Reply::esc(501, 5, 1, 7, "Sender address too long"));
@@ -719,6 +750,16 @@ impl Session {
         if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
             // DSN/RRVS are not advertised: RFC 5321 4.1.1.11 -> 555.
             return self.reply(Reply::esc(555, 5, 5, 4, "Unsupported RCPT TO parameter"));
+        }
+        if !to.address.is_ascii() && !txn.smtputf8 {
+            // RFC 6531 3.5 / 3.7.4: non-ASCII recipient without SMTPUTF8 on MAIL.
+            return self.reply(Reply::esc(
+                553,
+                5,
+                6,
+                7,
+                "SMTPUTF8 required for this address",
+            ));
         }
         if to.address.is_empty() || to.address.len() > 256 {
             // RFC 5321 4.1.1.3: a forward-path is required; 4.5.3.1.3 limits its length.

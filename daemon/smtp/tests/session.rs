@@ -299,6 +299,13 @@ fn mail_parameters() {
     let mut d = mx();
     d.feed(b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@y>\r\nDATA\r\nx\r\n.\r\n");
     assert_eq!(d.delivered[0].mail_from, "");
+    // RFC 6531 3.5: non-ASCII addresses need SMTPUTF8.
+    let mut d = mx();
+    d.feed("EHLO c\r\nMAIL FROM:<jö@x>\r\nMAIL FROM:<a@x>\r\nRCPT TO:<ü@y>\r\n".as_bytes());
+    assert_eq!(d.codes()[2..], ["553 5.6.7", "250 2.1.0", "553 5.6.7"]);
+    let mut d = mx();
+    d.feed("EHLO c\r\nMAIL FROM:<jö@x> SMTPUTF8\r\nRCPT TO:<ü@y>\r\n".as_bytes());
+    assert_eq!(d.codes()[2..], ["250 2.1.0", "250 2.1.5"]);
     // RCPT parameters are not advertised (no DSN) -> 555.
     let mut d = mx();
     d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y> NOTIFY=NEVER\r\n");
