@@ -214,7 +214,7 @@ fn unknown_key_is_reported_with_line_and_column() {
     let e = parse(text).unwrap_err();
     let shown = e.to_string();
     assert!(
-        shown.starts_with("/etc/postern/posternd.toml:5:1: unknown field `max_recipents`"),
+        shown.starts_with("/etc/postern/posternd.toml:5:1: unknown key `max_recipents` in [smtp]"),
         "{shown}"
     );
     assert_eq!(e.problems().len(), 1);
@@ -224,7 +224,28 @@ fn unknown_key_is_reported_with_line_and_column() {
 fn unknown_table_is_reported() {
     let p = problems("[smtp]\nmax_errors = 3\n[imap]\nport = 143\n");
     assert_eq!((p[0].line, p[0].column), (3, 2), "{p:?}");
-    assert!(p[0].message.contains("unknown field `imap`"), "{p:?}");
+    assert!(
+        p[0].message.contains("unknown key `imap` at the top level"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn all_unknown_keys_are_reported_together() {
+    let text =
+        "[server]\nworkers = 1\nwokers = 2\n[[listener]]\nkind = \"mx\"\nbind = [\"0.0.0.0:25\"]\n\
+                port = 25\n[metrics]\n  enabled = true\n[nonsense]\nx = 1\n";
+    let p = problems(text);
+    let at: Vec<(usize, usize)> = p.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(at, vec![(3, 1), (7, 1), (9, 3), (10, 2)], "{p:?}");
+    assert!(
+        p[0].message.contains(
+            "`wokers` in [server]; expected one of: admin_socket, data_dir, hostname, workers"
+        ),
+        "{p:?}"
+    );
+    assert!(p[1].message.contains("`port` in [listener]"), "{p:?}");
+    assert!(p[2].message.contains("`enabled` in [metrics]"), "{p:?}");
 }
 
 #[test]
@@ -372,8 +393,10 @@ fn load_reads_the_file_and_reports_its_path() {
     std::fs::write(&path, "[server]\ndata_dir = \"d\"\nbogus = 1\n").unwrap();
     let e = Config::load(&path).unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with(&format!("{}:3:1: unknown field `bogus`", path.display())),
+        e.to_string().starts_with(&format!(
+            "{}:3:1: unknown key `bogus` in [server]",
+            path.display()
+        )),
         "{e}"
     );
 

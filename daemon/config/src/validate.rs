@@ -27,10 +27,76 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
             .collect();
         return Err(invalid(problems));
     }
-    // Schema: unknown keys, wrong types, bad enum values. serde stops at the first one.
+    // Unknown keys, all of them, checked against the schema itself (the serialized defaults).
+    let unknown = unknown_keys(text);
+    if !unknown.is_empty() {
+        return Err(invalid(unknown));
+    }
+    // Wrong types and bad enum values. serde stops at the first one.
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| invalid(vec![problem_at(text, e.span(), e.message())]))?;
     build(raw, text, origin)
+}
+
+/// Every key in `text` that the schema does not have, at the key's position.
+fn unknown_keys(text: &str) -> Vec<Problem> {
+    let Ok(doc) = DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let Ok(schema) = toml::Value::try_from(RawConfig::default()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let toml::Value::Table(schema) = &schema {
+        check_table(text, doc.get_ref(), schema, "", &mut out);
+    }
+    out.sort_by_key(|p| (p.line, p.column));
+    out
+}
+
+fn check_table(
+    text: &str,
+    doc: &DeTable<'_>,
+    schema: &toml::Table,
+    section: &str,
+    out: &mut Vec<Problem>,
+) {
+    for (key, value) in doc.iter() {
+        let name: &str = key.get_ref();
+        let Some(expected) = schema.get(name) else {
+            let known: Vec<&str> = schema.keys().map(String::as_str).collect();
+            let place = if section.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in [{section}]")
+            };
+            let message = format!(
+                "unknown key `{name}` {place}; expected one of: {}",
+                known.join(", ")
+            );
+            out.push(problem_at(text, Some(key.span()), &message));
+            continue;
+        };
+        let sub = if section.is_empty() {
+            name.to_string()
+        } else {
+            format!("{section}.{name}")
+        };
+        match (expected, value.get_ref()) {
+            (toml::Value::Table(s), DeValue::Table(t)) => check_table(text, t, s, &sub, out),
+            (toml::Value::Array(s), DeValue::Array(items)) => {
+                if let Some(toml::Value::Table(s)) = s.first() {
+                    for item in items.iter() {
+                        if let DeValue::Table(t) = item.get_ref() {
+                            check_table(text, t, s, &sub, out);
+                        }
+                    }
+                }
+            }
+            // Type mismatches are left to serde, which names the expected type.
+            _ => {}
+        }
+    }
 }
 
 /// Validates `raw` (taken from `text`, read from `origin`) and builds the typed configuration.
