@@ -1,0 +1,64 @@
+//! The admin socket: a Unix socket (mode 0600, in the data directory by default) on which
+//! the `postern` CLI tells the running daemon to pick up changes it made.
+//! Protocol: one command line, one reply line. Commands: `ping`, `reload`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use crate::server::Shared;
+
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    // A socket file left by a killed daemon would make bind fail; nothing else lives there.
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(read).take(1024);
+            let read =
+                tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+            if !matches!(read, Ok(Ok(_))) {
+                return;
+            }
+            let reply = match line.trim() {
+                "ping" => "pong\n",
+                "reload" => {
+                    shared.directory.reload(true);
+                    "ok\n"
+                }
+                _ => "error unknown command\n",
+            };
+            let _ = write.write_all(reply.as_bytes()).await;
+        });
+    }
+}
+
+/// Client side, used by `postern`: sends one command; Ok(None) when no daemon listens.
+pub fn request(path: &Path, command: &str) -> Option<String> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(format!("{command}\n").as_bytes()).ok()?;
+    let mut reply = String::new();
+    std::io::BufReader::new(stream).read_line(&mut reply).ok()?;
+    Some(reply.trim().to_string())
+}

@@ -1,0 +1,92 @@
+//! The accounts directory as the daemon sees it: an immutable snapshot, swapped when
+//! `accounts.json` changes (the admin CLI writes it under a lock and then asks for a reload
+//! over the admin socket; a poll catches edits made while the socket was unreachable).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use postern_accounts::{AccountStore, Accounts};
+use postern_store::{MailboxId, Store};
+
+pub struct Directory {
+    accounts_file: AccountStore,
+    current: ArcSwap<Accounts>,
+    loaded_stamp: Mutex<Option<(SystemTime, u64)>>,
+}
+
+impl Directory {
+    pub fn open(data_dir: &Path) -> Result<Arc<Directory>> {
+        let accounts_file = AccountStore::open(data_dir)
+            .with_context(|| format!("opening accounts in {}", data_dir.display()))?;
+        let stamp = accounts_file.file_stamp();
+        let accounts = accounts_file.load().context("loading accounts")?;
+        Ok(Arc::new(Directory {
+            accounts_file,
+            current: ArcSwap::from_pointee(accounts),
+            loaded_stamp: Mutex::new(stamp),
+        }))
+    }
+
+    pub fn snapshot(&self) -> Arc<Accounts> {
+        self.current.load_full()
+    }
+
+    /// Reloads when forced or when the file changed; a file that fails to load keeps the
+    /// previous snapshot (and is logged) so a bad edit never locks every user out.
+    pub fn reload(&self, force: bool) {
+        let stamp = self.accounts_file.file_stamp();
+        let Ok(mut loaded) = self.loaded_stamp.lock() else {
+            return;
+        };
+        if !force && *loaded == stamp {
+            return;
+        }
+        match self.accounts_file.load() {
+            Ok(accounts) => {
+                self.current.store(Arc::new(accounts));
+                *loaded = stamp;
+                tracing::info!(event = "accounts.reloaded");
+            }
+            Err(error) => {
+                tracing::error!(event = "accounts.reload_failed", error = %error);
+            }
+        }
+    }
+}
+
+/// Maps a user to its INBOX in the store, creating the mailbox on first delivery.
+pub struct Inboxes {
+    store: Store,
+    known: Mutex<HashMap<String, MailboxId>>,
+}
+
+impl Inboxes {
+    pub fn new(store: Store) -> Inboxes {
+        Inboxes {
+            store,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn inbox(&self, user: &str) -> Result<MailboxId> {
+        if let Some(id) = self.known.lock().ok().and_then(|k| k.get(user).copied()) {
+            return Ok(id);
+        }
+        let store = self.store.clone();
+        let owner = user.to_string();
+        // Creation is rare and synchronous (one durable catalogue record): keep it off the
+        // worker's event loop.
+        let info = tokio::task::spawn_blocking(move || store.ensure_mailbox(&owner, "INBOX", None))
+            .await
+            .context("mailbox creation task")?
+            .with_context(|| format!("creating INBOX of {user}"))?;
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(user.to_string(), info.id);
+        }
+        Ok(info.id)
+    }
+}

@@ -1,0 +1,11 @@
+//! posternd: the Postern mail daemon, and the library behind the `postern` admin CLI.
+
+pub mod admin;
+pub mod cli;
+pub mod connection_limits;
+pub mod directory;
+pub mod metrics;
+pub mod server;
+pub mod smtp;
+pub mod tls;
+pub mod trace_headers;

@@ -1,0 +1,183 @@
+//! Prometheus metrics, fed by the same events that are logged, and a small `/metrics`
+//! endpoint (text exposition format 0.0.4).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Family<Labels, Counter>,
+    pub connections_active: Gauge,
+    pub connections_refused: Family<Labels, Counter>,
+    pub messages_accepted: Family<Labels, Counter>,
+    pub messages_rejected: Family<Labels, Counter>,
+    pub bytes_received: Counter,
+    pub auth_failures: Counter,
+    pub commit_batch_size: Histogram,
+    pub commit_latency: Histogram,
+    pub commit_bytes: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let connections = Family::<Labels, Counter>::default();
+        let connections_active = Gauge::default();
+        let connections_refused = Family::<Labels, Counter>::default();
+        let messages_accepted = Family::<Labels, Counter>::default();
+        let messages_rejected = Family::<Labels, Counter>::default();
+        let bytes_received = Counter::default();
+        let auth_failures = Counter::default();
+        let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let commit_bytes = Counter::default();
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "postern_smtp_connections",
+            "SMTP connections accepted, by listener",
+            connections.clone(),
+        );
+        registry.register(
+            "postern_smtp_connections_active",
+            "SMTP connections open now",
+            connections_active.clone(),
+        );
+        registry.register(
+            "postern_smtp_connections_refused",
+            "SMTP connections refused before the greeting, by reason",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "postern_smtp_messages_accepted",
+            "Messages acknowledged with 250 after the durable commit, by listener",
+            messages_accepted.clone(),
+        );
+        registry.register(
+            "postern_smtp_messages_rejected",
+            "Messages, recipients and commands refused, by reason",
+            messages_rejected.clone(),
+        );
+        registry.register(
+            "postern_smtp_received_bytes",
+            "Message bytes accepted",
+            bytes_received.clone(),
+        );
+        registry.register(
+            "postern_smtp_auth_failures",
+            "Failed SMTP AUTH attempts",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "postern_store_commit_batch_size",
+            "Records made durable by one group commit (one fdatasync)",
+            commit_batch_size.clone(),
+        );
+        registry.register(
+            "postern_store_commit_latency_seconds",
+            "Time from a batch's submission to its fdatasync completing",
+            commit_latency.clone(),
+        );
+        registry.register(
+            "postern_store_commit_bytes",
+            "Bytes written by group commits",
+            commit_bytes.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            connections,
+            connections_active,
+            connections_refused,
+            messages_accepted,
+            messages_rejected,
+            bytes_received,
+            auth_failures,
+            commit_batch_size,
+            commit_latency,
+            commit_bytes,
+        })
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.messages_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    pub fn record_commit(&self, report: &postern_store::CommitReport) {
+        self.commit_batch_size.observe(report.records as f64);
+        self.commit_latency.observe(report.latency.as_secs_f64());
+        self.commit_bytes.inc_by(report.bytes);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    tracing::info!(event = "metrics.listening", bind = %listener.local_addr()?);
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(event = "metrics.accept_failed", %error);
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            // Read the request head (bounded: 8 KiB, 5 s); only the request line matters.
+            let mut head = Vec::with_capacity(512);
+            let mut buf = [0u8; 1024];
+            let read_head = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            if !matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(5), read_head).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+            let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+            let (status, content_type, body) =
+                if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
+                    (
+                        "200 OK",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics.render(),
+                    )
+                } else {
+                    ("404 Not Found", "text/plain", "not found\n".to_string())
+                };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

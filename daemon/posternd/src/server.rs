@@ -1,0 +1,275 @@
+//! posternd's process layout (DESIGN.md 3.4): one worker thread per core, each with its own
+//! current-thread tokio runtime, its own SO_REUSEPORT listener sockets and its own store
+//! shard; a control thread for metrics, the admin socket, reloads and signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use postern_config::{Config, ListenerKind as ConfiguredKind, StoreBackend};
+use postern_smtp::{Limits, ListenerKind};
+use postern_store::{BackendChoice, Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::connection_limits::ConnectionLimits;
+use crate::directory::{Directory, Inboxes};
+use crate::metrics::Metrics;
+use crate::tls::ReloadingCertificate;
+
+/// State every worker shares (read-mostly).
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub directory: Arc<Directory>,
+    pub inboxes: Inboxes,
+    pub metrics: Arc<Metrics>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub smtp_limits: Limits,
+    pub connection_limits: Arc<ConnectionLimits>,
+}
+
+pub fn smtp_limits(config: &Config) -> Limits {
+    let smtp = &config.smtp;
+    Limits {
+        max_message_size: usize_of(smtp.max_message_size),
+        max_recipients: usize_of(smtp.max_recipients),
+        max_command_line: usize_of(smtp.max_command_line),
+        max_data_line: usize_of(smtp.max_data_line),
+        max_commands: usize_of(smtp.max_commands),
+        max_errors: usize_of(smtp.max_errors),
+        timeout_command: smtp.timeout_command(),
+        timeout_data: smtp.timeout_data(),
+    }
+}
+
+fn usize_of(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+pub fn store_options(config: &Config, metrics: Option<Arc<Metrics>>) -> StoreOptions {
+    let mut options = StoreOptions::new(config.data_dir().join("store"));
+    options.shards = config.effective_shards();
+    options.backend = match config.store.backend {
+        StoreBackend::Auto => BackendChoice::Auto,
+        StoreBackend::IoUring => BackendChoice::IoUring,
+        StoreBackend::Portable => BackendChoice::Portable,
+    };
+    options.segment_bytes = config.store.segment_size;
+    options.max_batch = usize_of(config.store.max_batch);
+    if let Some(metrics) = metrics {
+        options.on_commit = Some(Arc::new(move |report| metrics.record_commit(report)));
+    }
+    options
+}
+
+fn listener_kind(kind: ConfiguredKind) -> ListenerKind {
+    match kind {
+        ConfiguredKind::Mx => ListenerKind::Mx,
+        ConfiguredKind::Submission => ListenerKind::Submission,
+        ConfiguredKind::Submissions => ListenerKind::Submissions,
+    }
+}
+
+/// One bound socket, owned by one worker.
+struct BoundListener {
+    kind: ListenerKind,
+    address: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+fn bind_reuseport(address: SocketAddr) -> Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    // Every worker binds the same address; the kernel spreads connections (DESIGN.md 3.4).
+    socket.set_reuse_port(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+pub fn run(config: Config) -> Result<()> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let metrics = Metrics::new();
+    let store = Store::open(store_options(&config, Some(metrics.clone())))
+        .with_context(|| format!("opening the store in {}", data_dir.join("store").display()))?;
+    tracing::info!(
+        event = "store.opened",
+        backend = ?store.backend_kind(),
+        shards = store.shard_count(),
+        stripe_alignment = store.stripe_alignment(),
+    );
+    let directory = Directory::open(&data_dir)?;
+    let (tls, certificate) = crate::tls::server_config(&config)?;
+    let workers = config.effective_workers();
+
+    // Bind everything before anything is announced, so a port in use fails the start.
+    let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for listener in &config.listeners {
+        for address in &listener.bind {
+            for (worker, bound) in per_worker.iter_mut().enumerate() {
+                let socket = bind_reuseport(*address).with_context(|| {
+                    format!(
+                        "binding {:?} listener on {address} (worker {worker})",
+                        listener.kind
+                    )
+                })?;
+                bound.push(BoundListener {
+                    kind: listener_kind(listener.kind),
+                    address: *address,
+                    socket,
+                });
+            }
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        smtp_limits: smtp_limits(&config),
+        connection_limits: ConnectionLimits::new(
+            usize_of(config.smtp.max_connections),
+            usize_of(config.smtp.max_connections_per_ip),
+        ),
+        inboxes: Inboxes::new(store.clone()),
+        config,
+        store: store.clone(),
+        directory,
+        metrics: metrics.clone(),
+        tls,
+    });
+
+    let mut handles = Vec::new();
+    for (worker, listeners) in per_worker.into_iter().enumerate() {
+        let shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{worker}"))
+            .spawn(move || run_worker(worker, listeners, shared))
+            .context("starting a worker thread")?;
+        handles.push(handle);
+    }
+
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("control runtime")?;
+    control.block_on(control_loop(shared.clone(), certificate, workers))?;
+    // SIGTERM/SIGINT: every acknowledged message is already durable, so stopping is only a
+    // matter of letting the shards finish what they have queued.
+    store.shutdown();
+    tracing::info!(event = "server.stopped");
+    Ok(())
+}
+
+fn run_worker(worker: usize, listeners: Vec<BoundListener>, shared: Arc<Shared>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(event = "worker.start_failed", worker, %error);
+            return;
+        }
+    };
+    let shard = worker % shared.store.shard_count().max(1);
+    runtime.block_on(async move {
+        let mut accept_loops = Vec::new();
+        for bound in listeners {
+            let listener = match TcpListener::from_std(bound.socket) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(event = "worker.listener_failed", worker, address = %bound.address, %error);
+                    continue;
+                }
+            };
+            let shared = shared.clone();
+            accept_loops.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((tcp, peer)) => {
+                            tokio::spawn(crate::smtp::session::run(
+                                shared.clone(),
+                                shard,
+                                bound.kind,
+                                tcp,
+                                peer,
+                            ));
+                        }
+                        Err(error) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(event = "smtp.accept_failed", %error);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+    });
+}
+
+async fn control_loop(
+    shared: Arc<Shared>,
+    certificate: Arc<ReloadingCertificate>,
+    workers: usize,
+) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let Some(bind) = shared.config.metrics.bind {
+        let metrics = shared.metrics.clone();
+        // Bind here so a bad address fails the start instead of a background task.
+        let listener = std::net::TcpListener::bind(bind)
+            .with_context(|| format!("binding the metrics endpoint on {bind}"))?;
+        listener.set_nonblocking(true)?;
+        tokio::spawn(async move {
+            if let Err(error) = crate::metrics::serve(listener, metrics).await {
+                tracing::error!(event = "metrics.failed", %error);
+            }
+        });
+    }
+    let admin_path: PathBuf = shared.config.admin_socket_path();
+    let admin = crate::admin::bind(&admin_path)?;
+    tokio::spawn(crate::admin::serve(admin, shared.clone()));
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let reload_every = Duration::from_secs(shared.config.tls.reload_check_secs.max(1));
+    let mut cert_poll = tokio::time::interval(reload_every);
+    let mut accounts_poll = tokio::time::interval(Duration::from_secs(1));
+    let addresses: Vec<String> = shared
+        .config
+        .listeners
+        .iter()
+        .flat_map(|l| l.bind.iter().map(move |a| format!("{:?}={a}", l.kind)))
+        .collect();
+    tracing::info!(event = "server.ready", workers, listeners = %addresses.join(","));
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!(event = "server.sighup");
+                certificate.reload(true);
+                shared.directory.reload(true);
+            }
+            _ = cert_poll.tick() => certificate.reload(false),
+            _ = accounts_poll.tick() => shared.directory.reload(false),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!(event = "server.stopping");
+    let _ = std::fs::remove_file(&admin_path);
+    Ok(())
+}

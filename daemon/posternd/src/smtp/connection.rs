@@ -1,0 +1,72 @@
+//! A client connection that starts in plaintext or TLS and can be upgraded by STARTTLS.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+pub enum Connection {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only seen while a handshake is in progress or after it failed.
+    Closed,
+}
+
+impl Connection {
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Connection::Plain(stream) => stream.read(buf).await,
+            Connection::Tls(stream) => stream.read(buf).await,
+            Connection::Closed => Ok(0),
+        }
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Connection::Plain(stream) => stream.write_all(bytes).await,
+            Connection::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+            Connection::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = match self {
+            Connection::Plain(stream) => stream.shutdown().await,
+            Connection::Tls(stream) => stream.shutdown().await,
+            Connection::Closed => Ok(()),
+        };
+    }
+
+    /// Runs the TLS handshake over the plaintext stream (STARTTLS, or implicit TLS on 465).
+    pub async fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        let Connection::Plain(stream) = std::mem::replace(self, Connection::Closed) else {
+            return Err(io::Error::other("TLS already active"));
+        };
+        let tls = TlsAcceptor::from(config).accept(stream).await?;
+        *self = Connection::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// "TLSv1.3 TLS13_AES_256_GCM_SHA384" for the Received field, when TLS is active.
+    pub fn tls_description(&self) -> Option<String> {
+        let Connection::Tls(stream) = self else {
+            return None;
+        };
+        let (_, state) = stream.get_ref();
+        let version = state
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("TLS");
+        let suite = state
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown");
+        Some(format!("{version} {suite}"))
+    }
+}

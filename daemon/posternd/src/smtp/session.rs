@@ -1,0 +1,364 @@
+//! Drives one SMTP connection: feeds the sans-IO `postern_smtp::Session` from the socket and
+//! carries out what it asks for (TLS, password checks, relay decisions, durable delivery).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postern_smtp::{
+    events, Action, Answer, Envelope, ListenerKind, Reply, Session, SessionParams, Verdict,
+};
+use postern_store::{AppendRequest, AppendTarget};
+use tokio::net::TcpStream;
+
+use super::connection::Connection;
+use crate::server::Shared;
+use crate::trace_headers::{received, return_path, TraceInfo};
+
+/// Bytes read from the socket per call; the session buffers what it needs.
+const READ_CHUNK: usize = 64 * 1024;
+/// A TLS handshake that takes longer than this is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn listener_label(kind: ListenerKind) -> &'static str {
+    match kind {
+        ListenerKind::Mx => "mx",
+        ListenerKind::Submission => "submission",
+        ListenerKind::Submissions => "submissions",
+    }
+}
+
+pub async fn run(
+    shared: Arc<Shared>,
+    shard: usize,
+    kind: ListenerKind,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let label = listener_label(kind);
+    shared
+        .metrics
+        .connections
+        .get_or_create(&vec![("listener", label.to_string())])
+        .inc();
+    let slot = match shared.connection_limits.acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let reason = match refusal {
+                crate::connection_limits::Refusal::TooManyTotal => "too_many_connections",
+                crate::connection_limits::Refusal::TooManyFromAddress => {
+                    "too_many_connections_from_ip"
+                }
+            };
+            tracing::warn!(event = "smtp.connection.refused", %peer, reason);
+            shared
+                .metrics
+                .connections_refused
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc();
+            let mut conn = Connection::Plain(tcp);
+            if kind != ListenerKind::Submissions {
+                // RFC 5321 3.1: a server may refuse service with 421 instead of a greeting.
+                let _ = conn
+                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                    .await;
+            }
+            conn.shutdown().await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    shared.metrics.connections_active.inc();
+    tracing::debug!(event = "smtp.connection.opened", %peer, listener = label);
+    let mut conn = Connection::Plain(tcp);
+    if kind == ListenerKind::Submissions {
+        // RFC 8314 3.3: implicit TLS from the first byte.
+        let handshake = conn.start_tls(shared.tls.clone());
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(())) => {}
+            other => {
+                tracing::info!(event = "smtp.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
+                shared.metrics.connections_active.dec();
+                return;
+            }
+        }
+    }
+    let limits = shared.smtp_limits.clone();
+    let mut session = Session::new(SessionParams {
+        hostname: shared.config.server.hostname.clone(),
+        kind,
+        limits,
+        tls_active: kind == ListenerKind::Submissions,
+        tls_available: true,
+        peer,
+    });
+    let mut driver = Driver {
+        shared: &shared,
+        shard,
+        label,
+        peer,
+        conn,
+        out: session.greeting(),
+    };
+    driver.drive(&mut session).await;
+    driver.conn.shutdown().await;
+    shared.metrics.connections_active.dec();
+    drop(slot);
+    tracing::debug!(event = "smtp.connection.closed", %peer);
+}
+
+struct Driver<'a> {
+    shared: &'a Shared,
+    shard: usize,
+    label: &'static str,
+    peer: SocketAddr,
+    conn: Connection,
+    /// Replies not yet written: flushed before every read so pipelined replies go out in one
+    /// write (RFC 2920 3.1).
+    out: Vec<u8>,
+}
+
+impl Driver<'_> {
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let ok = self.conn.write_all(&self.out).await.is_ok();
+        self.out.clear();
+        ok
+    }
+
+    async fn drive(&mut self, session: &mut Session) {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match session.next_action() {
+                Action::Send(bytes) => self.out.extend_from_slice(&bytes),
+                Action::NeedInput => {
+                    if !self.flush().await {
+                        return;
+                    }
+                    let timeout = session.current_timeout();
+                    match tokio::time::timeout(timeout, self.conn.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return,
+                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Err(_) => {
+                            // RFC 5321 4.5.3.2: the server may close after its timeout, with 421.
+                            tracing::info!(event = "smtp.timeout", peer = %self.peer);
+                            self.shared.metrics.reject("timeout");
+                            self.out.extend_from_slice(&session.on_timeout());
+                            self.flush().await;
+                            return;
+                        }
+                    }
+                }
+                Action::StartTls => {
+                    if !self.flush().await {
+                        return;
+                    }
+                    let handshake = self.conn.start_tls(self.shared.tls.clone());
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(())) => session.tls_started(),
+                        other => {
+                            tracing::info!(event = "smtp.tls.handshake_failed", peer = %self.peer, error = ?other.ok().and_then(|r| r.err()));
+                            return;
+                        }
+                    }
+                }
+                Action::Authenticate {
+                    mechanism,
+                    username,
+                    password,
+                } => {
+                    let ok = self.authenticate(&username, password).await;
+                    if ok {
+                        tracing::info!(event = "smtp.auth.succeeded", peer = %self.peer, user = %username, mechanism);
+                    } else {
+                        self.shared.metrics.auth_failures.inc();
+                        tracing::warn!(event = "smtp.auth.failed", peer = %self.peer, user = %username, mechanism);
+                    }
+                    session.resolve(Answer::Auth(ok));
+                }
+                Action::CheckSender {
+                    address,
+                    authenticated_as,
+                } => {
+                    let verdict = self.check_sender(&address, authenticated_as.as_deref());
+                    session.resolve(Answer::Verdict(verdict));
+                }
+                Action::CheckRecipient {
+                    address,
+                    authenticated_as,
+                } => {
+                    let verdict = self.check_recipient(&address, authenticated_as.as_deref());
+                    session.resolve(Answer::Verdict(verdict));
+                }
+                Action::Deliver(envelope) => {
+                    let result = self.deliver(envelope).await;
+                    session.resolve(Answer::Delivered(result));
+                }
+                Action::Log(event) => {
+                    tracing::info!(event = event.name, peer = %self.peer, detail = %event.detail);
+                    // Sender and recipient refusals are counted where they are decided, with
+                    // a finer reason (relay, unknown_user, sender_not_owned).
+                    let decided_here = [events::SENDER, events::RECIPIENT].contains(&event.name);
+                    if let Some(reason) = event.name.strip_prefix("smtp.reject.") {
+                        if !decided_here {
+                            self.shared.metrics.reject(reason);
+                        }
+                    }
+                }
+                Action::Close => {
+                    self.flush().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn authenticate(&self, username: &str, password: String) -> bool {
+        let accounts = self.shared.directory.snapshot();
+        let user = username.to_string();
+        // argon2id costs tens of milliseconds of CPU: keep it off the event loop.
+        tokio::task::spawn_blocking(move || accounts.verify_password(&user, &password))
+            .await
+            .unwrap_or(false)
+    }
+
+    fn check_sender(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
+        let Some(user) = authenticated_as else {
+            // MX: any sender (sender authentication arrives with SPF/DMARC).
+            return Verdict::Accept;
+        };
+        if self.shared.directory.snapshot().owns_address(user, address) {
+            Verdict::Accept
+        } else {
+            tracing::warn!(event = "smtp.reject.sender_not_owned", peer = %self.peer, user, sender = address);
+            self.shared.metrics.reject("sender_not_owned");
+            Verdict::Reject(Reply::new(
+                553,
+                Some((5, 7, 1)),
+                format!("Sender address <{address}> is not owned by user {user}"),
+            ))
+        }
+    }
+
+    fn check_recipient(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
+        let accounts = self.shared.directory.snapshot();
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if !accounts.is_local_domain(domain) {
+            // Never an open relay. Authenticated users may relay once the outbound queue
+            // exists; until then remote recipients are refused for everyone.
+            let reason = if authenticated_as.is_some() {
+                "Relaying to remote domains is not enabled on this server"
+            } else {
+                "Relay access denied"
+            };
+            tracing::info!(event = "smtp.reject.relay", peer = %self.peer, recipient = address);
+            self.shared.metrics.reject("relay");
+            return Verdict::Reject(Reply::new(550, Some((5, 7, 1)), reason.to_string()));
+        }
+        if accounts.resolve_recipient(address).is_none() {
+            tracing::info!(event = "smtp.reject.unknown_user", peer = %self.peer, recipient = address);
+            self.shared.metrics.reject("unknown_user");
+            return Verdict::Reject(Reply::new(
+                550,
+                Some((5, 1, 1)),
+                format!("<{address}>: no such user here"),
+            ));
+        }
+        Verdict::Accept
+    }
+
+    /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
+    /// sent by the session only after this returns Ok (DESIGN.md 3.3).
+    async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
+        let accounts = self.shared.directory.snapshot();
+        let users: BTreeSet<String> = envelope
+            .rcpt_to
+            .iter()
+            .filter_map(|rcpt| accounts.resolve_recipient(rcpt))
+            .flatten()
+            .collect();
+        if users.is_empty() {
+            // Every recipient vanished between RCPT and the end of data (account deleted).
+            return Err(Reply::new(
+                550,
+                Some((5, 1, 1)),
+                "No valid recipients".to_string(),
+            ));
+        }
+        let temporary_failure = || {
+            Reply::new(
+                451,
+                Some((4, 3, 0)),
+                "Local storage error, try again later".to_string(),
+            )
+        };
+        let mut targets = Vec::with_capacity(users.len());
+        for user in &users {
+            match self.shared.inboxes.inbox(user).await {
+                Ok(mailbox) => targets.push(AppendTarget {
+                    mailbox,
+                    flags: Vec::new(),
+                }),
+                Err(error) => {
+                    tracing::error!(event = "store.mailbox_failed", user = %user, error = %format!("{error:#}"));
+                    return Err(temporary_failure());
+                }
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let id = format!("{:016x}", rand::random::<u64>());
+        let tls = self.conn.tls_description();
+        let trace = TraceInfo {
+            hostname: &self.shared.config.server.hostname,
+            helo: &envelope.helo,
+            peer: self.peer,
+            protocol: envelope.protocol,
+            tls: tls.as_deref(),
+            id: &id,
+            single_recipient: match envelope.rcpt_to.as_slice() {
+                [only] => Some(only.as_str()),
+                _ => None,
+            },
+            unix_time: now,
+        };
+        let mut body = return_path(&envelope.mail_from).into_bytes();
+        body.extend_from_slice(received(&trace).as_bytes());
+        body.extend_from_slice(&envelope.body);
+        let size = envelope.body.len();
+        let request = AppendRequest {
+            body,
+            internal_date: now,
+            targets,
+        };
+        match self.shared.store.append(self.shard, request).await {
+            Ok(_) => {
+                self.shared
+                    .metrics
+                    .messages_accepted
+                    .get_or_create(&vec![("listener", self.label.to_string())])
+                    .inc();
+                self.shared.metrics.bytes_received.inc_by(size as u64);
+                tracing::info!(
+                    event = "smtp.message.accepted",
+                    id = %id,
+                    peer = %self.peer,
+                    size,
+                    recipients = envelope.rcpt_to.len(),
+                    mailboxes = users.len(),
+                );
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(event = "store.append_failed", id = %id, error = %error);
+                self.shared.metrics.reject("storage_error");
+                Err(temporary_failure())
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! TLS for every listener: rustls with the aws-lc-rs provider, TLS 1.2 and 1.3 only.
+//!
+//! The certificate comes from files named in the configuration, or from a self-signed pair
+//! generated on first start (so TLS is never off). It is reloaded when the files change
+//! (polled) or on SIGHUP; a reload that fails keeps the previous certificate and logs why.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, Context, Result};
+use arc_swap::ArcSwap;
+use postern_config::{Config, TlsVersion};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+/// Where the certificate and key live, and whether we generated them.
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub self_signed: bool,
+}
+
+impl CertificateFiles {
+    /// The configured files, or the self-signed pair under `<data_dir>/tls/` (generated now
+    /// if missing).
+    pub fn from_config(config: &Config) -> Result<CertificateFiles> {
+        match (&config.tls.certificate, &config.tls.private_key) {
+            (Some(cert), Some(key)) => Ok(CertificateFiles {
+                certificate: cert.clone(),
+                private_key: key.clone(),
+                self_signed: false,
+            }),
+            _ => {
+                let dir = config.data_dir().join("tls");
+                let files = CertificateFiles {
+                    certificate: dir.join("self-signed.crt"),
+                    private_key: dir.join("self-signed.key"),
+                    self_signed: true,
+                };
+                if !files.certificate.exists() || !files.private_key.exists() {
+                    generate_self_signed(&config.server.hostname, &dir, &files)?;
+                }
+                Ok(files)
+            }
+        }
+    }
+
+    fn stamp(&self) -> Option<(SystemTime, SystemTime)> {
+        let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((modified(&self.certificate)?, modified(&self.private_key)?))
+    }
+}
+
+fn generate_self_signed(hostname: &str, dir: &Path, files: &CertificateFiles) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let names = vec![hostname.to_string(), "localhost".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| anyhow!("generating a self-signed certificate: {e}"))?;
+    write_private(
+        &files.private_key,
+        generated.signing_key.serialize_pem().as_bytes(),
+    )?;
+    write_private(&files.certificate, generated.cert.pem().as_bytes())?;
+    tracing::warn!(
+        event = "tls.self_signed_generated",
+        certificate = %files.certificate.display(),
+        "no certificate configured: generated a self-signed one; configure [tls] certificate and private_key for production"
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn load_certified_key(files: &CertificateFiles, provider: &CryptoProvider) -> Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.certificate)
+        .with_context(|| format!("reading {}", files.certificate.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", files.certificate.display()))?;
+    if chain.is_empty() {
+        return Err(anyhow!(
+            "{}: no certificate found",
+            files.certificate.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.private_key)
+        .with_context(|| format!("reading {}", files.private_key.display()))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .with_context(|| format!("{}: unusable private key", files.private_key.display()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .with_context(|| "certificate and private key do not match".to_string())?;
+    Ok(certified)
+}
+
+/// Serves the current certificate; swapped atomically on reload.
+#[derive(Debug)]
+pub struct ReloadingCertificate {
+    files: CertificateFiles,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+    loaded_stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl ReloadingCertificate {
+    pub fn load(files: CertificateFiles, provider: Arc<CryptoProvider>) -> Result<Self> {
+        let stamp = files.stamp();
+        let key = load_certified_key(&files, &provider)?;
+        Ok(ReloadingCertificate {
+            files,
+            provider,
+            current: ArcSwap::from_pointee(key),
+            loaded_stamp: std::sync::Mutex::new(stamp),
+        })
+    }
+
+    /// Reloads when forced (SIGHUP) or when the files changed since the last load.
+    pub fn reload(&self, force: bool) {
+        let stamp = self.files.stamp();
+        let Ok(mut loaded) = self.loaded_stamp.lock() else {
+            return;
+        };
+        if !force && *loaded == stamp {
+            return;
+        }
+        match load_certified_key(&self.files, &self.provider) {
+            Ok(key) => {
+                self.current.store(Arc::new(key));
+                *loaded = stamp;
+                tracing::info!(event = "tls.certificate_reloaded", certificate = %self.files.certificate.display());
+            }
+            Err(error) => {
+                // Keep serving the old certificate: a half-written file must not take TLS down.
+                tracing::error!(event = "tls.certificate_reload_failed", error = %format!("{error:#}"));
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The rustls server configuration shared by every listener.
+pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, Arc<ReloadingCertificate>)> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let files = CertificateFiles::from_config(config)?;
+    let certificate = Arc::new(ReloadingCertificate::load(files, provider.clone())?);
+    // TLS 1.0 and 1.1 are never offered (RFC 8996). The aws-lc-rs provider's default suites
+    // are AEAD-only with forward secrecy.
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match config.tls.min_version {
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let server = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    Ok((Arc::new(server), certificate))
+}
