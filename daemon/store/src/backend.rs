@@ -11,7 +11,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 use crate::BackendKind;
 
 pub(crate) enum Backend {
-    Uring(IoUring),
+    Uring(Box<IoUring>),
     Portable,
 }
 
@@ -21,7 +21,8 @@ pub(crate) fn probe_uring() -> io::Result<IoUring> {
     let mut ring = IoUring::new(8)?;
     let nop = opcode::Nop::new().build().user_data(1);
     // SAFETY: NOP references no memory.
-    unsafe { ring.submission().push(&nop) }.map_err(|_| io::Error::other("submission queue full"))?;
+    unsafe { ring.submission().push(&nop) }
+        .map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;
     let cqe = ring
         .completion()
@@ -113,7 +114,10 @@ fn uring_write_durable(ring: &mut IoUring, file: &File, offset: u64, buf: &[u8])
                 }
             }
         }
-        let (w, s) = (write_res.unwrap_or(-libc::EIO), sync_res.unwrap_or(-libc::EIO));
+        let (w, s) = (
+            write_res.unwrap_or(-libc::EIO),
+            sync_res.unwrap_or(-libc::EIO),
+        );
         if w < 0 {
             return Err(io::Error::from_raw_os_error(-w));
         }

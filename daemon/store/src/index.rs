@@ -290,7 +290,11 @@ impl Index {
 
     /// After recovery: counters continue past everything the log holds (including
     /// expunged messages, so a UID is never reused within one UIDVALIDITY).
-    pub(crate) fn finish_recovery(&mut self, max_uid: &HashMap<u32, u32>, max_modseq: &HashMap<u32, u64>) {
+    pub(crate) fn finish_recovery(
+        &mut self,
+        max_uid: &HashMap<u32, u32>,
+        max_modseq: &HashMap<u32, u64>,
+    ) {
         for (id, m) in self.mailboxes.iter_mut() {
             let uid = max_uid.get(id).copied().unwrap_or(0);
             m.uids = Watermark::new(u64::from(uid) + 1);
@@ -310,7 +314,13 @@ impl Index {
         }
     }
 
-    pub(crate) fn recover_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
+    pub(crate) fn recover_flags(
+        &mut self,
+        mailbox: u32,
+        uid: u32,
+        modseq: u64,
+        flags: Vec<String>,
+    ) {
         if let Some(e) = self
             .mailboxes
             .get_mut(&mailbox)

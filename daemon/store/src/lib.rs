@@ -67,7 +67,7 @@ pub struct StoreOptions {
     /// Where sysfs is mounted; a test points it at a fixture tree.
     pub sysfs_root: PathBuf,
     /// Called by a shard thread after every successful commit.
-    pub on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+    pub on_commit: Option<CommitHook>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -99,6 +99,9 @@ impl StoreOptions {
         }
     }
 }
+
+/// Callback run by a shard thread after each successful commit.
+pub type CommitHook = Arc<dyn Fn(&CommitReport) + Send + Sync>;
 
 /// One group commit, reported to `on_commit`.
 #[derive(Debug, Clone)]
@@ -218,7 +221,10 @@ fn check_flags(flags: &[String]) -> Result<(), StoreError> {
     if flags.len() > MAX_FLAGS {
         return Err(StoreError::InvalidRequest("too many flags".into()));
     }
-    if let Some(f) = flags.iter().find(|f| f.is_empty() || f.len() > MAX_FLAG_LEN) {
+    if let Some(f) = flags
+        .iter()
+        .find(|f| f.is_empty() || f.len() > MAX_FLAG_LEN)
+    {
         return Err(StoreError::InvalidRequest(format!("invalid flag {f:?}")));
     }
     Ok(())
@@ -304,11 +310,11 @@ impl Store {
             for _ in 0..opts.shards {
                 let b = match opts.backend {
                     BackendChoice::Portable => Backend::Portable,
-                    BackendChoice::IoUring => Backend::Uring(
+                    BackendChoice::IoUring => Backend::Uring(Box::new(
                         backend::probe_uring().map_err(StoreError::IoUringUnavailable)?,
-                    ),
+                    )),
                     BackendChoice::Auto => match backend::probe_uring() {
-                        Ok(r) => Backend::Uring(r),
+                        Ok(r) => Backend::Uring(Box::new(r)),
                         Err(e) => {
                             tracing::warn!(event = "store.io_uring_unavailable", error = %e,
                                 "io_uring refused; using the portable pwrite+fdatasync backend");
@@ -447,7 +453,10 @@ impl Store {
             let now = u32::try_from(now).unwrap_or(u32::MAX);
             // RFC 3501 2.3.1.1: UIDVALIDITY from the clock, distinct per mailbox, so a
             // deleted and recreated mailbox never reuses a value.
-            (ix.next_mailbox_id, now.max(ix.last_uidvalidity.saturating_add(1)))
+            (
+                ix.next_mailbox_id,
+                now.max(ix.last_uidvalidity.saturating_add(1)),
+            )
         };
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(
@@ -484,7 +493,12 @@ impl Store {
             .unwrap_or_default()
     }
 
-    fn enqueue_append(&self, shard: usize, req: AppendRequest, reply: Reply) -> Result<(), StoreError> {
+    fn enqueue_append(
+        &self,
+        shard: usize,
+        req: AppendRequest,
+        reply: Reply,
+    ) -> Result<(), StoreError> {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
@@ -544,14 +558,22 @@ impl Store {
     }
 
     /// Appends one message to every target mailbox atomically. Ok means durable.
-    pub async fn append(&self, shard: usize, req: AppendRequest) -> Result<Vec<Appended>, StoreError> {
+    pub async fn append(
+        &self,
+        shard: usize,
+        req: AppendRequest,
+    ) -> Result<Vec<Appended>, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.enqueue_append(shard, req, Reply::Async(tx))?;
         done_appended(rx.await.map_err(|_| StoreError::Closed)?)
     }
 
     /// Blocking form of [`Store::append`]; safe to call from any thread.
-    pub fn append_blocking(&self, shard: usize, req: AppendRequest) -> Result<Vec<Appended>, StoreError> {
+    pub fn append_blocking(
+        &self,
+        shard: usize,
+        req: AppendRequest,
+    ) -> Result<Vec<Appended>, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.enqueue_append(shard, req, Reply::Sync(tx))?;
         done_appended(rx.recv().map_err(|_| StoreError::Closed)?)
@@ -590,7 +612,10 @@ impl Store {
         let mut buf = vec![0u8; len];
         let f = self.reader(loc.shard, loc.segment)?;
         f.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-            StoreError::io(shard::segment_path(&self.inner.root, loc.shard, loc.segment), e)
+            StoreError::io(
+                shard::segment_path(&self.inner.root, loc.shard, loc.segment),
+                e,
+            )
         })?;
         let fr = record::frame(&buf).ok_or_else(|| corrupt("checksum mismatch"))?;
         if fr.kind != record::Kind::Message {
@@ -614,7 +639,12 @@ impl Store {
     }
 
     /// Replaces the flags of a visible message; returns its new MODSEQ once durable.
-    pub async fn set_flags(&self, mailbox: MailboxId, uid: u32, flags: Vec<String>) -> Result<u64, StoreError> {
+    pub async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uid: u32,
+        flags: Vec<String>,
+    ) -> Result<u64, StoreError> {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::index::{Alloc, Index, Location, MsgEntry};
 use crate::record::{self, Delivery, Kind, Record, HEADER_LEN};
-use crate::{Appended, CommitReport, MailboxId, StoreError};
+use crate::{Appended, CommitHook, CommitReport, MailboxId, StoreError};
 
 pub(crate) fn shard_dir(root: &Path, shard: usize) -> PathBuf {
     root.join(format!("shard-{shard}"))
@@ -448,7 +448,7 @@ pub(crate) struct Writer {
     pub backend: Backend,
     pub max_batch: usize,
     pub index: Arc<Mutex<Index>>,
-    pub on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+    pub on_commit: Option<CommitHook>,
     poisoned: bool,
     buf: Vec<u8>,
 }
@@ -466,7 +466,7 @@ impl Writer {
         mut backend: Backend,
         max_batch: usize,
         index: Arc<Mutex<Index>>,
-        on_commit: Option<Arc<dyn Fn(&CommitReport) + Send + Sync>>,
+        on_commit: Option<CommitHook>,
     ) -> Result<Writer, StoreError> {
         let (seg, file, tail) = match scan.tail {
             Some((seg, tail)) => {

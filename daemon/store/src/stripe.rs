@@ -54,7 +54,9 @@ pub fn data_disks(level: &str, raid_disks: u32) -> Option<u32> {
 }
 
 fn read_trim(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Finds the md layout of the block device holding `root`, reading
