@@ -206,6 +206,10 @@ fn sigkill_loses_nothing_acknowledged() {
             for (uid, (crc, tag, _)) in &by_uid {
                 acked.entry(*uid).or_insert((*crc, tag.clone()));
             }
+            eprintln!(
+                "{backend} seed {seed}: killed after {delay} ms, {new_acks} new acks, {} stored",
+                metas.len()
+            );
             assert!(mb.uidnext as usize > metas.len());
             assert_eq!(mb.exists as usize, metas.len());
         }
