@@ -15,10 +15,31 @@ pub(crate) enum Backend {
     Portable,
 }
 
-/// Creates a ring and runs a NOP through it: some sandboxes let io_uring_setup succeed
-/// but refuse operations, so creation alone proves little.
-pub(crate) fn probe_uring() -> io::Result<IoUring> {
+/// Creates a ring for one shard thread. That thread alone submits and reaps, so the
+/// kernel may defer completion work to io_uring_enter instead of interrupting the
+/// thread (SINGLE_ISSUER + DEFER_TASKRUN, Linux 6.1+); older kernels get a plain ring.
+/// A SINGLE_ISSUER ring must be created on the thread that uses it.
+pub(crate) fn new_ring() -> io::Result<IoUring> {
+    let mut ring = match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(8)
+    {
+        Ok(r) => r,
+        Err(_) => IoUring::new(8)?,
+    };
+    nop(&mut ring)?;
+    Ok(ring)
+}
+
+/// Probes io_uring: creates a ring and runs a NOP through it, since some sandboxes let
+/// io_uring_setup succeed but refuse operations.
+pub(crate) fn probe_uring() -> io::Result<()> {
     let mut ring = IoUring::new(8)?;
+    nop(&mut ring)
+}
+
+fn nop(ring: &mut IoUring) -> io::Result<()> {
     let nop = opcode::Nop::new().build().user_data(1);
     // SAFETY: NOP references no memory.
     unsafe { ring.submission().push(&nop) }
@@ -31,15 +52,16 @@ pub(crate) fn probe_uring() -> io::Result<IoUring> {
     if cqe.result() < 0 {
         return Err(io::Error::from_raw_os_error(-cqe.result()));
     }
-    Ok(ring)
+    Ok(())
 }
 
 impl Backend {
-    pub(crate) fn kind(&self) -> BackendKind {
-        match self {
-            Backend::Uring(_) => BackendKind::IoUring,
-            Backend::Portable => BackendKind::Portable,
-        }
+    /// Builds the backend of the given kind; call it on the thread that will use it.
+    pub(crate) fn new(kind: BackendKind) -> io::Result<Backend> {
+        Ok(match kind {
+            BackendKind::IoUring => Backend::Uring(Box::new(new_ring()?)),
+            BackendKind::Portable => Backend::Portable,
+        })
     }
 
     /// Writes all of `buf` at `offset` and then makes it durable with fdatasync.
@@ -52,11 +74,6 @@ impl Backend {
             }
             Backend::Uring(ring) => uring_write_durable(ring, file, offset, buf),
         }
-    }
-
-    /// fdatasync alone (used after zeroing a torn tail at open).
-    pub(crate) fn sync(&mut self, file: &File) -> io::Result<()> {
-        file.sync_data()
     }
 }
 

@@ -30,7 +30,6 @@ pub use error::StoreError;
 pub use index::Location;
 pub use stripe::MdLayout;
 
-use backend::Backend;
 use index::Index;
 use shard::{Done, Job, Msg, Op, Reply};
 
@@ -297,43 +296,24 @@ impl Store {
 
         let mut senders = Vec::new();
         let mut threads = Vec::new();
-        let mut backend_kind = match opts.backend {
+        let backend_kind = match opts.backend {
             BackendChoice::Portable => BackendKind::Portable,
-            _ => BackendKind::IoUring,
-        };
-        if opts.read_only {
-            if opts.backend == BackendChoice::IoUring {
+            BackendChoice::IoUring => {
                 backend::probe_uring().map_err(StoreError::IoUringUnavailable)?;
+                BackendKind::IoUring
             }
-        } else {
-            let mut backends = Vec::new();
-            for _ in 0..opts.shards {
-                let b = match opts.backend {
-                    BackendChoice::Portable => Backend::Portable,
-                    BackendChoice::IoUring => Backend::Uring(Box::new(
-                        backend::probe_uring().map_err(StoreError::IoUringUnavailable)?,
-                    )),
-                    BackendChoice::Auto => match backend::probe_uring() {
-                        Ok(r) => Backend::Uring(Box::new(r)),
-                        Err(e) => {
-                            tracing::warn!(event = "store.io_uring_unavailable", error = %e,
-                                "io_uring refused; using the portable pwrite+fdatasync backend");
-                            Backend::Portable
-                        }
-                    },
-                };
-                backends.push(b);
-            }
-            if backends.iter().any(|b| b.kind() == BackendKind::Portable) {
-                // Mixed results from the probe: use one kind everywhere.
-                backends = (0..opts.shards).map(|_| Backend::Portable).collect();
-            }
-            backend_kind = backends
-                .first()
-                .map(Backend::kind)
-                .unwrap_or(BackendKind::Portable);
+            BackendChoice::Auto => match backend::probe_uring() {
+                Ok(()) => BackendKind::IoUring,
+                Err(e) => {
+                    tracing::warn!(event = "store.io_uring_unavailable", error = %e,
+                        "io_uring refused; using the portable pwrite+fdatasync backend");
+                    BackendKind::Portable
+                }
+            },
+        };
+        if !opts.read_only {
             let mut created_dir = false;
-            for (s, b) in backends.into_iter().enumerate() {
+            for s in 0..opts.shards {
                 let dir = shard::shard_dir(&root, s);
                 if !dir.is_dir() {
                     std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
@@ -351,16 +331,35 @@ impl Store {
                     scan,
                     segment_bytes,
                     alignment,
-                    b,
+                    backend_kind,
                     opts.max_batch,
                     index.clone(),
                     opts.on_commit.clone(),
                 )?;
                 let (tx, rx) = mpsc::channel();
+                let (ready_tx, ready_rx) = mpsc::sync_channel(1);
                 let t = std::thread::Builder::new()
                     .name(format!("store-shard-{s}"))
-                    .spawn(move || w.run(rx))
+                    .spawn(move || w.run(rx, ready_tx))
                     .map_err(|e| StoreError::io(&dir, e))?;
+                let ready = ready_rx
+                    .recv()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("shard thread exited")));
+                if let Err(e) = ready {
+                    // Stop the threads already started before reporting.
+                    drop(tx);
+                    for tx in senders.drain(..) {
+                        drop::<mpsc::Sender<Msg>>(tx);
+                    }
+                    let _ = t.join();
+                    for t in threads.drain(..) {
+                        let _ = JoinHandle::join(t);
+                    }
+                    return Err(match backend_kind {
+                        BackendKind::IoUring => StoreError::IoUringUnavailable(e),
+                        BackendKind::Portable => StoreError::io(&dir, e),
+                    });
+                }
                 senders.push(tx);
                 threads.push(t);
             }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::backend::Backend;
 use crate::index::{Alloc, Index, Location, MsgEntry};
 use crate::record::{self, Delivery, Kind, Record, HEADER_LEN};
-use crate::{Appended, CommitHook, CommitReport, MailboxId, StoreError};
+use crate::{Appended, BackendKind, CommitHook, CommitReport, MailboxId, StoreError};
 
 pub(crate) fn shard_dir(root: &Path, shard: usize) -> PathBuf {
     root.join(format!("shard-{shard}"))
@@ -445,7 +445,7 @@ pub(crate) struct Writer {
     pub seq: u64,
     pub segment_bytes: u64,
     pub align: u64,
-    pub backend: Backend,
+    pub kind: BackendKind,
     pub max_batch: usize,
     pub index: Arc<Mutex<Index>>,
     pub on_commit: Option<CommitHook>,
@@ -463,7 +463,7 @@ impl Writer {
         scan: &ShardScan,
         segment_bytes: u64,
         align: u64,
-        mut backend: Backend,
+        kind: BackendKind,
         max_batch: usize,
         index: Arc<Mutex<Index>>,
         on_commit: Option<CommitHook>,
@@ -477,8 +477,9 @@ impl Writer {
                     .open(&path)
                     .map_err(io_err(&path))?;
                 if let Some((from, to)) = scan.garbage {
+                    // One-off at open, so the plain pwrite + fdatasync path does it.
                     let zeros = vec![0u8; (to - from) as usize];
-                    backend
+                    Backend::Portable
                         .write_durable(&file, from, &zeros)
                         .map_err(io_err(&path))?;
                 }
@@ -486,7 +487,6 @@ impl Writer {
             }
             None => (0, create_segment(root, shard, 0, segment_bytes)?, 0),
         };
-        backend.sync(&file).map_err(|e| StoreError::io(root, e))?;
         Ok(Writer {
             root: root.to_path_buf(),
             shard,
@@ -496,7 +496,7 @@ impl Writer {
             seq: scan.next_seq,
             segment_bytes,
             align,
-            backend,
+            kind,
             max_batch: max_batch.max(1),
             index,
             on_commit,
@@ -505,7 +505,25 @@ impl Writer {
         })
     }
 
-    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    /// The shard thread. Builds its backend first (an io_uring ring must be created on
+    /// the thread that submits to it) and reports that on `ready`.
+    pub(crate) fn run(
+        self,
+        rx: mpsc::Receiver<Msg>,
+        ready: mpsc::SyncSender<Result<(), std::io::Error>>,
+    ) {
+        match Backend::new(self.kind) {
+            Ok(backend) => {
+                let _ = ready.send(Ok(()));
+                self.serve(backend, rx);
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
+        }
+    }
+
+    fn serve(mut self, mut backend: Backend, rx: mpsc::Receiver<Msg>) {
         let mut stop = false;
         while !stop {
             let mut jobs = Vec::new();
@@ -524,7 +542,7 @@ impl Writer {
             if jobs.is_empty() {
                 continue;
             }
-            self.commit(jobs);
+            self.commit(&mut backend, jobs);
         }
         // Finish work queued behind the shutdown request.
         loop {
@@ -539,11 +557,11 @@ impl Writer {
             if jobs.is_empty() {
                 break;
             }
-            self.commit(jobs);
+            self.commit(&mut backend, jobs);
         }
     }
 
-    fn commit(&mut self, jobs: Vec<Job>) {
+    fn commit(&mut self, backend: &mut Backend, jobs: Vec<Job>) {
         if self.poisoned {
             for j in jobs {
                 j.fail(&self.index, StoreError::ShardPoisoned(self.shard));
@@ -620,7 +638,7 @@ impl Writer {
                 seq += 1;
             }
             let path = segment_path(&self.root, self.shard, self.seg);
-            self.backend
+            backend
                 .write_durable(&self.file, self.tail, &self.buf)
                 .map_err(|e| StoreError::io(path, e))
         })();
