@@ -34,6 +34,8 @@ pub enum StoreError {
         offset: u64,
         reason: String,
     },
+    #[error("store at {0} is in use by another process")]
+    Locked(PathBuf),
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 }

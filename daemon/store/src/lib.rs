@@ -181,6 +181,9 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     create_lock: Mutex<()>,
     readers: Mutex<HashMap<(usize, u32), Arc<File>>>,
+    /// flock on `<root>/LOCK`, held for the store's life (released after the shard
+    /// threads stop, since fields drop after `Drop::drop`).
+    _lock: Option<File>,
 }
 
 impl Inner {
@@ -229,6 +232,43 @@ fn check_flags(flags: &[String]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One writer per store: an exclusive flock on `<root>/LOCK`. A read-only open takes a
+/// shared lock if the file exists (so an offline export refuses to run beside the
+/// daemon) and creates nothing.
+fn lock_root(root: &std::path::Path, read_only: bool) -> Result<Option<File>, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    let path = root.join("LOCK");
+    let file = if read_only {
+        match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+    } else {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+    };
+    let op = if read_only {
+        libc::LOCK_SH
+    } else {
+        libc::LOCK_EX
+    };
+    // SAFETY: plain syscall on an fd we own.
+    if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(StoreError::Locked(root.to_path_buf()));
+        }
+        return Err(StoreError::io(&path, e));
+    }
+    Ok(Some(file))
+}
+
 fn lock_err<T>(_: T) -> StoreError {
     StoreError::CommitFailed("index lock poisoned".into())
 }
@@ -271,6 +311,7 @@ impl Store {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "store root not found"),
             ));
         }
+        let lock = lock_root(&root, opts.read_only)?;
         let md = stripe::detect(&root, &opts.sysfs_root);
         let alignment = md
             .as_ref()
@@ -380,6 +421,7 @@ impl Store {
                 threads: Mutex::new(threads),
                 create_lock: Mutex::new(()),
                 readers: Mutex::new(HashMap::new()),
+                _lock: lock,
             }),
         })
     }

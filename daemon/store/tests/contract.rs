@@ -456,3 +456,29 @@ fn auto_backend_opens() {
     let mb = s.ensure_mailbox("a@x.test", "INBOX", None).unwrap().id;
     assert_eq!(s.append_blocking(0, req(mb, b"x")).unwrap()[0].uid, 1);
 }
+
+#[test]
+fn one_writer_per_root_and_no_export_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), BackendChoice::Portable);
+    assert!(matches!(
+        Store::open(opts(dir.path(), BackendChoice::Portable)),
+        Err(StoreError::Locked(_))
+    ));
+    let mut ro = opts(dir.path(), BackendChoice::Portable);
+    ro.read_only = true;
+    assert!(matches!(
+        Store::open(ro.clone()),
+        Err(StoreError::Locked(_))
+    ));
+    drop(s);
+    // Two read-only opens may coexist once the writer is gone.
+    let a = Store::open(ro.clone()).unwrap();
+    let b = Store::open(ro).unwrap();
+    assert!(matches!(
+        Store::open(opts(dir.path(), BackendChoice::Portable)),
+        Err(StoreError::Locked(_))
+    ));
+    drop((a, b));
+    open(dir.path(), BackendChoice::Portable);
+}
