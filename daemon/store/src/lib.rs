@@ -218,6 +218,9 @@ pub struct Store {
 
 const MAX_FLAG_LEN: usize = 1024;
 const MAX_FLAGS: usize = 1024;
+/// Largest body accepted in one record (1 GiB).
+pub const MAX_BODY: usize = 1 << 30;
+const MAX_TARGETS: usize = 100_000;
 
 fn check_flags(flags: &[String]) -> Result<(), StoreError> {
     if flags.len() > MAX_FLAGS {
@@ -545,6 +548,12 @@ impl Store {
         }
         if req.targets.is_empty() {
             return Err(StoreError::InvalidRequest("no targets".into()));
+        }
+        // The record length field is 32 bits; keep well inside it.
+        if req.body.len() > MAX_BODY || req.targets.len() > MAX_TARGETS {
+            return Err(StoreError::InvalidRequest(
+                "message or recipient list too large".into(),
+            ));
         }
         for (i, t) in req.targets.iter().enumerate() {
             check_flags(&t.flags)?;
