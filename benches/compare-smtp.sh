@@ -25,6 +25,7 @@ Usage: benches/compare-smtp.sh [options]
   --rounds R          repeat the whole matrix R times; the table shows the median (default 1)
   --port-base P       posternd on P, Postfix on P+1, smtp-sink on P+2 (default 22525)
   --keep              keep the temporary directory (configs, logs, queues) for inspection
+  --store-backend B   posternd [store] backend: auto (default), io_uring or portable
   -h, --help          this text
 EOF
 }
@@ -40,6 +41,7 @@ CONN=both
 ROUNDS=1
 PORT_BASE=22525
 KEEP=0
+STORE_BACKEND=auto
 while [ $# -gt 0 ]; do
     case "$1" in
     --peers-only) PEERS_ONLY=1 ;;
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
     --keep) KEEP=1 ;;
+    --store-backend) STORE_BACKEND="$2"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare-smtp.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -294,6 +297,9 @@ bind = ["127.0.0.1:$PORT_POSTERN"]
 max_connections_per_ip = 10000
 max_commands = 1000000
 
+[store]
+backend = "$STORE_BACKEND"
+
 [metrics]
 bind = ""
 
@@ -454,17 +460,20 @@ for key in sorted(cells, key=lambda k: (order.get(k[0], 9), k[1] != "off", k[2])
 errs = {}
 for r in rows:
     res = r["result"]
+    by_text = errs.setdefault(r["server"], {})
     if res is None:
-        errs.setdefault(r["server"], []).append("smtp-load failed (rc %d)" % r["rc"])
+        key = "smtp-load failed (rc %d)" % r["rc"]
+        by_text[key] = by_text.get(key, 0) + 1
     else:
         for e in res["error_texts"]:
-            errs.setdefault(r["server"], []).append("%dx %s" % (e["count"], e["text"]))
+            by_text[e["text"]] = by_text.get(e["text"], 0) + e["count"]
+errs = {k: v for k, v in errs.items() if v}
 if errs:
     print()
-    print("Errors:")
-    for server, texts in errs.items():
-        for t in sorted(set(texts))[:10]:
-            print("- %s: %s" % (server, t))
+    print("Errors (all cells):")
+    for server, by_text in errs.items():
+        for t, n in sorted(by_text.items(), key=lambda kv: -kv[1])[:10]:
+            print("- %s: %dx %s" % (server, n, t))
 PY
 cat "$TABLE"
 log "raw results: $RESULTS"
