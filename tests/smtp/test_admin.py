@@ -127,3 +127,18 @@ def test_sigterm_clean_exit(server):
     server.start()
     server.stop()
     assert len(server.export(ALICE)) == 1
+
+
+def test_export_empty_inbox(make_server, tmp_path):
+    """Every user has an INBOX (RFC 9051 5.1): exporting it before any mail arrived gives an
+    empty Maildir, not an error."""
+    srv = make_server()
+    srv.stop()
+    out = tmp_path / "empty"
+    p = srv.cli("mailbox", "export", "--user", BOB, "--maildir", str(out), check=False)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert (out / "cur").is_dir() and list((out / "cur").iterdir()) == []
+    # An unknown user is an error.
+    p = srv.cli("mailbox", "export", "--user", "nobody@example.test", "--maildir",
+                str(tmp_path / "x"), check=False)
+    assert p.returncode != 0

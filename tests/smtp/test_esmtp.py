@@ -7,7 +7,7 @@ import pytest
 from harness import (ALICE, BOB, HOST, REMOTE_SENDER, TEAM, RawSMTP, dot_stuff, ehlo_keywords,
                      make_message, strip_trace)
 
-SIZE_LIMIT = 20000
+SIZE_LIMIT = 65536  # the RFC 5321 4.5.3.1.7 minimum
 
 
 def test_pipelining(server):
@@ -26,7 +26,7 @@ def test_pipelining(server):
                  f"RCPT TO:<{TEAM}>\r\nDATA\r\n".encode())
         codes = [c.reply().code for _ in range(5)]
         assert codes == [250, 250, 550, 250, 354]
-        c.send(msg + b".\r\nQUIT\r\n")
+        c.send(dot_stuff(msg) + b".\r\nQUIT\r\n")
         assert [c.reply().code for _ in range(2)] == [250, 221]
     got = server.export_all()
     assert [strip_trace(m) for m in got[ALICE]] == [msg, msg]

@@ -36,7 +36,10 @@ def test_metrics_names_and_movement(server):
     for name in ("postern_smtp_connections_total", "postern_smtp_messages_accepted_total",
                  "postern_smtp_messages_rejected_total", "postern_store_commit_batch_size",
                  "postern_store_commit_latency_seconds"):
-        assert f"# TYPE {name} " in text, f"no TYPE line for {name}"
+        # Prometheus text or OpenMetrics (whose TYPE line names the family without _total).
+        family = name.removesuffix("_total")
+        assert re.search(rf"^# TYPE {family}(_total)? ", text, re.M), f"no TYPE line for {name}"
+        assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", text, re.M), f"no samples of {name}"
 
     assert re.search(r'^postern_smtp_messages_rejected_total\{[^}]*reason="[^"]+"[^}]*\} \S+$', text,
                      re.M), "rejected counter without a reason label"
