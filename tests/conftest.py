@@ -4,6 +4,7 @@ with domain example.test, users alice and bob, and alias team -> alice, bob."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -31,6 +32,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for srv in list(_ACTIVE):
+            srv.failed = True
             rep.sections.append((f"posternd log {srv.root.name}", srv.log_tail(300)))
 
 
@@ -57,6 +59,9 @@ class ServerFactory:
             finally:
                 if srv in _ACTIVE:
                     _ACTIVE.remove(srv)
+                if not srv.failed:
+                    # Data dirs can be large (crash and size tests); keep only failing ones.
+                    shutil.rmtree(srv.root, ignore_errors=True)
 
 
 @pytest.fixture

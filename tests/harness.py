@@ -179,6 +179,7 @@ class Server:
         self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version))
         self.proc: subprocess.Popen | None = None
         self._logf = None
+        self.failed = False
         if provision:
             self.provision()
 
