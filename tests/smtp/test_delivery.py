@@ -200,3 +200,5 @@ def test_received_with_protocol(make_server):
     [stored] = srv.export(ALICE)
     _, received, _ = split_trace(stored)
     assert b"with ESMTP" in received and b"ESMTPS" not in received, received
+    # RFC 5321 4.4: FROM clause names the EHLO argument and the client's address literal.
+    assert received.startswith(b"Received: from client.test ") and b"[127.0.0.1]" in received

@@ -69,3 +69,18 @@ def test_metrics_unknown_path_404(shared_server):
         raise AssertionError("expected 404")
     except urllib.error.HTTPError as e:
         assert e.code == 404
+
+
+def test_metrics_content_type_matches_format(shared_server):
+    """OpenMetrics bodies (TYPE on the family name without _total, '# EOF') must be served as
+    application/openmetrics-text; a text/plain 0.0.4 body must name counters with _total in TYPE.
+    Otherwise Prometheus' classic parser drops the type metadata of every counter."""
+    url = f"http://{HOST}:{shared_server.ports.metrics}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        ctype = r.headers.get("Content-Type", "")
+        body = r.read().decode()
+    if body.rstrip().endswith("# EOF"):
+        assert ctype.startswith("application/openmetrics-text"), ctype
+    else:
+        assert ctype.startswith("text/plain"), ctype
+        assert re.search(r"^# TYPE postern_smtp_connections_total counter", body, re.M), body[:500]
