@@ -327,10 +327,6 @@ def export_mailbox_uids(cfg: Path, user: str, workdir: Path,
         args += ["--mailbox", mailbox]
     args += ["--maildir", str(out)]
     p = run_cli(cfg, *args, timeout=120, check=False)
-    if p.returncode != 0 and b"has no mailbox" in p.stderr:
-        # A user who never received mail: treated as an empty INBOX here; whether the export of
-        # an empty INBOX itself succeeds is asserted by test_admin.test_export_empty_inbox.
-        return []
     if p.returncode != 0:
         raise AssertionError(f"mailbox export for {user} exited {p.returncode}: "
                              f"{p.stderr.decode(errors='replace')}")

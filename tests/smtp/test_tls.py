@@ -10,6 +10,7 @@ import pytest
 from harness import (ALICE, BOB, HOST, PASSWORDS, REMOTE_SENDER, RawSMTP, assert_modern_tls,
                      client_tls_context, ehlo_keywords, legacy_tls_context, make_message,
                      split_trace, strip_trace)
+import re
 import smtplib
 
 
@@ -28,8 +29,9 @@ def test_starttls_mx_smtplib(server):
     [stored] = server.export(ALICE)
     _, received, rest = split_trace(stored)
     assert rest == msg
-    # RFC 3848: ESMTPS marks a TLS session.
+    # RFC 3848: ESMTPS marks a TLS session; the negotiated version and suite are recorded.
     assert b"ESMTPS" in received, received
+    assert re.search(rb"\(version=TLSv1\.[23] cipher=TLS[0-9A-Z_]+\)", received), received
 
 
 def test_starttls_submission_smtplib(server):

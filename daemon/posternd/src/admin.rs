@@ -42,7 +42,13 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
             let reply = match line.trim() {
                 "ping" => "pong\n",
                 "reload" => {
-                    shared.directory.reload(true);
+                    if shared.directory.reload(true) {
+                        let users = shared.directory.snapshot().users();
+                        let shared = shared.clone();
+                        let _ =
+                            tokio::task::spawn_blocking(move || shared.inboxes.provision(&users))
+                                .await;
+                    }
                     "ok\n"
                 }
                 _ => "error unknown command\n",

@@ -37,22 +37,25 @@ impl Directory {
 
     /// Reloads when forced or when the file changed; a file that fails to load keeps the
     /// previous snapshot (and is logged) so a bad edit never locks every user out.
-    pub fn reload(&self, force: bool) {
+    /// Returns whether a new snapshot was installed.
+    pub fn reload(&self, force: bool) -> bool {
         let stamp = self.accounts_file.file_stamp();
         let Ok(mut loaded) = self.loaded_stamp.lock() else {
-            return;
+            return false;
         };
         if !force && *loaded == stamp {
-            return;
+            return false;
         }
         match self.accounts_file.load() {
             Ok(accounts) => {
                 self.current.store(Arc::new(accounts));
                 *loaded = stamp;
                 tracing::info!(event = "accounts.reloaded");
+                true
             }
             Err(error) => {
                 tracing::error!(event = "accounts.reload_failed", error = %error);
+                false
             }
         }
     }
@@ -69,6 +72,31 @@ impl Inboxes {
         Inboxes {
             store,
             known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every user has an INBOX (RFC 9051 5.1) from the moment the daemon knows the user, not
+    /// only after a first delivery. Blocking: run it off the event loops.
+    pub fn provision(&self, users: &[String]) {
+        for user in users {
+            if self
+                .known
+                .lock()
+                .map(|k| k.contains_key(user))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            match self.store.ensure_mailbox(user, "INBOX", None) {
+                Ok(info) => {
+                    if let Ok(mut known) = self.known.lock() {
+                        known.insert(user.clone(), info.id);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(event = "store.mailbox_failed", user = %user, error = %error);
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! Prometheus metrics, fed by the same events that are logged, and a small `/metrics`
-//! endpoint (text exposition format 0.0.4).
+//! endpoint (OpenMetrics 1.0 text format).
 
 use std::sync::Arc;
 
@@ -166,7 +166,8 @@ pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> st
                 if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
                     (
                         "200 OK",
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        // prometheus-client renders OpenMetrics text (with `# EOF`).
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         metrics.render(),
                     )
                 } else {

@@ -255,16 +255,23 @@ async fn control_loop(
         .iter()
         .flat_map(|l| l.bind.iter().map(move |a| format!("{:?}={a}", l.kind)))
         .collect();
+    provision_mailboxes(&shared).await;
     tracing::info!(event = "server.ready", workers, listeners = %addresses.join(","));
     loop {
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!(event = "server.sighup");
                 certificate.reload(true);
-                shared.directory.reload(true);
+                if shared.directory.reload(true) {
+                    provision_mailboxes(&shared).await;
+                }
             }
             _ = cert_poll.tick() => certificate.reload(false),
-            _ = accounts_poll.tick() => shared.directory.reload(false),
+            _ = accounts_poll.tick() => {
+                if shared.directory.reload(false) {
+                    provision_mailboxes(&shared).await;
+                }
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -272,4 +279,11 @@ async fn control_loop(
     tracing::info!(event = "server.stopping");
     let _ = std::fs::remove_file(&admin_path);
     Ok(())
+}
+
+/// Creates the INBOX of every known user (new users appear on each accounts reload).
+async fn provision_mailboxes(shared: &Arc<Shared>) {
+    let users = shared.directory.snapshot().users();
+    let shared = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || shared.inboxes.provision(&users)).await;
 }

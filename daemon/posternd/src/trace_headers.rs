@@ -10,7 +10,7 @@ pub struct TraceInfo<'a> {
     pub peer: SocketAddr,
     /// RFC 3848 protocol name (ESMTP, ESMTPS, ESMTPSA, ...).
     pub protocol: &'a str,
-    /// e.g. "TLSv1.3 TLS13_AES_256_GCM_SHA384", when TLS was used.
+    /// e.g. "version=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384", when TLS was used.
     pub tls: Option<&'a str>,
     pub id: &'a str,
     /// Named in a `for` clause only when there is exactly one recipient: listing several
@@ -45,7 +45,7 @@ pub fn received(info: &TraceInfo<'_>) -> String {
         info.hostname
     );
     if let Some(tls) = info.tls {
-        field.push_str(&format!("\r\n\t(using {tls})"));
+        field.push_str(&format!("\r\n\t({tls})"));
     }
     field.push_str(&format!("\r\n\twith {} id {}", info.protocol, info.id));
     if let Some(rcpt) = info.single_recipient {
@@ -109,7 +109,7 @@ mod tests {
             helo: "client\r\nX-Evil: 1",
             peer: "192.0.2.1:4000".parse().unwrap(),
             protocol: "ESMTPS",
-            tls: Some("TLSv1.3 TLS13_AES_128_GCM_SHA256"),
+            tls: Some("version=TLSv1.3 cipher=TLS13_AES_128_GCM_SHA256"),
             id: "abc",
             single_recipient: Some("a@example.test"),
             unix_time: 0,

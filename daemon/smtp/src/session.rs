@@ -485,9 +485,11 @@ impl Session {
                     }
                 }
                 if let Some((event, text)) = bare {
-                    self.mode = Mode::Command;
+                    // A peer that ends lines with a bare CR or LF is broken or probing for
+                    // SMTP smuggling; whatever follows cannot be framed safely, so the
+                    // session ends here (as Postfix's smtpd_forbid_bare_newline does).
                     self.log(event, String::new());
-                    self.reply(Reply::esc(500, 5, 5, 2, text));
+                    self.close(Reply::esc(521, 5, 5, 2, text));
                     return true;
                 }
                 let text = &line[..line.len() - 2];

@@ -53,20 +53,22 @@ impl Connection {
         Ok(())
     }
 
-    /// "TLSv1.3 TLS13_AES_256_GCM_SHA384" for the Received field, when TLS is active.
+    /// "version=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384" for the Received field, when TLS
+    /// is active.
     pub fn tls_description(&self) -> Option<String> {
         let Connection::Tls(stream) = self else {
             return None;
         };
         let (_, state) = stream.get_ref();
-        let version = state
-            .protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or("TLS");
+        let version = match state.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
         let suite = state
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown");
-        Some(format!("{version} {suite}"))
+        Some(format!("version={version} cipher={suite}"))
     }
 }

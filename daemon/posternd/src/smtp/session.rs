@@ -78,7 +78,7 @@ pub async fn run(
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(())) => {}
             other => {
-                tracing::info!(event = "smtp.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
+                tracing::debug!(event = "smtp.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
                 shared.metrics.connections_active.dec();
                 return;
             }
@@ -160,7 +160,7 @@ impl Driver<'_> {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                         Ok(Ok(())) => session.tls_started(),
                         other => {
-                            tracing::info!(event = "smtp.tls.handshake_failed", peer = %self.peer, error = ?other.ok().and_then(|r| r.err()));
+                            tracing::debug!(event = "smtp.tls.handshake_failed", peer = %self.peer, error = ?other.ok().and_then(|r| r.err()));
                             return;
                         }
                     }
