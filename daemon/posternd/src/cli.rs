@@ -130,34 +130,29 @@ pub fn run(cli: Cli) -> Result<()> {
         (Some(path), None) => Config::load(path).map_err(|e| anyhow!("{e}"))?,
         (None, None) => Config::load(Path::new(DEFAULT_CONFIG)).map_err(|e| anyhow!("{e}"))?,
     };
-    let data_dir = config.data_dir();
     match cli.command {
-        Command::Domain(command) => {
-            accounts_command(&config, &data_dir, |accounts| match command {
-                DomainCommand::Add { domain } => accounts.add_domain(&domain).map(|()| None),
-                DomainCommand::Del { domain } => accounts.del_domain(&domain).map(|()| None),
-                DomainCommand::List => Ok(Some(accounts.domains().join("\n"))),
-            })
-        }
+        Command::Domain(command) => accounts_command(&config, |accounts| match command {
+            DomainCommand::Add { domain } => accounts.add_domain(&domain).map(|()| None),
+            DomainCommand::Del { domain } => accounts.del_domain(&domain).map(|()| None),
+            DomainCommand::List => Ok(Some(accounts.domains().join("\n"))),
+        }),
         Command::User(UserCommand::Add { address, password }) => {
             let password = password_or_stdin(password)?;
-            accounts_command(&config, &data_dir, |a| {
-                a.add_user(&address, &password).map(|()| None)
-            })
+            accounts_command(&config, |a| a.add_user(&address, &password).map(|()| None))
         }
         Command::User(UserCommand::Passwd { address, password }) => {
             let password = password_or_stdin(password)?;
-            accounts_command(&config, &data_dir, |a| {
+            accounts_command(&config, |a| {
                 a.set_password(&address, &password).map(|()| None)
             })
         }
         Command::User(UserCommand::Del { address }) => {
-            accounts_command(&config, &data_dir, |a| a.del_user(&address).map(|()| None))
+            accounts_command(&config, |a| a.del_user(&address).map(|()| None))
         }
         Command::User(UserCommand::List) => {
-            accounts_command(&config, &data_dir, |a| Ok(Some(a.users().join("\n"))))
+            accounts_command(&config, |a| Ok(Some(a.users().join("\n"))))
         }
-        Command::Alias(command) => accounts_command(&config, &data_dir, |accounts| match command {
+        Command::Alias(command) => accounts_command(&config, |accounts| match command {
             AliasCommand::Add { alias, targets } => {
                 accounts.add_alias(&alias, &targets).map(|()| None)
             }
@@ -184,11 +179,11 @@ pub fn run(cli: Cli) -> Result<()> {
 /// daemon to reload (it would notice within a second anyway).
 fn accounts_command(
     config: &Config,
-    data_dir: &Path,
     change: impl FnOnce(
         &mut postern_accounts::Accounts,
     ) -> Result<Option<String>, postern_accounts::AccountError>,
 ) -> Result<()> {
+    let data_dir = config.data_dir();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let store = AccountStore::open(data_dir)?;

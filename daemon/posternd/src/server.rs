@@ -99,7 +99,7 @@ fn bind_reuseport(address: SocketAddr) -> Result<std::net::TcpListener> {
 }
 
 pub fn run(config: Config) -> Result<()> {
-    let data_dir = config.data_dir();
+    let data_dir = config.data_dir().to_path_buf();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let metrics = Metrics::new();

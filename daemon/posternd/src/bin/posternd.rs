@@ -71,9 +71,9 @@ fn init_logging(config: &Config) {
 /// in the data directory, mode 0600, so later starts can print them again).
 fn prepare_dev(config: &Config) -> Result<()> {
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)?;
+    std::fs::create_dir_all(data_dir)?;
     let credentials_file = data_dir.join("dev-credentials.txt");
-    let accounts = AccountStore::open(&data_dir)?;
+    let accounts = AccountStore::open(data_dir)?;
     if accounts.load()?.domains().is_empty() {
         let password = posternd::cli::random_password();
         accounts.modify(|a| {
