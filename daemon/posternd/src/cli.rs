@@ -1,8 +1,7 @@
 //! `postern`, the admin CLI. It works on the data directory (accounts under a file lock,
 //! the store read-only) and tells a running daemon to reload over the admin socket.
 
-use std::io::{BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -249,18 +248,4 @@ fn export_maildir(config: &Config, user: &str, mailbox: &str, maildir: &Path) ->
 
 pub fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 20)
-}
-
-/// Writes a file only its owner can read (credentials, keys).
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }

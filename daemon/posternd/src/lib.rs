@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cli;
 pub mod connection_limits;
 pub mod directory;
+pub mod files;
 pub mod metrics;
 pub mod server;
 pub mod smtp;

@@ -5,8 +5,6 @@
 //! (polled) or on SIGHUP; a reload that fails keeps the previous certificate and logs why.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -65,30 +63,16 @@ fn generate_self_signed(hostname: &str, dir: &Path, files: &CertificateFiles) ->
     let names = vec![hostname.to_string(), "localhost".to_string()];
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| anyhow!("generating a self-signed certificate: {e}"))?;
-    write_private(
+    crate::files::write_private_file(
         &files.private_key,
         generated.signing_key.serialize_pem().as_bytes(),
     )?;
-    write_private(&files.certificate, generated.cert.pem().as_bytes())?;
+    crate::files::write_private_file(&files.certificate, generated.cert.pem().as_bytes())?;
     tracing::warn!(
         event = "tls.self_signed_generated",
         certificate = %files.certificate.display(),
         "no certificate configured: generated a self-signed one; configure [tls] certificate and private_key for production"
     );
-    Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     Ok(())
 }
 

@@ -80,7 +80,7 @@ fn prepare_dev(config: &Config) -> Result<()> {
             a.add_domain("example.test")?;
             a.add_user("demo@example.test", &password)
         })?;
-        posternd::cli::write_private_file(
+        posternd::files::write_private_file(
             &credentials_file,
             format!("user demo@example.test\npassword {password}\n").as_bytes(),
         )?;
