@@ -198,7 +198,18 @@ impl Driver<'_> {
                     session.resolve(Answer::Delivered(result));
                 }
                 Action::Log(event) => {
-                    tracing::info!(event = event.name, peer = %self.peer, detail = %event.detail);
+                    // The driver logs these itself, with the fields only it knows (message
+                    // id, user, mailboxes): one line per thing that happened.
+                    let logged_by_driver = [
+                        events::AUTH_SUCCEEDED,
+                        events::AUTH_FAILED,
+                        events::TIMEOUT,
+                        events::DELIVERED,
+                    ]
+                    .contains(&event.name);
+                    if !logged_by_driver {
+                        tracing::info!(event = event.name, peer = %self.peer, detail = %event.detail);
+                    }
                     // Sender and recipient refusals are counted where they are decided, with
                     // a finer reason (relay, unknown_user, sender_not_owned).
                     let decided_here = [events::SENDER, events::RECIPIENT].contains(&event.name);
