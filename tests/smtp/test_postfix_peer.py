@@ -11,29 +11,8 @@ import pytest
 
 from harness import ALICE, BOB, HOST, TEAM, metric_sum, parse_metrics, split_trace, wait_until
 
-MASTER_CF = """\
-pickup     unix  n - n 60 1 pickup
-cleanup    unix  n - n - 0 cleanup
-qmgr       unix  n - n 300 1 qmgr
-tlsmgr     unix  - - n 1000? 1 tlsmgr
-rewrite    unix  - - n - - trivial-rewrite
-bounce     unix  - - n - 0 bounce
-defer      unix  - - n - 0 bounce
-trace      unix  - - n - 0 bounce
-verify     unix  - - n - 1 verify
-flush      unix  n - n 1000? 0 flush
-proxymap   unix  - - n - - proxymap
-proxywrite unix  - - n - 1 proxymap
-smtp       unix  - - n - - smtp
-relay      unix  - - n - - smtp
-showq      unix  n - n - - showq
-error      unix  - - n - - error
-retry      unix  - - n - - error
-discard    unix  - - n - - discard
-anvil      unix  - - n - 1 anvil
-scache     unix  - - n - 1 scache
-postlog    unix-dgram n - n - 1 postlogd
-"""
+# Shared with benches/compare-smtp.sh: the services a private Postfix instance runs.
+MASTER_CF = Path(__file__).resolve().parents[1] / "peers" / "postfix-master.cf"
 
 
 class PrivatePostfix:
@@ -47,7 +26,7 @@ class PrivatePostfix:
         for d in (self.etc, self.queue, self.data):
             d.mkdir(parents=True)
         shutil.chown(self.data, "postfix")
-        self.etc.joinpath("master.cf").write_text(MASTER_CF)
+        self.etc.joinpath("master.cf").write_text(MASTER_CF.read_text())
         self.etc.joinpath("main.cf").write_text(f"""\
 compatibility_level = 3.6
 queue_directory = {self.queue}

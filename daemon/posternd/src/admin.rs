@@ -42,13 +42,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
             let reply = match line.trim() {
                 "ping" => "pong\n",
                 "reload" => {
-                    if shared.directory.reload(true) {
-                        let users = shared.directory.snapshot().users();
-                        let shared = shared.clone();
-                        let _ =
-                            tokio::task::spawn_blocking(move || shared.inboxes.provision(&users))
-                                .await;
-                    }
+                    crate::server::reload_accounts(&shared, true).await;
                     "ok\n"
                 }
                 _ => "error unknown command\n",

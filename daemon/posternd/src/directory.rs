@@ -79,29 +79,14 @@ impl Inboxes {
     /// only after a first delivery. Blocking: run it off the event loops.
     pub fn provision(&self, users: &[String]) {
         for user in users {
-            if self
-                .known
-                .lock()
-                .map(|k| k.contains_key(user))
-                .unwrap_or(false)
-            {
-                continue;
-            }
-            match self.store.ensure_mailbox(user, "INBOX", None) {
-                Ok(info) => {
-                    if let Ok(mut known) = self.known.lock() {
-                        known.insert(user.clone(), info.id);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(event = "store.mailbox_failed", user = %user, error = %error);
-                }
+            if let Err(error) = self.ensure_inbox(user) {
+                tracing::error!(event = "store.mailbox_failed", user = %user, error = %format!("{error:#}"));
             }
         }
     }
 
     pub async fn inbox(&self, user: &str) -> Result<MailboxId> {
-        if let Some(id) = self.known.lock().ok().and_then(|k| k.get(user).copied()) {
+        if let Some(id) = self.cached(user) {
             return Ok(id);
         }
         let store = self.store.clone();
@@ -112,9 +97,29 @@ impl Inboxes {
             .await
             .context("mailbox creation task")?
             .with_context(|| format!("creating INBOX of {user}"))?;
+        self.remember(user, info.id);
+        Ok(info.id)
+    }
+
+    fn cached(&self, user: &str) -> Option<MailboxId> {
+        self.known.lock().ok().and_then(|k| k.get(user).copied())
+    }
+
+    fn remember(&self, user: &str, id: MailboxId) {
         if let Ok(mut known) = self.known.lock() {
-            known.insert(user.to_string(), info.id);
+            known.insert(user.to_string(), id);
         }
+    }
+
+    fn ensure_inbox(&self, user: &str) -> Result<MailboxId> {
+        if let Some(id) = self.cached(user) {
+            return Ok(id);
+        }
+        let info = self
+            .store
+            .ensure_mailbox(user, "INBOX", None)
+            .with_context(|| format!("creating INBOX of {user}"))?;
+        self.remember(user, info.id);
         Ok(info.id)
     }
 }

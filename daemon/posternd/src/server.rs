@@ -262,16 +262,10 @@ async fn control_loop(
             _ = hangup.recv() => {
                 tracing::info!(event = "server.sighup");
                 certificate.reload(true);
-                if shared.directory.reload(true) {
-                    provision_mailboxes(&shared).await;
-                }
+                reload_accounts(&shared, true).await;
             }
             _ = cert_poll.tick() => certificate.reload(false),
-            _ = accounts_poll.tick() => {
-                if shared.directory.reload(false) {
-                    provision_mailboxes(&shared).await;
-                }
-            }
+            _ = accounts_poll.tick() => reload_accounts(&shared, false).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -281,7 +275,15 @@ async fn control_loop(
     Ok(())
 }
 
-/// Creates the INBOX of every known user (new users appear on each accounts reload).
+/// Picks up a changed accounts file (always when `force`: SIGHUP, the admin socket) and
+/// creates the INBOX of any user it adds.
+pub async fn reload_accounts(shared: &Arc<Shared>, force: bool) {
+    if shared.directory.reload(force) {
+        provision_mailboxes(shared).await;
+    }
+}
+
+/// Creates the INBOX of every known user that has none yet.
 async fn provision_mailboxes(shared: &Arc<Shared>) {
     let users = shared.directory.snapshot().users();
     let shared = shared.clone();
