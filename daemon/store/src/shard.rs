@@ -79,30 +79,15 @@ pub(crate) fn list_shards(root: &Path) -> Result<Vec<usize>, StoreError> {
 
 /// A record recovered from the log, to be applied to the index once every shard is read.
 pub(crate) enum Recovered {
-    Create {
-        id: u32,
-        uidvalidity: u32,
-        account: String,
-        name: String,
-        special_use: Option<String>,
-    },
+    /// A message: only its head is decoded at recovery; the body stays on disk at `loc`.
     Message {
         internal_date: i64,
         deliveries: Vec<Delivery>,
         size: u64,
         loc: Location,
     },
-    Flags {
-        mailbox: u32,
-        uid: u32,
-        modseq: u64,
-        flags: Vec<String>,
-    },
-    Expunge {
-        mailbox: u32,
-        modseq: u64,
-        uids: Vec<u32>,
-    },
+    /// A mailbox creation, flag change or expunge, as logged.
+    Change(Record),
 }
 
 /// Result of scanning one shard.
@@ -165,39 +150,11 @@ pub(crate) fn scan_shard(
                     None => break,
                 },
                 kind => match record::decode(kind, f.payload) {
-                    Some(Record::MailboxCreate {
-                        id,
-                        uidvalidity,
-                        account,
-                        name,
-                        special_use,
-                    }) => Some(Recovered::Create {
-                        id,
-                        uidvalidity,
-                        account,
-                        name,
-                        special_use,
-                    }),
-                    Some(Record::FlagsUpdate {
-                        mailbox,
-                        uid,
-                        modseq,
-                        flags,
-                    }) => Some(Recovered::Flags {
-                        mailbox,
-                        uid,
-                        modseq,
-                        flags,
-                    }),
-                    Some(Record::Expunge {
-                        mailbox,
-                        modseq,
-                        uids,
-                    }) => Some(Recovered::Expunge {
-                        mailbox,
-                        modseq,
-                        uids,
-                    }),
+                    Some(
+                        change @ (Record::MailboxCreate { .. }
+                        | Record::FlagsUpdate { .. }
+                        | Record::Expunge { .. }),
+                    ) => Some(Recovered::Change(change)),
                     _ => break,
                 },
             };
@@ -247,13 +204,13 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
         *e = (*e).max(ms);
     };
     for r in &recs {
-        if let Recovered::Create {
+        if let Recovered::Change(Record::MailboxCreate {
             id,
             uidvalidity,
             account,
             name,
             special_use,
-        } = r
+        }) = r
         {
             index.insert_mailbox(
                 *id,
@@ -268,7 +225,6 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
     let mut expunges = Vec::new();
     for r in recs.drain(..) {
         match r {
-            Recovered::Create { .. } => {}
             Recovered::Message {
                 internal_date,
                 deliveries,
@@ -290,23 +246,27 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                     );
                 }
             }
-            Recovered::Flags {
+            Recovered::Change(Record::FlagsUpdate {
                 mailbox,
                 uid,
                 modseq,
                 flags: f,
-            } => {
+            }) => {
                 bump(mailbox, None, modseq);
                 flags.push((mailbox, uid, modseq, f));
             }
-            Recovered::Expunge {
+            Recovered::Change(Record::Expunge {
                 mailbox,
                 modseq,
                 uids,
-            } => {
+            }) => {
                 bump(mailbox, None, modseq);
                 expunges.push((mailbox, uids));
             }
+            // Mailboxes were created in the first pass; the scan keeps no other kind here.
+            Recovered::Change(
+                Record::MailboxCreate { .. } | Record::Message { .. } | Record::Padding(_),
+            ) => {}
         }
     }
     flags.sort_by_key(|f| f.2);
