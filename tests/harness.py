@@ -81,12 +81,16 @@ class Ports:
     submission: int
     submissions: int
     metrics: int
+    imap: int
+    imaps: int
+    pop3: int
+    pop3s: int
 
     @staticmethod
     def allocate() -> "Ports":
         seen: set[int] = set()
         out = []
-        while len(out) < 4:
+        while len(out) < 8:
             p = free_port()
             if p not in seen:
                 seen.add(p)
@@ -118,6 +122,10 @@ def render_config(
         ("mx", ports.mx),
         ("submission", ports.submission),
         ("submissions", ports.submissions),
+        ("imap", ports.imap),
+        ("imaps", ports.imaps),
+        ("pop3", ports.pop3),
+        ("pop3s", ports.pop3s),
     ):
         lines += [
             "[[listener]]",
@@ -209,7 +217,8 @@ class Server:
             cwd=str(self.root), env={**os.environ, "NO_COLOR": "1"},
         )
         deadline = time.monotonic() + timeout
-        pending = [self.ports.mx, self.ports.submission, self.ports.submissions, self.ports.metrics]
+        pending = [self.ports.mx, self.ports.submission, self.ports.submissions, self.ports.metrics,
+                   self.ports.imap, self.ports.imaps, self.ports.pop3, self.ports.pop3s]
         while pending:
             if self.proc.poll() is not None:
                 raise AssertionError(

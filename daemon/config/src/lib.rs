@@ -31,6 +31,8 @@ pub struct Config {
     /// Never empty after validation.
     pub listeners: Vec<ListenerConfig>,
     pub smtp: SmtpConfig,
+    pub imap: ImapConfig,
+    pub pop3: Pop3Config,
     pub store: StoreConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -76,6 +78,14 @@ pub enum ListenerKind {
     Submission,
     /// Message submission over implicit TLS, port 465 (RFC 8314 3.3).
     Submissions,
+    /// IMAP with STARTTLS (RFC 9051, RFC 3501), port 143; LOGINDISABLED before TLS.
+    Imap,
+    /// IMAP over implicit TLS, port 993 (RFC 8314 3.3).
+    Imaps,
+    /// POP3 with STLS (RFC 1939, RFC 2595), port 110; no login before TLS.
+    Pop3,
+    /// POP3 over implicit TLS, port 995 (RFC 8314 3.3).
+    Pop3s,
 }
 
 impl fmt::Display for ListenerKind {
@@ -84,6 +94,10 @@ impl fmt::Display for ListenerKind {
             ListenerKind::Mx => "mx",
             ListenerKind::Submission => "submission",
             ListenerKind::Submissions => "submissions",
+            ListenerKind::Imap => "imap",
+            ListenerKind::Imaps => "imaps",
+            ListenerKind::Pop3 => "pop3",
+            ListenerKind::Pop3s => "pop3s",
         })
     }
 }
@@ -141,6 +155,67 @@ impl SmtpConfig {
 
     pub fn timeout_data(&self) -> Duration {
         Duration::from_secs(self.timeout_data_secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    /// Longest command line in octets, CRLF included, literals excluded.
+    pub max_command_line: u64,
+    /// Largest literal, and so the largest APPEND (advertised as APPENDLIMIT, RFC 7889).
+    pub max_literal_size: u64,
+    /// Seconds of inactivity before an authenticated session is closed; RFC 9051 5.4 requires
+    /// at least 30 minutes.
+    pub timeout_idle_secs: u64,
+    /// Seconds before an unauthenticated session must have logged in.
+    pub timeout_login_secs: u64,
+    /// Failed commands (BAD) per session before the server says BYE.
+    pub max_errors: u64,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+    /// Storage quota per account in bytes (QUOTA, RFC 9208). 0 = unlimited.
+    pub quota_bytes: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            max_command_line: 65_536,
+            max_literal_size: 52_428_800,
+            timeout_idle_secs: 1800,
+            timeout_login_secs: 60,
+            max_errors: 20,
+            max_connections: 20_000,
+            max_connections_per_ip: 100,
+            quota_bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Config {
+    /// Longest command line in octets, CRLF included (RFC 2449 4: 255 octets at least).
+    pub max_command_line: u64,
+    /// Seconds of inactivity before the session is closed; RFC 1939 3 requires at least 10
+    /// minutes.
+    pub timeout_secs: u64,
+    /// Failed commands per session before the server closes it.
+    pub max_errors: u64,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            max_command_line: 512,
+            timeout_secs: 600,
+            max_errors: 10,
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+        }
     }
 }
 

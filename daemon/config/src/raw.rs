@@ -13,6 +13,8 @@ pub(crate) struct RawConfig {
     pub server: RawServer,
     pub tls: RawTls,
     pub smtp: crate::SmtpConfig,
+    pub imap: crate::ImapConfig,
+    pub pop3: crate::Pop3Config,
     pub store: crate::StoreConfig,
     pub metrics: RawMetrics,
     pub log: crate::LogConfig,
@@ -27,6 +29,8 @@ impl Default for RawConfig {
             server: RawServer::default(),
             tls: RawTls::default(),
             smtp: crate::SmtpConfig::default(),
+            imap: crate::ImapConfig::default(),
+            pop3: crate::Pop3Config::default(),
             store: crate::StoreConfig::default(),
             metrics: RawMetrics::default(),
             log: crate::LogConfig::default(),
@@ -49,6 +53,22 @@ pub(crate) fn default_listeners() -> Vec<RawListener> {
         RawListener {
             kind: ListenerKind::Submissions,
             bind: vec!["0.0.0.0:465".into()],
+        },
+        RawListener {
+            kind: ListenerKind::Imap,
+            bind: vec!["0.0.0.0:143".into()],
+        },
+        RawListener {
+            kind: ListenerKind::Imaps,
+            bind: vec!["0.0.0.0:993".into()],
+        },
+        RawListener {
+            kind: ListenerKind::Pop3,
+            bind: vec!["0.0.0.0:110".into()],
+        },
+        RawListener {
+            kind: ListenerKind::Pop3s,
+            bind: vec!["0.0.0.0:995".into()],
         },
     ]
 }

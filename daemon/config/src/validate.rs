@@ -143,6 +143,8 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
             reload_check_secs: c.tls.reload_check_secs,
         },
         smtp: c.smtp.clone(),
+        imap: c.imap.clone(),
+        pop3: c.pop3.clone(),
         store: c.store.clone(),
         metrics: RawMetrics {
             bind: c.metrics.bind.map(|a| a.to_string()).unwrap_or_default(),
@@ -206,6 +208,8 @@ impl Validator<'_> {
         let listeners = self.listeners(raw.listeners, &mut seen);
         let metrics = self.metrics(raw.metrics, &mut seen);
         self.smtp(&raw.smtp);
+        self.imap(&raw.imap);
+        self.pop3(&raw.pop3);
         self.store(&raw.store);
         self.log(&raw.log);
         Config {
@@ -213,6 +217,8 @@ impl Validator<'_> {
             tls,
             listeners,
             smtp: raw.smtp,
+            imap: raw.imap,
+            pop3: raw.pop3,
             store: raw.store,
             metrics,
             log: raw.log,
@@ -416,6 +422,92 @@ impl Validator<'_> {
             ("max_connections_per_ip", s.max_connections_per_ip),
             ("timeout_command_secs", s.timeout_command_secs),
             ("timeout_data_secs", s.timeout_data_secs),
+        ] {
+            if value == 0 {
+                self.error(&at(key), format!("{key} must be at least 1"));
+            }
+        }
+        if s.max_connections_per_ip > s.max_connections {
+            self.error(
+                &at("max_connections_per_ip"),
+                format!(
+                    "max_connections_per_ip = {} exceeds max_connections = {}",
+                    s.max_connections_per_ip, s.max_connections
+                ),
+            );
+        }
+    }
+
+    fn imap(&mut self, s: &crate::ImapConfig) {
+        let at = |k| [Key("imap"), Key(k)];
+        // RFC 9051 4: a server should accept command lines of at least 8000 octets.
+        if s.max_command_line < 8000 {
+            self.error(
+                &at("max_command_line"),
+                format!(
+                    "max_command_line = {} is below 8000 octets, the minimum RFC 9051 4 recommends",
+                    s.max_command_line
+                ),
+            );
+        }
+        // RFC 9051 5.4: the autologout timer must be at least 30 minutes.
+        if s.timeout_idle_secs < 1800 {
+            self.error(
+                &at("timeout_idle_secs"),
+                format!(
+                    "timeout_idle_secs = {} is below 1800, the minimum of RFC 9051 5.4",
+                    s.timeout_idle_secs
+                ),
+            );
+        }
+        for (key, value) in [
+            ("max_literal_size", s.max_literal_size),
+            ("timeout_login_secs", s.timeout_login_secs),
+            ("max_errors", s.max_errors),
+            ("max_connections", s.max_connections),
+            ("max_connections_per_ip", s.max_connections_per_ip),
+        ] {
+            if value == 0 {
+                self.error(&at(key), format!("{key} must be at least 1"));
+            }
+        }
+        if s.max_connections_per_ip > s.max_connections {
+            self.error(
+                &at("max_connections_per_ip"),
+                format!(
+                    "max_connections_per_ip = {} exceeds max_connections = {}",
+                    s.max_connections_per_ip, s.max_connections
+                ),
+            );
+        }
+    }
+
+    fn pop3(&mut self, s: &crate::Pop3Config) {
+        let at = |k| [Key("pop3"), Key(k)];
+        // RFC 2449 4: commands may be up to 255 octets, CRLF included.
+        if s.max_command_line < 255 {
+            self.error(
+                &at("max_command_line"),
+                format!(
+                    "max_command_line = {} is below 255 octets, the minimum of RFC 2449 4",
+                    s.max_command_line
+                ),
+            );
+        }
+        // RFC 1939 3: an inactivity autologout timer must be at least 10 minutes.
+        if s.timeout_secs < 600 {
+            self.error(
+                &at("timeout_secs"),
+                format!(
+                    "timeout_secs = {} is below 600, the minimum of RFC 1939 3",
+                    s.timeout_secs
+                ),
+            );
+        }
+        for (key, value) in [
+            ("max_errors", s.max_errors),
+            ("max_connections", s.max_connections),
+            ("max_connections_per_ip", s.max_connections_per_ip),
         ] {
             if value == 0 {
                 self.error(&at(key), format!("{key} must be at least 1"));

@@ -64,17 +64,33 @@ pub fn store_options(config: &Config, metrics: Option<Arc<Metrics>>) -> StoreOpt
     options
 }
 
-fn listener_kind(kind: ConfiguredKind) -> ListenerKind {
+/// What a listener serves, and whether TLS starts at accept (implicit TLS, RFC 8314 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Smtp(ListenerKind),
+    Imap { implicit_tls: bool },
+    Pop3 { implicit_tls: bool },
+}
+
+fn service(kind: ConfiguredKind) -> Service {
     match kind {
-        ConfiguredKind::Mx => ListenerKind::Mx,
-        ConfiguredKind::Submission => ListenerKind::Submission,
-        ConfiguredKind::Submissions => ListenerKind::Submissions,
+        ConfiguredKind::Mx => Service::Smtp(ListenerKind::Mx),
+        ConfiguredKind::Submission => Service::Smtp(ListenerKind::Submission),
+        ConfiguredKind::Submissions => Service::Smtp(ListenerKind::Submissions),
+        ConfiguredKind::Imap => Service::Imap {
+            implicit_tls: false,
+        },
+        ConfiguredKind::Imaps => Service::Imap { implicit_tls: true },
+        ConfiguredKind::Pop3 => Service::Pop3 {
+            implicit_tls: false,
+        },
+        ConfiguredKind::Pop3s => Service::Pop3 { implicit_tls: true },
     }
 }
 
 /// One bound socket, owned by one worker.
 struct BoundListener {
-    kind: ListenerKind,
+    service: Service,
     address: SocketAddr,
     socket: std::net::TcpListener,
 }
@@ -127,7 +143,7 @@ pub fn run(config: Config) -> Result<()> {
                     )
                 })?;
                 bound.push(BoundListener {
-                    kind: listener_kind(listener.kind),
+                    service: service(listener.kind),
                     address: *address,
                     socket,
                 });
@@ -197,18 +213,38 @@ fn run_worker(worker: usize, listeners: Vec<BoundListener>, shared: Arc<Shared>)
             accept_loops.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((tcp, peer)) => {
-                            tokio::spawn(crate::smtp::session::run(
-                                shared.clone(),
-                                shard,
-                                bound.kind,
-                                tcp,
-                                peer,
-                            ));
-                        }
+                        Ok((tcp, peer)) => match bound.service {
+                            Service::Smtp(kind) => {
+                                tokio::spawn(crate::smtp::session::run(
+                                    shared.clone(),
+                                    shard,
+                                    kind,
+                                    tcp,
+                                    peer,
+                                ));
+                            }
+                            Service::Imap { implicit_tls } => {
+                                tokio::spawn(crate::imap::run(
+                                    shared.clone(),
+                                    shard,
+                                    implicit_tls,
+                                    tcp,
+                                    peer,
+                                ));
+                            }
+                            Service::Pop3 { implicit_tls } => {
+                                tokio::spawn(crate::pop3::run(
+                                    shared.clone(),
+                                    shard,
+                                    implicit_tls,
+                                    tcp,
+                                    peer,
+                                ));
+                            }
+                        },
                         Err(error) => {
                             // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(event = "smtp.accept_failed", %error);
+                            tracing::warn!(event = "server.accept_failed", service = ?bound.service, %error);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
