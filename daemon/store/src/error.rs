@@ -36,6 +36,8 @@ pub enum StoreError {
     },
     #[error("store at {0} is in use by another process")]
     Locked(PathBuf),
+    #[error("mailbox name already in use: {0}")]
+    NameTaken(String),
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 }

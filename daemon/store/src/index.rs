@@ -103,6 +103,12 @@ pub(crate) struct MailboxState {
     modseq: ModseqTracker,
     /// Committed, not expunged; may hold entries above the uid boundary (not yet visible).
     pub messages: BTreeMap<u32, MsgEntry>,
+    /// Expunged UIDs and the MODSEQ of their expunge, for QRESYNC VANISHED
+    /// (RFC 7162 3.2.5.2). Kept for the mailbox's life.
+    pub vanished: BTreeMap<u32, u64>,
+    /// Fired with HIGHESTMODSEQ after every commit that changes it (the change feed).
+    /// Dropped with the mailbox, which ends every receiver's `changed()` with an error.
+    notify: tokio::sync::watch::Sender<u64>,
 }
 
 impl MailboxState {
@@ -123,6 +129,19 @@ impl MailboxState {
             exists: self.messages.range(..b).count() as u32,
         }
     }
+
+    /// Wakes the change feed's receivers when HIGHESTMODSEQ moved.
+    fn notify(&self) {
+        let v = self.modseq.visible_max;
+        self.notify.send_if_modified(|cur| {
+            if *cur != v {
+                *cur = v;
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +150,8 @@ pub(crate) struct Index {
     by_name: HashMap<(String, String), u32>,
     pub next_mailbox_id: u32,
     pub last_uidvalidity: u32,
+    /// (account, mailbox name) pairs the user subscribed to.
+    pub subscriptions: BTreeSet<(String, String)>,
 }
 
 /// One delivery allocated at enqueue time.
@@ -197,8 +218,90 @@ impl Index {
                 // Creation is modseq 1 (RFC 7162 mod-sequences are non-zero).
                 modseq: ModseqTracker::new(1),
                 messages: BTreeMap::new(),
+                vanished: BTreeMap::new(),
+                notify: tokio::sync::watch::Sender::new(1),
             },
         );
+    }
+
+    /// Removes a mailbox (committed or recovered delete).
+    pub(crate) fn delete_mailbox(&mut self, id: u32) {
+        if let Some(m) = self.mailboxes.remove(&id) {
+            let key = (m.account.clone(), m.name.clone());
+            if self.by_name.get(&key) == Some(&id) {
+                self.by_name.remove(&key);
+            }
+        }
+    }
+
+    /// Gives a mailbox a new name (committed or recovered rename).
+    pub(crate) fn rename_mailbox(&mut self, id: u32, name: String) {
+        if let Some(m) = self.mailboxes.get_mut(&id) {
+            let old = (
+                m.account.clone(),
+                std::mem::replace(&mut m.name, name.clone()),
+            );
+            if self.by_name.get(&old) == Some(&id) {
+                self.by_name.remove(&old);
+            }
+            self.by_name.insert((m.account.clone(), name), id);
+        }
+    }
+
+    pub(crate) fn set_subscription(&mut self, account: String, name: String, on: bool) {
+        if on {
+            self.subscriptions.insert((account, name));
+        } else {
+            self.subscriptions.remove(&(account, name));
+        }
+    }
+
+    pub(crate) fn subscriptions(&self, account: &str) -> Vec<String> {
+        self.subscriptions
+            .iter()
+            .filter(|(a, _)| a == account)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    pub(crate) fn watch(&self, id: u32) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.mailboxes.get(&id).map(|m| m.notify.subscribe())
+    }
+
+    /// UIDs expunged with a MODSEQ above `modseq`, ascending.
+    pub(crate) fn vanished_since(&self, id: u32, modseq: u64) -> Vec<u32> {
+        self.mailboxes
+            .get(&id)
+            .map(|m| {
+                m.vanished
+                    .iter()
+                    .filter(|(_, &ms)| ms > modseq)
+                    .map(|(&u, _)| u)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sum of message sizes and message count over an account's mailboxes.
+    pub(crate) fn usage(&self, account: &str) -> (u64, u64) {
+        self.mailboxes
+            .values()
+            .filter(|m| m.account == account)
+            .fold((0, 0), |(bytes, n), m| {
+                let b = m.uid_boundary();
+                m.messages
+                    .range(..b)
+                    .fold((bytes, n), |(bytes, n), (_, e)| (bytes + e.size, n + 1))
+            })
+    }
+
+    /// The committed entry of a visible message.
+    pub(crate) fn entry(&self, mailbox: u32, uid: u32) -> Option<&MsgEntry> {
+        let m = self.mailboxes.get(&mailbox)?;
+        if uid >= m.uid_boundary() {
+            return None;
+        }
+        m.messages.get(&uid)
     }
 
     /// Allocates a UID and MODSEQ for a new message in `mailbox`.
@@ -233,6 +336,7 @@ impl Index {
             m.messages.insert(a.uid, entry);
             m.uids.resolve(u64::from(a.uid));
             m.modseq.settle(a.modseq, true);
+            m.notify();
         }
     }
 
@@ -240,6 +344,7 @@ impl Index {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
             m.uids.resolve(u64::from(a.uid));
             m.modseq.settle(a.modseq, false);
+            m.notify();
         }
     }
 
@@ -252,6 +357,7 @@ impl Index {
                 }
             }
             m.modseq.settle(modseq, true);
+            m.notify();
         }
     }
 
@@ -259,14 +365,17 @@ impl Index {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
             for u in uids {
                 m.messages.remove(u);
+                m.vanished.insert(*u, modseq);
             }
             m.modseq.settle(modseq, true);
+            m.notify();
         }
     }
 
     pub(crate) fn fail_modseq(&mut self, mailbox: u32, modseq: u64) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
             m.modseq.settle(modseq, false);
+            m.notify();
         }
     }
 
@@ -300,6 +409,7 @@ impl Index {
             m.uids = Watermark::new(u64::from(uid) + 1);
             let ms = max_modseq.get(id).copied().unwrap_or(1).max(1);
             m.modseq = ModseqTracker::new(ms);
+            m.notify.send_replace(ms);
         }
     }
 
@@ -333,10 +443,11 @@ impl Index {
         }
     }
 
-    pub(crate) fn recover_expunge(&mut self, mailbox: u32, uids: &[u32]) {
+    pub(crate) fn recover_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
             for u in uids {
                 m.messages.remove(u);
+                m.vanished.insert(*u, modseq);
             }
         }
     }

@@ -155,6 +155,43 @@ pub struct Appended {
     pub modseq: u64,
 }
 
+/// How a STORE changes flags (RFC 9051 6.4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    /// FLAGS: replace.
+    Replace,
+    /// +FLAGS: add.
+    Add,
+    /// -FLAGS: remove.
+    Remove,
+}
+
+/// A message's flags and MODSEQ after [`Store::update_flags`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagState {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: Vec<String>,
+}
+
+/// Result of [`Store::update_flags`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagsOutcome {
+    /// Messages whose flags changed, with their new MODSEQ (durable).
+    pub changed: Vec<FlagState>,
+    /// Messages the operation left as they were (no new MODSEQ).
+    pub unchanged: Vec<FlagState>,
+    /// UNCHANGEDSINCE failed for these (RFC 7162 3.1.3: reported as `[MODIFIED ...]`).
+    pub modified: Vec<u32>,
+}
+
+/// An account's storage use (RFC 9208 QUOTA, resource STORAGE counts these bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub messages: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
     pub mailbox: MailboxId,
@@ -768,6 +805,242 @@ impl Store {
             },
         )?;
         done_modseq(rx.await.map_err(|_| StoreError::Closed)?)
+    }
+
+    /// Writes one catalogue record (shard 0) and waits until it is durable. Blocking; the
+    /// caller holds `create_lock`.
+    fn catalog_blocking(&self, record: record::Record) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(
+            0,
+            Job {
+                op: Op::Catalog(record),
+                reply: Reply::Sync(tx),
+            },
+        )?;
+        rx.recv().map_err(|_| StoreError::Closed)??;
+        Ok(())
+    }
+
+    /// Deletes a mailbox and every message in it (one durable record). Blocking. Watchers
+    /// of the mailbox see their channel close.
+    pub fn delete_mailbox(&self, id: MailboxId) -> Result<(), StoreError> {
+        let _guard = self.inner.create_lock.lock().map_err(lock_err)?;
+        if self.mailbox(id).is_none() {
+            return Err(StoreError::UnknownMailbox(id.0));
+        }
+        self.catalog_blocking(record::Record::MailboxDelete { id: id.0 })
+    }
+
+    /// Renames a mailbox, keeping its UIDVALIDITY and messages. Blocking.
+    pub fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> Result<MailboxInfo, StoreError> {
+        if new_name.is_empty() || new_name.len() > u16::MAX as usize {
+            return Err(StoreError::InvalidRequest("invalid mailbox name".into()));
+        }
+        let _guard = self.inner.create_lock.lock().map_err(lock_err)?;
+        let info = self.mailbox(id).ok_or(StoreError::UnknownMailbox(id.0))?;
+        if self.find_mailbox(&info.account, new_name).is_some() {
+            return Err(StoreError::NameTaken(new_name.to_string()));
+        }
+        self.catalog_blocking(record::Record::MailboxRename {
+            id: id.0,
+            name: new_name.to_string(),
+        })?;
+        self.mailbox(id).ok_or(StoreError::UnknownMailbox(id.0))
+    }
+
+    /// Records a subscription change (RFC 9051 6.3.7/6.3.8). Blocking.
+    pub fn set_subscription(
+        &self,
+        account: &str,
+        name: &str,
+        subscribed: bool,
+    ) -> Result<(), StoreError> {
+        if account.len() > u16::MAX as usize || name.len() > u16::MAX as usize {
+            return Err(StoreError::InvalidRequest("name too long".into()));
+        }
+        let _guard = self.inner.create_lock.lock().map_err(lock_err)?;
+        self.catalog_blocking(record::Record::Subscription {
+            account: account.to_string(),
+            name: name.to_string(),
+            subscribed,
+        })
+    }
+
+    /// Names the account subscribed to, sorted.
+    pub fn subscriptions(&self, account: &str) -> Vec<String> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.subscriptions(account))
+            .unwrap_or_default()
+    }
+
+    /// The change feed of a mailbox: the receiver's value is HIGHESTMODSEQ and changes
+    /// after every commit that adds, changes or expunges a message there (SMTP delivery
+    /// included). `changed()` fails once the mailbox is deleted.
+    pub fn watch(&self, mailbox: MailboxId) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.index.lock().ok()?.watch(mailbox.0)
+    }
+
+    /// UIDs expunged with a MODSEQ greater than `modseq` (QRESYNC VANISHED,
+    /// RFC 7162 3.2.5.2).
+    pub fn vanished_since(&self, mailbox: MailboxId, modseq: u64) -> Vec<u32> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.vanished_since(mailbox.0, modseq))
+            .unwrap_or_default()
+    }
+
+    /// Bytes and messages stored for an account, over all its mailboxes.
+    pub fn usage(&self, account: &str) -> Usage {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| {
+                let (bytes, messages) = ix.usage(account);
+                Usage { bytes, messages }
+            })
+            .unwrap_or_default()
+    }
+
+    /// Changes the flags of many messages in one durable record (one commit), each changed
+    /// message getting its own MODSEQ (RFC 7162 3.1.3). New flags are computed from the
+    /// committed state under the index lock. With `unchanged_since`, messages whose MODSEQ
+    /// is above it are left alone and listed in `modified`. UIDs that are not visible are
+    /// ignored.
+    pub async fn update_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsOutcome, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        check_flags(flags)?;
+        let mut outcome = FlagsOutcome::default();
+        let mut updates = Vec::new();
+        {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            if !ix.contains(mailbox.0) {
+                return Err(StoreError::UnknownMailbox(mailbox.0));
+            }
+            let mut uids = uids.to_vec();
+            uids.sort_unstable();
+            uids.dedup();
+            for uid in uids {
+                let Some(e) = ix.entry(mailbox.0, uid) else {
+                    continue;
+                };
+                if unchanged_since.is_some_and(|us| e.modseq > us) {
+                    outcome.modified.push(uid);
+                    continue;
+                }
+                let mut new: Vec<String> = match op {
+                    FlagOp::Replace => Vec::new(),
+                    FlagOp::Add | FlagOp::Remove => e.flags.clone(),
+                };
+                for f in flags {
+                    let has = new.iter().position(|x| x.eq_ignore_ascii_case(f));
+                    match (op, has) {
+                        (FlagOp::Replace | FlagOp::Add, None) => new.push(f.clone()),
+                        (FlagOp::Remove, Some(i)) => {
+                            new.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                check_flags(&new)?;
+                let same = new.len() == e.flags.len()
+                    && new
+                        .iter()
+                        .all(|f| e.flags.iter().any(|x| x.eq_ignore_ascii_case(f)));
+                if same && unchanged_since.is_none() {
+                    outcome.unchanged.push(FlagState {
+                        uid,
+                        modseq: e.modseq,
+                        flags: e.flags.clone(),
+                    });
+                    continue;
+                }
+                let modseq = ix
+                    .alloc_modseq(mailbox.0)
+                    .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+                updates.push(record::FlagChange {
+                    uid,
+                    modseq,
+                    flags: new,
+                });
+            }
+        }
+        if updates.is_empty() {
+            return Ok(outcome);
+        }
+        outcome.changed = updates
+            .iter()
+            .map(|u| FlagState {
+                uid: u.uid,
+                modseq: u.modseq,
+                flags: u.flags.clone(),
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(
+            self.mailbox_shard(mailbox),
+            Job {
+                op: Op::FlagsBatch {
+                    mailbox: mailbox.0,
+                    updates,
+                },
+                reply: Reply::Async(tx),
+            },
+        )?;
+        done_modseq(rx.await.map_err(|_| StoreError::Closed)?)?;
+        Ok(outcome)
+    }
+
+    /// Copies messages into another mailbox (IMAP COPY/MOVE): every body is re-appended
+    /// with its flags and internal date; the appends are queued together so they share a
+    /// group commit. Returns (source uid, new uid) pairs in source UID order.
+    pub async fn copy_messages(
+        &self,
+        shard: usize,
+        source: &[MessageMeta],
+        target: MailboxId,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        let mut waits = Vec::with_capacity(source.len());
+        for meta in source {
+            let body = self.read_message(meta)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.enqueue_append(
+                shard,
+                AppendRequest {
+                    body,
+                    internal_date: meta.internal_date,
+                    targets: vec![AppendTarget {
+                        mailbox: target,
+                        flags: meta.flags.clone(),
+                    }],
+                },
+                Reply::Async(tx),
+            )?;
+            waits.push((meta.uid, rx));
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for (uid, rx) in waits {
+            let appended = done_appended(rx.await.map_err(|_| StoreError::Closed)?)?;
+            if let Some(a) = appended.first() {
+                out.push((uid, a.uid));
+            }
+        }
+        Ok(out)
     }
 
     /// Stops the shard threads after they finish queued work. Later writes fail with

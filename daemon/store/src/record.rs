@@ -30,6 +30,10 @@ pub(crate) enum Kind {
     FlagsUpdate = 3,
     Expunge = 4,
     Padding = 5,
+    MailboxDelete = 6,
+    MailboxRename = 7,
+    FlagsBatch = 8,
+    Subscription = 9,
 }
 
 impl Kind {
@@ -40,6 +44,10 @@ impl Kind {
             3 => Kind::FlagsUpdate,
             4 => Kind::Expunge,
             5 => Kind::Padding,
+            6 => Kind::MailboxDelete,
+            7 => Kind::MailboxRename,
+            8 => Kind::FlagsBatch,
+            9 => Kind::Subscription,
             _ => return None,
         })
     }
@@ -79,6 +87,35 @@ pub(crate) enum Record {
         uids: Vec<u32>,
     },
     Padding(usize),
+    /// The mailbox and its messages are gone (IMAP DELETE, RFC 9051 6.3.4).
+    MailboxDelete {
+        id: u32,
+    },
+    /// The mailbox keeps its id, UIDVALIDITY and messages under a new name (RFC 9051 6.3.5).
+    MailboxRename {
+        id: u32,
+        name: String,
+    },
+    /// One STORE over many messages: one record, one commit, a MODSEQ per message
+    /// (RFC 7162 3.1.3).
+    FlagsBatch {
+        mailbox: u32,
+        updates: Vec<FlagChange>,
+    },
+    /// IMAP SUBSCRIBE / UNSUBSCRIBE (RFC 9051 6.3.7, 6.3.8); names need not exist.
+    Subscription {
+        account: String,
+        name: String,
+        subscribed: bool,
+    },
+}
+
+/// One message's new flags inside a [`Record::FlagsBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlagChange {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: Vec<String>,
 }
 
 /// Metadata of a Message record decoded without copying the body (recovery path).
@@ -112,6 +149,10 @@ impl Record {
             Record::FlagsUpdate { .. } => Kind::FlagsUpdate,
             Record::Expunge { .. } => Kind::Expunge,
             Record::Padding(_) => Kind::Padding,
+            Record::MailboxDelete { .. } => Kind::MailboxDelete,
+            Record::MailboxRename { .. } => Kind::MailboxRename,
+            Record::FlagsBatch { .. } => Kind::FlagsBatch,
+            Record::Subscription { .. } => Kind::Subscription,
         }
     }
 
@@ -176,6 +217,29 @@ impl Record {
                 }
             }
             Record::Padding(n) => out.resize(out.len() + n, 0),
+            Record::MailboxDelete { id } => out.extend_from_slice(&id.to_le_bytes()),
+            Record::MailboxRename { id, name } => {
+                out.extend_from_slice(&id.to_le_bytes());
+                put_str(out, name);
+            }
+            Record::FlagsBatch { mailbox, updates } => {
+                out.extend_from_slice(&mailbox.to_le_bytes());
+                out.extend_from_slice(&(updates.len() as u32).to_le_bytes());
+                for u in updates {
+                    out.extend_from_slice(&u.uid.to_le_bytes());
+                    out.extend_from_slice(&u.modseq.to_le_bytes());
+                    put_flags(out, &u.flags);
+                }
+            }
+            Record::Subscription {
+                account,
+                name,
+                subscribed,
+            } => {
+                put_str(out, account);
+                put_str(out, name);
+                out.push(u8::from(*subscribed));
+            }
         }
     }
 
@@ -342,6 +406,33 @@ pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Record> {
             }
         }
         Kind::Padding => Record::Padding(payload.len()),
+        Kind::MailboxDelete => Record::MailboxDelete { id: r.u32()? },
+        Kind::MailboxRename => Record::MailboxRename {
+            id: r.u32()?,
+            name: r.str()?,
+        },
+        Kind::FlagsBatch => {
+            let mailbox = r.u32()?;
+            let n = r.u32()? as usize;
+            if n > payload.len() {
+                return None;
+            }
+            let updates = (0..n)
+                .map(|_| {
+                    Some(FlagChange {
+                        uid: r.u32()?,
+                        modseq: r.u64()?,
+                        flags: r.flags()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Record::FlagsBatch { mailbox, updates }
+        }
+        Kind::Subscription => Record::Subscription {
+            account: r.str()?,
+            name: r.str()?,
+            subscribed: r.u8()? != 0,
+        },
     })
 }
 
@@ -408,6 +499,31 @@ mod tests {
             uids: vec![1, 2, 3],
         });
         roundtrip(Record::Padding(100));
+        roundtrip(Record::MailboxDelete { id: 9 });
+        roundtrip(Record::MailboxRename {
+            id: 9,
+            name: "Archive/2024".into(),
+        });
+        roundtrip(Record::FlagsBatch {
+            mailbox: 2,
+            updates: vec![
+                FlagChange {
+                    uid: 1,
+                    modseq: 7,
+                    flags: vec!["\\Seen".into()],
+                },
+                FlagChange {
+                    uid: 5,
+                    modseq: 8,
+                    flags: vec![],
+                },
+            ],
+        });
+        roundtrip(Record::Subscription {
+            account: "a@x.test".into(),
+            name: "Lists/rust".into(),
+            subscribed: true,
+        });
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::index::{Alloc, Index, Location, MsgEntry};
-use crate::record::{self, Delivery, Kind, Record, HEADER_LEN};
+use crate::record::{self, Delivery, FlagChange, Kind, Record, HEADER_LEN};
 use crate::{Appended, BackendKind, CommitHook, CommitReport, MailboxId, StoreError};
 
 pub(crate) fn shard_dir(root: &Path, shard: usize) -> PathBuf {
@@ -153,7 +153,11 @@ pub(crate) fn scan_shard(
                     Some(
                         change @ (Record::MailboxCreate { .. }
                         | Record::FlagsUpdate { .. }
-                        | Record::Expunge { .. }),
+                        | Record::Expunge { .. }
+                        | Record::MailboxDelete { .. }
+                        | Record::MailboxRename { .. }
+                        | Record::FlagsBatch { .. }
+                        | Record::Subscription { .. }),
                     ) => Some(Recovered::Change(change)),
                     _ => break,
                 },
@@ -203,22 +207,33 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
         let e = max_modseq.entry(mb).or_default();
         *e = (*e).max(ms);
     };
+    // The catalogue (creates, deletes, renames, subscriptions) is written on shard 0 only,
+    // so its records are in log order here.
     for r in &recs {
-        if let Recovered::Change(Record::MailboxCreate {
-            id,
-            uidvalidity,
-            account,
-            name,
-            special_use,
-        }) = r
-        {
-            index.insert_mailbox(
+        match r {
+            Recovered::Change(Record::MailboxCreate {
+                id,
+                uidvalidity,
+                account,
+                name,
+                special_use,
+            }) => index.insert_mailbox(
                 *id,
                 *uidvalidity,
                 account.clone(),
                 name.clone(),
                 special_use.clone(),
-            );
+            ),
+            Recovered::Change(Record::MailboxDelete { id }) => index.delete_mailbox(*id),
+            Recovered::Change(Record::MailboxRename { id, name }) => {
+                index.rename_mailbox(*id, name.clone())
+            }
+            Recovered::Change(Record::Subscription {
+                account,
+                name,
+                subscribed,
+            }) => index.set_subscription(account.clone(), name.clone(), *subscribed),
+            _ => {}
         }
     }
     let mut flags = Vec::new();
@@ -255,17 +270,28 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 bump(mailbox, None, modseq);
                 flags.push((mailbox, uid, modseq, f));
             }
+            Recovered::Change(Record::FlagsBatch { mailbox, updates }) => {
+                for u in updates {
+                    bump(mailbox, None, u.modseq);
+                    flags.push((mailbox, u.uid, u.modseq, u.flags));
+                }
+            }
             Recovered::Change(Record::Expunge {
                 mailbox,
                 modseq,
                 uids,
             }) => {
                 bump(mailbox, None, modseq);
-                expunges.push((mailbox, uids));
+                expunges.push((mailbox, modseq, uids));
             }
-            // Mailboxes were created in the first pass; the scan keeps no other kind here.
+            // The catalogue was applied in the first pass; the scan keeps no other kind.
             Recovered::Change(
-                Record::MailboxCreate { .. } | Record::Message { .. } | Record::Padding(_),
+                Record::MailboxCreate { .. }
+                | Record::MailboxDelete { .. }
+                | Record::MailboxRename { .. }
+                | Record::Subscription { .. }
+                | Record::Message { .. }
+                | Record::Padding(_),
             ) => {}
         }
     }
@@ -273,8 +299,8 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
     for (mb, uid, ms, f) in flags {
         index.recover_flags(mb, uid, ms, f);
     }
-    for (mb, uids) in expunges {
-        index.recover_expunge(mb, &uids);
+    for (mb, ms, uids) in expunges {
+        index.recover_expunge(mb, ms, &uids);
     }
     index.finish_recovery(&max_uid, &max_modseq);
 }
@@ -330,6 +356,12 @@ pub(crate) enum Op {
         modseq: u64,
         uids: Vec<u32>,
     },
+    FlagsBatch {
+        mailbox: u32,
+        updates: Vec<FlagChange>,
+    },
+    /// Mailbox delete or rename, or a subscription change (shard 0 only).
+    Catalog(Record),
 }
 
 pub(crate) enum Done {
@@ -388,6 +420,12 @@ fn release(ix: &mut Index, op: &Op) {
         | Op::Expunge {
             mailbox, modseq, ..
         } => ix.fail_modseq(*mailbox, *modseq),
+        Op::FlagsBatch { mailbox, updates } => {
+            for u in updates {
+                ix.fail_modseq(*mailbox, u.modseq);
+            }
+        }
+        Op::Catalog(_) => {}
     }
 }
 
@@ -572,6 +610,12 @@ impl Writer {
                     uids: uids.clone(),
                 }
                 .encode(seq, &mut self.buf),
+                Op::FlagsBatch { mailbox, updates } => Record::FlagsBatch {
+                    mailbox: *mailbox,
+                    updates: updates.clone(),
+                }
+                .encode(seq, &mut self.buf),
+                Op::Catalog(record) => record.encode(seq, &mut self.buf),
             };
             seq += 1;
             spans.push((start as u64, n as u64));
@@ -710,6 +754,26 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
         } => {
             ix.commit_expunge(mailbox, modseq, &uids);
             Done::Modseq(modseq)
+        }
+        Op::FlagsBatch { mailbox, updates } => {
+            let last = updates.last().map(|u| u.modseq).unwrap_or(0);
+            for u in updates {
+                ix.commit_flags(mailbox, u.uid, u.modseq, u.flags);
+            }
+            Done::Modseq(last)
+        }
+        Op::Catalog(record) => {
+            match record {
+                Record::MailboxDelete { id } => ix.delete_mailbox(id),
+                Record::MailboxRename { id, name } => ix.rename_mailbox(id, name),
+                Record::Subscription {
+                    account,
+                    name,
+                    subscribed,
+                } => ix.set_subscription(account, name, subscribed),
+                _ => {}
+            }
+            Done::Created
         }
     }
 }
