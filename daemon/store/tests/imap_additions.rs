@@ -18,11 +18,14 @@ fn rt() -> tokio::runtime::Runtime {
 
 const ACCOUNT: &str = "a@x.test";
 
+type MailboxRow = (u32, String, Option<String>, u32, u32, u64, u32);
+type MessageRow = (u32, u64, Vec<String>, u64);
+
 /// Everything the IMAP server reads from the store, in a comparable form.
 #[derive(Debug, PartialEq, Eq)]
 struct State {
-    mailboxes: Vec<(u32, String, Option<String>, u32, u32, u64, u32)>,
-    messages: Vec<(u32, Vec<(u32, u64, Vec<String>, u64)>)>,
+    mailboxes: Vec<MailboxRow>,
+    messages: Vec<(u32, Vec<MessageRow>)>,
     vanished: Vec<(u32, Vec<u32>)>,
     subscriptions: Vec<String>,
     usage: (u64, u64),
