@@ -1,0 +1,385 @@
+"""Host side of the QEMU test guest: boot it, talk to it, inject faults.
+
+Used by tests/qemu/ and qemu/capture-fixtures. The guest is built by qemu/build-guest and
+booted by qemu/run-guest (TCG only); its init (qemu/guest/init) serves two virtio-serial ports:
+
+- the command channel: we send ``ID BASE64(command)``; the guest answers
+  ``R ID RC BASE64(stdout) BASE64(stderr)`` ("-" for empty);
+- the event channel: hwmond's event stream, one JSON object a line (and the init's own boot
+  milestones, objects with a "guest" key).
+
+QMP (``qmp.sock``) drives the virtual hardware (NVMe ``smart_critical_warning``, ``device_del``).
+ipmi_sim (OpenIPMI) is the BMC behind ``ipmi-bmc-extern``; :class:`IpmiSim` starts it with a
+``serial kcs ... codec VM`` interface and drives its console.
+
+Every wait is bounded; :meth:`Guest.close` and :meth:`IpmiSim.close` kill what they started.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+QEMU_DIR = pathlib.Path(__file__).resolve().parent
+REPO = QEMU_DIR.parent
+DEFAULT_GUEST = REPO / "target" / "qemu-guest"
+
+
+class GuestError(RuntimeError):
+    pass
+
+
+def build_guest(out: pathlib.Path = DEFAULT_GUEST, hwmond: bool | None = None,
+                timeout: float = 1800) -> pathlib.Path:
+    """Run qemu/build-guest; returns the guest directory."""
+    cmd = [str(QEMU_DIR / "build-guest"), "--out", str(out)]
+    if hwmond is False:
+        cmd.append("--no-hwmond")
+    subprocess.run(cmd, check=True, timeout=timeout, stdout=subprocess.DEVNULL)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connect_unix(path: pathlib.Path, deadline: float, proc: subprocess.Popen | None) -> socket.socket:
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise GuestError(f"QEMU exited ({proc.returncode}) before {path.name} was ready")
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(path))
+            return s
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise GuestError(f"cannot connect to {path}") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class Event:
+    t: float            # host time.monotonic() when the line arrived
+    obj: dict[str, Any]
+    raw: str
+
+
+@dataclass
+class CmdResult:
+    rc: int
+    out: str
+    err: str
+    seconds: float
+
+    def check(self) -> "CmdResult":
+        if self.rc != 0:
+            raise GuestError(f"guest command failed ({self.rc}): {self.err.strip() or self.out.strip()}")
+        return self
+
+
+@dataclass
+class Guest:
+    run_dir: pathlib.Path
+    guest_dir: pathlib.Path = DEFAULT_GUEST
+    ipmi: str | None = None          # "127.0.0.1:PORT" of ipmi_sim's VM serial interface
+    append: str = ""
+    mem_mib: int = 256
+    disk_mib: int = 64
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    events: list[Event] = field(default_factory=list)
+    bad_lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._replies: dict[str, tuple[float, str]] = {}
+        self._ids = itertools.count(1)
+        self._cmd_lock = threading.Lock()
+        self._qmp_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._cmd_sock: socket.socket | None = None
+        self._ev_sock: socket.socket | None = None
+        self._qmp_sock: socket.socket | None = None
+        self._qmp_file = None
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self, timeout: float = 30) -> "Guest":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [str(QEMU_DIR / "run-guest"), "--guest", str(self.guest_dir), "--run",
+               str(self.run_dir), "--mem", str(self.mem_mib), "--disk-mib", str(self.disk_mib)]
+        if self.ipmi:
+            cmd += ["--ipmi", self.ipmi]
+        if self.append:
+            cmd += ["--append", self.append]
+        log = open(self.run_dir / "qemu.log", "wb")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        self._ev_sock = _connect_unix(self.run_dir / "events.sock", deadline, self.proc)
+        self._cmd_sock = _connect_unix(self.run_dir / "cmd.sock", deadline, self.proc)
+        self._qmp_sock = _connect_unix(self.run_dir / "qmp.sock", deadline, self.proc)
+        self._qmp_sock.settimeout(timeout)
+        self._qmp_file = self._qmp_sock.makefile("rwb")
+        greeting = json.loads(self._qmp_file.readline())
+        if "QMP" not in greeting:
+            raise GuestError(f"unexpected QMP greeting {greeting}")
+        self.qmp("qmp_capabilities")
+        for target, sock in ((self._read_events, self._ev_sock), (self._read_cmd, self._cmd_sock)):
+            t = threading.Thread(target=target, args=(sock,), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        """Wait until the command channel answers; returns seconds since QEMU was started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GuestError(f"guest not ready after {timeout} s; console:\n{self.console()}")
+            try:
+                self.cmd("true", timeout=min(remaining, 10))
+                return time.monotonic() - self.started_at
+            except GuestError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise GuestError(f"QEMU exited ({self.proc.returncode}); console:\n{self.console()}") from None
+
+    def console(self) -> str:
+        try:
+            return (self.run_dir / "console.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.qmp("quit", timeout=5)
+            except Exception:  # noqa: BLE001 - QEMU is killed below anyway
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "Guest":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- readers -------------------------------------------------------------------------
+    def _lines(self, sock: socket.socket):
+        buf = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield time.monotonic(), line.decode("utf-8", errors="replace").rstrip("\r")
+
+    def _read_events(self, sock: socket.socket) -> None:
+        for t, line in self._lines(sock):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                with self._cond:
+                    self.bad_lines.append(line)
+                continue
+            with self._cond:
+                self.events.append(Event(t, obj if isinstance(obj, dict) else {"value": obj}, line))
+                self._cond.notify_all()
+
+    def _read_cmd(self, sock: socket.socket) -> None:
+        for t, line in self._lines(sock):
+            parts = line.split(" ")
+            if len(parts) == 5 and parts[0] == "R":
+                with self._cond:
+                    self._replies[parts[1]] = (t, line)
+                    self._cond.notify_all()
+
+    # --- the command channel -------------------------------------------------------------
+    def cmd(self, command: str, timeout: float = 60) -> CmdResult:
+        """Run a shell command in the guest; bounded by `timeout` on the host side."""
+        if self._cmd_sock is None:
+            raise GuestError("guest not started")
+        cid = f"c{next(self._ids)}"
+        payload = base64.b64encode(command.encode()).decode()
+        start = time.monotonic()
+        with self._cmd_lock:
+            self._cmd_sock.sendall(f"{cid} {payload}\n".encode())
+        deadline = start + timeout
+        with self._cond:
+            while cid not in self._replies:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GuestError(f"no answer to {command!r} within {timeout} s")
+                self._cond.wait(remaining)
+            t, line = self._replies.pop(cid)
+        _, _, rc, out, err = line.split(" ")
+
+        def dec(s: str) -> str:
+            return "" if s == "-" else base64.b64decode(s).decode("utf-8", errors="replace")
+
+        return CmdResult(int(rc), dec(out), dec(err), t - start)
+
+    # --- events --------------------------------------------------------------------------
+    def wait_event(self, pred: Callable[[dict[str, Any]], bool], timeout: float,
+                   after: float | None = None, what: str = "event") -> Event:
+        """The first event (arrived at or after host monotonic time `after`) matching pred."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events:
+                    if (after is None or ev.t >= after) and pred(ev.obj):
+                        return ev
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    tail = "\n".join(e.raw for e in self.events[-15:])
+                    raise GuestError(f"no {what} within {timeout} s; last events:\n{tail}")
+                self._cond.wait(remaining)
+
+    # --- QMP -----------------------------------------------------------------------------
+    def qmp(self, execute: str, timeout: float = 30, **arguments: Any) -> Any:
+        if self._qmp_file is None or self._qmp_sock is None:
+            raise GuestError("QMP not connected")
+        msg: dict[str, Any] = {"execute": execute}
+        if arguments:
+            msg["arguments"] = arguments
+        with self._qmp_lock:
+            self._qmp_sock.settimeout(timeout)
+            self._qmp_file.write(json.dumps(msg).encode() + b"\n")
+            self._qmp_file.flush()
+            while True:
+                line = self._qmp_file.readline()
+                if not line:
+                    raise GuestError(f"QMP closed during {execute}")
+                reply = json.loads(line)
+                if "event" in reply:
+                    continue
+                if "error" in reply:
+                    raise GuestError(f"QMP {execute}: {reply['error']}")
+                return reply.get("return")
+
+
+# --- ipmi_sim -----------------------------------------------------------------------------
+
+@dataclass
+class IpmiSim:
+    """OpenIPMI's ipmi_sim as the guest's BMC (ipmi-bmc-extern speaks its "VM" serial codec).
+
+    `emu` is an ipmi_sim command file (sdrcomp'd SDRs, sensors); `state_dir` is private to the
+    run. The console (`console` in lan.conf) takes ipmi_sim_cmd(5) commands such as
+    ``sensor_set_value 0x20 0 NUM VALUE 1``.
+    """
+
+    work_dir: pathlib.Path
+    emu: pathlib.Path
+    vm_port: int = 0
+    console_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20) -> "IpmiSim":
+        if shutil.which("ipmi_sim") is None:
+            raise GuestError("ipmi_sim not installed (Debian package openipmi)")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.vm_port = self.vm_port or free_port()
+        self.console_port = self.console_port or free_port()
+        conf = self.work_dir / "lan.conf"
+        # ipmi_lan(5): one BMC at 0x20; no LAN channel (loopback only would need an
+        # address; the guest reaches the BMC only through KCS); the QEMU VM serial interface.
+        conf.write_text(
+            "name \"postern-qemu\"\n"
+            "set_working_mc 0x20\n"
+            f"serial kcs 127.0.0.1 {self.vm_port} codec VM\n"
+            f"console 127.0.0.1 {self.console_port}\n"
+        )
+        state = self.work_dir / "state"
+        state.mkdir(exist_ok=True)
+        log = open(self.work_dir / "ipmi_sim.log", "wb")
+        self.proc = subprocess.Popen(
+            ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise GuestError(f"ipmi_sim exited ({self.proc.returncode}): "
+                                 f"{(self.work_dir / 'ipmi_sim.log').read_text(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.console_port), timeout=1):
+                    pass
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise GuestError("ipmi_sim console did not open") from None
+                time.sleep(0.1)
+
+    @property
+    def vm_address(self) -> str:
+        return f"127.0.0.1:{self.vm_port}"
+
+    def console(self, command: str, timeout: float = 10) -> str:
+        """Send one ipmi_sim_cmd(5) command on the console; returns what it printed."""
+        with socket.create_connection(("127.0.0.1", self.console_port), timeout=timeout) as s:
+            s.settimeout(1.0)
+            out = b""
+            s.sendall(command.encode() + b"\n")
+            deadline = time.monotonic() + timeout
+            # The console prints a "> " prompt after each command.
+            while time.monotonic() < deadline:
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    if out.count(b"> ") >= 2:
+                        break
+                    continue
+                if not chunk:
+                    break
+                out += chunk
+                if out.count(b"> ") >= 2:
+                    break
+            return out.decode(errors="replace")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
