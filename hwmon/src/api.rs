@@ -1,0 +1,1 @@
+//! The health API (Unix socket, newline-delimited JSON).

@@ -1,0 +1,1 @@
+//! The daemon: runs collectors, folds observations into the model, feeds sinks.

@@ -1,0 +1,1 @@
+//! `hwmond status`: a table of every component.
