@@ -201,6 +201,9 @@ pub struct Pop3Config {
     /// Seconds of inactivity before the session is closed; RFC 1939 3 requires at least 10
     /// minutes.
     pub timeout_secs: u64,
+    /// Seconds of inactivity before authentication; a client that has not logged in may be
+    /// dropped sooner.
+    pub timeout_login_secs: u64,
     /// Failed commands per session before the server closes it.
     pub max_errors: u64,
     pub max_connections: u64,
@@ -212,6 +215,7 @@ impl Default for Pop3Config {
         Pop3Config {
             max_command_line: 512,
             timeout_secs: 600,
+            timeout_login_secs: 60,
             max_errors: 10,
             max_connections: 10_000,
             max_connections_per_ip: 50,

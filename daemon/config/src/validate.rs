@@ -505,6 +505,7 @@ impl Validator<'_> {
             );
         }
         for (key, value) in [
+            ("timeout_login_secs", s.timeout_login_secs),
             ("max_errors", s.max_errors),
             ("max_connections", s.max_connections),
             ("max_connections_per_ip", s.max_connections_per_ip),

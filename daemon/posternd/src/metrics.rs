@@ -26,6 +26,7 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub commit_latency: Histogram,
     pub commit_bytes: Counter,
+    pub pop3: crate::pop3::metrics::Pop3Metrics,
 }
 
 impl Metrics {
@@ -41,6 +42,7 @@ impl Metrics {
         let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let commit_bytes = Counter::default();
+        let pop3 = crate::pop3::metrics::Pop3Metrics::register(&mut registry);
         // prometheus-client appends `_total` to counters.
         registry.register(
             "postern_smtp_connections",
@@ -104,6 +106,7 @@ impl Metrics {
             commit_batch_size,
             commit_latency,
             commit_bytes,
+            pop3,
         })
     }
 

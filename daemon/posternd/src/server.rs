@@ -28,6 +28,8 @@ pub struct Shared {
     pub tls: Arc<rustls::ServerConfig>,
     pub smtp_limits: Limits,
     pub connection_limits: Arc<ConnectionLimits>,
+    /// POP3 limits, connection slots and maildrop locks.
+    pub pop3: crate::pop3::Pop3State,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -158,6 +160,7 @@ pub fn run(config: Config) -> Result<()> {
             usize_of(config.smtp.max_connections_per_ip),
         ),
         inboxes: Inboxes::new(store.clone()),
+        pop3: crate::pop3::Pop3State::new(&config),
         config,
         store: store.clone(),
         directory,
