@@ -154,13 +154,9 @@ impl FetchAttr {
                 partial: p,
                 ..
             } => format!("BODY[{section}]{}", partial(p)),
-            FetchAttr::Binary {
-                part: pt,
-                partial: p,
-                ..
-            } => {
-                format!("BINARY[{}]{}", part(pt), partial(p))
-            }
+            // RFC 9051 9: msg-att-static = "BINARY" section-binary SP (nstring / literal8):
+            // no origin in the response (erratum 7246).
+            FetchAttr::Binary { part: pt, .. } => format!("BINARY[{}]", part(pt)),
             FetchAttr::BinarySize { part: pt } => format!("BINARY.SIZE[{}]", part(pt)),
         }
     }
@@ -424,7 +420,7 @@ mod tests {
                 partial: None
             }
         );
-        assert_eq!(a[1].response_name(), "BINARY[]<0>");
+        assert_eq!(a[1].response_name(), "BINARY[]");
         assert_eq!(a[2].response_name(), "BINARY.SIZE[3]");
     }
 
