@@ -301,13 +301,18 @@ class Guest:
 class IpmiSim:
     """OpenIPMI's ipmi_sim as the guest's BMC (ipmi-bmc-extern speaks its "VM" serial codec).
 
-    `emu` is an ipmi_sim command file (sdrcomp'd SDRs, sensors); `state_dir` is private to the
-    run. The console (`console` in lan.conf) takes ipmi_sim_cmd(5) commands such as
-    ``sensor_set_value 0x20 0 NUM VALUE 1``.
+    `emu` is an ipmi_sim command file (ipmi_sim_cmd(5)) and `sdrs` the SDR source that
+    `sdrcomp` compiles into the state directory (the MC is added with `persist_sdr`); `name`
+    must be the BMC name the emu file's state directory uses. The console (`console` in the
+    generated lan.conf, loopback) takes ipmi_sim_cmd(5) commands at run time such as
+    ``sensor_set_value 0x20 0 NUM VALUE 1``. There is no LAN channel: the guest reaches the BMC
+    only through KCS.
     """
 
     work_dir: pathlib.Path
     emu: pathlib.Path
+    sdrs: pathlib.Path | None = None
+    name: str = "postern-bmc"
     vm_port: int = 0
     console_port: int = 0
     proc: subprocess.Popen | None = None
@@ -318,17 +323,19 @@ class IpmiSim:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.vm_port = self.vm_port or free_port()
         self.console_port = self.console_port or free_port()
+        state = self.work_dir / "state"
+        (state / self.name).mkdir(parents=True, exist_ok=True)
+        if self.sdrs is not None:
+            subprocess.run(["sdrcomp", "-o", str(state / self.name / "sdr.20.main"),
+                            str(self.sdrs)], check=True, timeout=30, capture_output=True)
         conf = self.work_dir / "lan.conf"
-        # ipmi_lan(5): one BMC at 0x20; no LAN channel (loopback only would need an
-        # address; the guest reaches the BMC only through KCS); the QEMU VM serial interface.
+        # ipmi_lan(5): the BMC at 0x20 and the QEMU "VM" serial interface (ipmi-bmc-extern).
         conf.write_text(
-            "name \"postern-qemu\"\n"
+            f'name "{self.name}"\n'
             "set_working_mc 0x20\n"
             f"serial kcs 127.0.0.1 {self.vm_port} codec VM\n"
             f"console 127.0.0.1 {self.console_port}\n"
         )
-        state = self.work_dir / "state"
-        state.mkdir(exist_ok=True)
         log = open(self.work_dir / "ipmi_sim.log", "wb")
         self.proc = subprocess.Popen(
             ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
@@ -354,26 +361,32 @@ class IpmiSim:
         return f"127.0.0.1:{self.vm_port}"
 
     def console(self, command: str, timeout: float = 10) -> str:
-        """Send one ipmi_sim_cmd(5) command on the console; returns what it printed."""
+        """Run one ipmi_sim_cmd(5) command on the console; returns what it printed."""
         with socket.create_connection(("127.0.0.1", self.console_port), timeout=timeout) as s:
-            s.settimeout(1.0)
-            out = b""
-            s.sendall(command.encode() + b"\n")
+            s.settimeout(0.2)
             deadline = time.monotonic() + timeout
-            # The console prints a "> " prompt after each command.
-            while time.monotonic() < deadline:
-                try:
-                    chunk = s.recv(4096)
-                except socket.timeout:
-                    if out.count(b"> ") >= 2:
-                        break
-                    continue
-                if not chunk:
-                    break
-                out += chunk
-                if out.count(b"> ") >= 2:
-                    break
-            return out.decode(errors="replace")
+
+            def until_prompts(n: int, out: bytes) -> bytes:
+                # The console (telnet) prints "> " when it is ready for a command.
+                while out.count(b"> ") < n:
+                    if time.monotonic() > deadline:
+                        raise GuestError(f"ipmi_sim console: no prompt after {command!r}")
+                    try:
+                        chunk = s.recv(4096)
+                    except socket.timeout:
+                        continue
+                    if not chunk:
+                        raise GuestError("ipmi_sim console closed")
+                    out += chunk
+                return out
+
+            out = until_prompts(1, b"")
+            s.sendall(command.encode() + b"\n")
+            out = until_prompts(2, out)
+        text = out.split(b"> ", 1)[1].decode(errors="replace")
+        if "**" in text:
+            raise GuestError(f"ipmi_sim console: {text.strip()}")
+        return text
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
