@@ -1,0 +1,132 @@
+"""Small helpers for the POP3 system tests: a byte-exact raw client, poplib openers, SMTP
+delivery into the store, and servers with a custom [pop3] section."""
+
+from __future__ import annotations
+
+import base64
+import poplib
+import smtplib
+import socket
+import ssl
+
+from harness import (ALICE, HOST, PASSWORDS, REMOTE_SENDER, SOCK_TIMEOUT, client_tls_context,
+                     make_message)
+
+
+def with_pop3_config(srv, **pop3) -> None:
+    """Append a [pop3] section to a server's config (before it starts)."""
+    lines = ["", "[pop3]"] + [f"{k} = {v}" for k, v in pop3.items()] + [""]
+    with open(srv.cfg, "a") as f:
+        f.write("\n".join(lines))
+
+
+def b64(s: str | bytes) -> str:
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def plain(user: str = ALICE, password: str | None = None) -> str:
+    return b64(f"\0{user}\0{PASSWORDS[user] if password is None else password}")
+
+
+def deliver(srv, rcpt: str = ALICE, msg: bytes | None = None, subject: str = "pop3 test") -> bytes:
+    """Deliver one message over SMTP (MX) and return the client bytes sent."""
+    msg = msg if msg is not None else make_message(subject)
+    with smtplib.SMTP(HOST, srv.ports.mx, local_hostname="client.test", timeout=SOCK_TIMEOUT) as s:
+        s.sendmail(REMOTE_SENDER, [rcpt], msg)
+    return msg
+
+
+def open_stls(srv) -> poplib.POP3:
+    p = poplib.POP3(HOST, srv.ports.pop3, timeout=SOCK_TIMEOUT)
+    p.stls(client_tls_context())
+    return p
+
+
+def open_ssl(srv) -> poplib.POP3_SSL:
+    return poplib.POP3_SSL(HOST, srv.ports.pop3s, context=client_tls_context(),
+                           timeout=SOCK_TIMEOUT)
+
+
+def login(p: poplib.POP3, user: str = ALICE) -> bytes:
+    p.user(user)
+    return p.pass_(PASSWORDS[user])
+
+
+def retr_bytes(p: poplib.POP3, n: int) -> bytes:
+    """RETR through poplib (which un-stuffs), rejoined with CRLF."""
+    _, lines, _ = p.retr(n)
+    return b"".join(l + b"\r\n" for l in lines)
+
+
+class Closed(Exception):
+    pass
+
+
+class RawPOP3:
+    """A byte-exact POP3 client over a plain or TLS socket."""
+
+    def __init__(self, port: int, tls: bool = False, timeout: float = SOCK_TIMEOUT):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        if tls:
+            self.sock = client_tls_context().wrap_socket(self.sock)
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise Closed(f"connection closed; partial {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def multiline(self) -> list[bytes]:
+        """The lines of a multi-line body up to the terminator, still byte-stuffed."""
+        out = []
+        while True:
+            line = self.line()
+            if line == b".":
+                return out
+            out.append(line)
+
+    def cmd(self, line: str | bytes) -> bytes:
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.line()
+
+    def stls(self) -> None:
+        r = self.cmd("STLS")
+        assert r.startswith(b"+OK"), r
+        assert not self.buf, "data after the STLS response"
+        self.sock = client_tls_context().wrap_socket(self.sock)
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection (EOF) within `timeout`, sending nothing."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        assert data == b"" and not self.buf, f"unexpected data {self.buf + data!r}"
+        return True
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
