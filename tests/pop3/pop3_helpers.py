@@ -130,3 +130,47 @@ class RawPOP3:
 
     def __exit__(self, *a):
         self.close()
+
+
+def export_with_flags(srv, user: str = ALICE, restart: bool = True) -> list[tuple[int, str, bytes]]:
+    """Stop the daemon, export the user's INBOX as Maildir and return [(uid, flags, bytes)] in
+    UID order, flags being the Maildir info letters after ':2,' ('S' = \\Seen)."""
+    import re
+    import shutil
+    from harness import run_cli
+    was_running = srv.running
+    if was_running:
+        srv.stop()
+    out = srv.root / f"pop3-export-{user.split('@')[0]}"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        run_cli(srv.cfg, "mailbox", "export", "--user", user, "--maildir", str(out), timeout=120)
+        files = []
+        for f in (out / "cur").iterdir():
+            m = re.fullmatch(r"(\d+):2,([A-Za-z]*)", f.name)
+            assert m, f"unexpected file name in export: {f.name}"
+            files.append((int(m.group(1)), m.group(2), f.read_bytes()))
+        files.sort()
+        return files
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        if was_running and restart:
+            srv.start()
+
+
+def imap_available(srv) -> bool:
+    """Whether this build serves IMAP (the greeting is '* OK')."""
+    try:
+        with socket.create_connection((HOST, srv.ports.imap), timeout=5) as s:
+            s.settimeout(5)
+            return s.recv(1024).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+def imap_login(srv, user: str = ALICE):
+    import imaplib
+    m = imaplib.IMAP4_SSL(HOST, srv.ports.imaps, ssl_context=client_tls_context(),
+                          timeout=SOCK_TIMEOUT)
+    m.login(user, PASSWORDS[user])
+    return m
