@@ -324,9 +324,11 @@ class IpmiSim:
         self.vm_port = self.vm_port or free_port()
         self.console_port = self.console_port or free_port()
         state = self.work_dir / "state"
-        (state / self.name).mkdir(parents=True, exist_ok=True)
+        # ipmi_sim keeps its persistent state in STATEDIR/ipmi_sim/NAME/ (sdr.20.main, sel.20).
+        persist = state / "ipmi_sim" / self.name
+        persist.mkdir(parents=True, exist_ok=True)
         if self.sdrs is not None:
-            subprocess.run(["sdrcomp", "-o", str(state / self.name / "sdr.20.main"),
+            subprocess.run(["sdrcomp", "-o", str(persist / "sdr.20.main"),
                             str(self.sdrs)], check=True, timeout=30, capture_output=True)
         conf = self.work_dir / "lan.conf"
         # ipmi_lan(5): the BMC at 0x20 and the QEMU "VM" serial interface (ipmi-bmc-extern).
@@ -340,7 +342,9 @@ class IpmiSim:
         self.proc = subprocess.Popen(
             ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            # SIGPIPE stays ignored (as in Python): ipmi_sim dies of it when a console or the
+            # QEMU connection goes away while it writes.
+            restore_signals=False, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while True:
@@ -348,10 +352,9 @@ class IpmiSim:
                 raise GuestError(f"ipmi_sim exited ({self.proc.returncode}): "
                                  f"{(self.work_dir / 'ipmi_sim.log').read_text(errors='replace')}")
             try:
-                with socket.create_connection(("127.0.0.1", self.console_port), timeout=1):
-                    pass
+                self.console("", timeout=2)
                 return self
-            except OSError:
+            except (OSError, GuestError):
                 if time.monotonic() > deadline:
                     raise GuestError("ipmi_sim console did not open") from None
                 time.sleep(0.1)
