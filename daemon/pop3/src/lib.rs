@@ -58,8 +58,8 @@ pub struct SessionParams {
     pub tls_available: bool,
 }
 
-/// What the driver must do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the driver must do next. Its Debug form never shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Action {
     /// Bytes for the peer; buffer them and flush before the next read (RFC 2449 6.6
     /// PIPELINING: responses to pipelined commands may go out together).
@@ -90,6 +90,43 @@ pub enum Action {
     Log(SessionEvent),
     /// Close the connection (after flushing what was sent).
     Close,
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Send(b) => f
+                .debug_tuple("Send")
+                .field(&String::from_utf8_lossy(b))
+                .finish(),
+            Action::NeedInput => f.write_str("NeedInput"),
+            Action::StartTls => f.write_str("StartTls"),
+            Action::Authenticate {
+                mechanism,
+                username,
+                ..
+            } => f
+                .debug_struct("Authenticate")
+                .field("mechanism", mechanism)
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Action::LoadMaildrop { username } => f
+                .debug_struct("LoadMaildrop")
+                .field("username", username)
+                .finish(),
+            Action::Retrieve { msg, top } => f
+                .debug_struct("Retrieve")
+                .field("msg", msg)
+                .field("top", top)
+                .finish(),
+            Action::Commit { deleted } => {
+                f.debug_struct("Commit").field("deleted", deleted).finish()
+            }
+            Action::Log(e) => f.debug_tuple("Log").field(e).finish(),
+            Action::Close => f.write_str("Close"),
+        }
+    }
 }
 
 /// One message of the maildrop snapshot.

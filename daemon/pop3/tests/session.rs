@@ -178,6 +178,20 @@ fn user_pass_login_over_tls() {
 }
 
 #[test]
+fn debug_form_hides_the_password() {
+    let a = Action::Authenticate {
+        mechanism: "PLAIN",
+        username: ALICE.into(),
+        password: PASSWORD.into(),
+    };
+    let shown = format!("{a:?}");
+    assert!(
+        shown.contains(ALICE) && !shown.contains(PASSWORD),
+        "{shown}"
+    );
+}
+
+#[test]
 fn wrong_password_gives_auth_code_and_allows_retry() {
     let mut d = Driver::new(true);
     d.cmd(&format!("USER {ALICE}"));

@@ -303,6 +303,17 @@ impl Driver<'_> {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(StoreError::UnknownMessage { .. })) => return Err(ReadError::Gone),
             Ok(Err(error)) => {
+                // A message that another session expunged may have had its space reclaimed:
+                // that is not a storage fault.
+                let visible = self
+                    .shared
+                    .store
+                    .messages(drop.mailbox)
+                    .iter()
+                    .any(|m| m.uid == uid);
+                if !visible {
+                    return Err(ReadError::Gone);
+                }
                 tracing::error!(event = "store.read_failed", user = %drop.user, uid, error = %error);
                 return Err(ReadError::Temporary);
             }
