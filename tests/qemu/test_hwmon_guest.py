@@ -1,0 +1,252 @@
+"""hwmond in a QEMU guest (TCG) against virtual hardware faults (DESIGN.md 3.6, 3.8).
+
+One guest for the module (qemu/build-guest builds it, with a static hwmond; qemu/run-guest
+boots it): an md RAID1 over two SATA disks, an NVMe disk, and an IPMI BMC (ipmi_sim through
+ipmi-bmc-extern + isa-ipmi-kcs, the SDRs of tests/hwmon/ipmi/). hwmond's event stream comes to
+the host on a virtio-serial port; guest commands go through another (qemu/postern_guest.py).
+
+Faults, each injected from the host and waited for in hwmond's events:
+- `mdadm --fail` of a RAID member -> DegradedArray; `--remove` + `--add` -> RebuildStarted,
+  then RebuildFinished and the array back to OK;
+- QMP `qom-set` of the NVMe device's `smart_critical_warning` -> the NVMe disk CRITICAL, and
+  back to OK when cleared;
+- ipmi_sim console: a fan below its lower critical threshold -> the fan CRITICAL; a temperature
+  change -> the new reading in hwmond's state.
+
+The detection latency of each (host clock: injection to the event's arrival on the host,
+which includes the virtio-serial hop) is printed at the end of the module. Timing is reported,
+never asserted (DESIGN.md 4). Every wait is bounded; QEMU and ipmi_sim are killed at the end.
+
+Run: python3 -m pytest -q tests/qemu   (needs qemu-system-x86, openipmi, busybox-static,
+mdadm, smartmontools, socat; tests/run installs them)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "qemu"))
+
+from postern_guest import Guest, GuestError, IpmiSim, build_guest  # noqa: E402
+
+IPMI_DIR = REPO / "tests" / "hwmon" / "ipmi"
+SOCKET = "/run/postern/hwmond.sock"
+# Sensor numbers and raw values from tests/hwmon/ipmi/postern.emu (FAN1: RPM = raw * 60, lower
+# critical 600 RPM; CPU Temp: degrees C = raw).
+FAN1 = 0x20
+FAN1_OK_RAW = 90
+FAN1_STALLED_RAW = 5
+CPU_TEMP = 0x30
+
+LATENCIES: list[tuple[str, float]] = []
+BOOT: dict[str, float] = {}
+
+
+def record(name: str, seconds: float) -> None:
+    LATENCIES.append((name, seconds))
+    print(f"latency {name}: {seconds:.2f} s")
+
+
+class Env:
+    def __init__(self, guest: Guest, sim: IpmiSim) -> None:
+        self.guest = guest
+        self.sim = sim
+
+    def state(self, timeout: float = 20) -> dict[str, Any]:
+        """hwmond's health snapshot ({"get":"state"} on its socket, in the guest)."""
+        r = self.guest.cmd(
+            f"echo '{{\"get\":\"state\"}}' | socat -t 2 - UNIX-CONNECT:{SOCKET}", timeout=timeout)
+        if r.rc != 0 or not r.out.strip():
+            raise GuestError(f"no state from hwmond: rc {r.rc} {r.err.strip()}")
+        return json.loads(r.out.strip().splitlines()[0])
+
+    def component(self, state: dict[str, Any], pred) -> dict[str, Any] | None:
+        for c in state.get("components", []):
+            if pred(str(c.get("id", ""))):
+                return c
+        return None
+
+    def hwmond_log(self) -> str:
+        try:
+            return self.guest.cmd("tail -n 60 /var/log/hwmond.log", timeout=10).out
+        except GuestError:
+            return "(no log)"
+
+
+def _require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools {missing} (tests/run installs qemu-system-x86, openipmi, "
+                    "busybox-static, mdadm, smartmontools, socat)")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, request):
+    _require("qemu-system-x86_64", "ipmi_sim", "sdrcomp", "busybox", "mdadm", "smartctl",
+             "socat")
+    root = tmp_path_factory.mktemp("qemu")
+    guest_dir = build_guest(hwmond=True)
+    sim = IpmiSim(root / "ipmi", emu=IPMI_DIR / "postern.emu", sdrs=IPMI_DIR / "postern.sdrs")
+    guest = Guest(root / "guest", guest_dir=guest_dir)
+    try:
+        sim.start()
+        guest.ipmi = sim.vm_address
+        guest.start()
+        BOOT["ready"] = guest.wait_ready(timeout=240)
+        yield Env(guest, sim)
+    finally:
+        guest.close()
+        sim.close()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"guest boot (QEMU start to command channel up): {BOOT.get('ready', 0):.1f} s"]
+        if "first_state" in BOOT:
+            lines.append(f"hwmond first state after boot: {BOOT['first_state']:.1f} s")
+        lines += [f"{name}: {sec:.2f} s" for name, sec in LATENCIES]
+        if reporter is not None:
+            reporter.write_sep("-", "QEMU guest: boot and fault detection latency (host clock)")
+            for line in lines:
+                reporter.write_line(line)
+
+
+def test_first_state(env: Env):
+    g = env.guest
+    t0 = time.monotonic()
+    deadline = t0 + 120
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            state = env.state()
+        except (GuestError, json.JSONDecodeError):
+            time.sleep(0.5)
+            continue
+        ids = [c.get("id") for c in state.get("components", [])]
+        # The first complete picture: the array, the NVMe disk and the BMC's fans.
+        if "array/md0" in ids and any("nvme0" in i for i in ids) and any("FAN1" in i for i in ids):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"hwmond never reported array, NVMe and IPMI components; last state "
+                    f"{state}\nhwmond log:\n{env.hwmond_log()}\nconsole:\n{g.console()}")
+    BOOT["first_state"] = time.monotonic() - t0 + BOOT.get("ready", 0)
+    md0 = env.component(state, lambda i: i == "array/md0")
+    assert md0 is not None and md0["state"] == "OK", md0
+    nvme = env.component(state, lambda i: i.startswith("disk/") and "nvme0" in i)
+    assert nvme is not None and nvme["state"] == "OK", nvme
+    for disk in ("sda", "sdb"):
+        assert env.component(state, lambda i, d=disk: i == f"disk/{d}") is not None, disk
+    fan = env.component(state, lambda i: "FAN1" in i)
+    assert fan is not None and fan["state"] == "OK", fan
+    assert state["storage"]["safe"] is True, state["storage"]
+    # The event stream is connected: the relay is up once hwmond answers; Discovered events for
+    # components that start OK are not required.
+    assert not g.bad_lines, g.bad_lines
+
+
+def _is(name: str, component: str):
+    return lambda e: e.get("name") == name and e.get("component") == component
+
+
+def test_raid_member_failure_and_rebuild(env: Env):
+    g = env.guest
+    t_fail = time.monotonic()
+    g.cmd("mdadm /dev/md0 --fail /dev/sdb").check()
+    ev = g.wait_event(_is("DegradedArray", "array/md0"), 60, after=t_fail, what="DegradedArray")
+    record("md RAID1 member failed -> DegradedArray", ev.t - t_fail)
+    assert "(F)" in g.cmd("cat /proc/mdstat").check().out
+    assert ev.obj["to"] in ("WARNING", "CRITICAL"), ev.obj
+    assert env.state()["storage"]["safe"] is False
+
+    g.cmd("mdadm /dev/md0 --remove /dev/sdb").check()
+    # A bounded rebuild rate (8 MB/s: about 8 s for the 64 MiB member) so that it is seen
+    # in progress whatever the host's speed.
+    g.cmd("echo 8000 > /proc/sys/dev/raid/speed_limit_max; "
+          "echo 8000 > /proc/sys/dev/raid/speed_limit_min").check()
+    t_add = time.monotonic()
+    g.cmd("mdadm /dev/md0 --add /dev/sdb").check()
+    started = g.wait_event(_is("RebuildStarted", "array/md0"), 60, after=t_add,
+                           what="RebuildStarted")
+    record("md member re-added -> RebuildStarted", started.t - t_add)
+    finished = g.wait_event(_is("RebuildFinished", "array/md0"), 180, after=started.t,
+                            what="RebuildFinished")
+    # When did md itself finish? The guest's mdstat has no recovery line from then on.
+    record("md re-add -> RebuildFinished (includes the rebuild itself)", finished.t - t_add)
+    ok = g.wait_event(lambda e: e.get("component") == "array/md0" and e.get("to") == "OK", 60,
+                      after=started.t, what="array/md0 back to OK")
+    assert "[UU]" in g.cmd("cat /proc/mdstat").check().out
+    assert ok.t >= started.t
+    g.cmd("echo 500000 > /proc/sys/dev/raid/speed_limit_max; "
+          "echo 500000 > /proc/sys/dev/raid/speed_limit_min").check()
+
+
+def test_nvme_critical_warning(env: Env):
+    g = env.guest
+
+    def nvme_event(to: str):
+        return lambda e: (str(e.get("component", "")).startswith("disk/")
+                          and "nvme0" in str(e.get("component")) and e.get("to") == to)
+
+    t_set = time.monotonic()
+    # Bit 2: NVM subsystem reliability degraded (NVMe 1.4 figure 194, Critical Warning).
+    g.qmp("qom-set", path="/machine/peripheral/nvme0", property="smart_critical_warning",
+          value=0x04)
+    ev = g.wait_event(nvme_event("CRITICAL"), 90, after=t_set, what="NVMe CRITICAL")
+    record("NVMe smart_critical_warning set -> disk CRITICAL", ev.t - t_set)
+    smart = json.loads(g.cmd("smartctl --json -a /dev/nvme0").out)
+    assert smart["nvme_smart_health_information_log"]["critical_warning"] == 4
+
+    t_clear = time.monotonic()
+    g.qmp("qom-set", path="/machine/peripheral/nvme0", property="smart_critical_warning",
+          value=0)
+    ev = g.wait_event(nvme_event("OK"), 90, after=t_clear, what="NVMe back to OK")
+    record("NVMe critical warning cleared -> disk OK", ev.t - t_clear)
+
+
+def test_ipmi_sensors_through_kcs(env: Env):
+    g = env.guest
+    sim = env.sim
+
+    def fan1(to: str):
+        return lambda e: "FAN1" in str(e.get("component", "")) and e.get("to") == to
+
+    t_stall = time.monotonic()
+    sim.console(f"sensor_set_value 0x20 0 {FAN1:#x} {FAN1_STALLED_RAW} 1")
+    ev = g.wait_event(fan1("CRITICAL"), 60, after=t_stall, what="FAN1 CRITICAL")
+    record("IPMI fan below lower critical (ipmi_sim) -> fan CRITICAL", ev.t - t_stall)
+
+    t_ok = time.monotonic()
+    sim.console(f"sensor_set_value 0x20 0 {FAN1:#x} {FAN1_OK_RAW} 1")
+    ev = g.wait_event(fan1("OK"), 60, after=t_ok, what="FAN1 back to OK")
+    record("IPMI fan back to normal -> fan OK", ev.t - t_ok)
+
+    # A change that crosses no threshold shows up as the reading in hwmond's state.
+    def cpu_temp(state) -> float | None:
+        for c in state.get("components", []):
+            for r in c.get("readings", []):
+                if r.get("name") == "CPU Temp" or ("CPU Temp" in str(c.get("id")) and
+                                                   r.get("unit") == "celsius"):
+                    return float(r["value"])
+        return None
+
+    before = cpu_temp(env.state())
+    assert before is not None, "no CPU Temp reading in hwmond's state"
+    target = 61.0 if before != 61.0 else 62.0
+    t_temp = time.monotonic()
+    sim.console(f"sensor_set_value 0x20 0 {CPU_TEMP:#x} {int(target)} 0")
+    deadline = t_temp + 60
+    seen = before
+    while time.monotonic() < deadline:
+        seen = cpu_temp(env.state())
+        if seen == target:
+            break
+        time.sleep(0.2)
+    assert seen == target, f"CPU Temp stayed {seen} (wanted {target})"
+    record("IPMI temperature reading changed -> seen in hwmond state (polled)",
+           time.monotonic() - t_temp)
