@@ -1,0 +1,883 @@
+//! IPMI collector (DESIGN.md 3.6): talks to the BMC through ipmi-rs, in-band on the Linux
+//! IPMI driver's device (`/dev/ipmi0`) or over RMCP+ to a remote BMC; walks the SDR repository
+//! (full and compact sensor records), reads every sensor with its thresholds, and reads new
+//! System Event Log entries since the last one seen.
+//!
+//! Components: Power Supply sensors (type 08h) -> `psu/<name>`, fans -> `fan/<name>`,
+//! temperature, voltage, current and power sensors -> `sensor/<name>`, and the BMC itself ->
+//! `sensor/ipmi-bmc` (reachability, SEL fill). The board file maps SDR id strings to
+//! component names, meanings and threshold overrides, or hides sensors (`ignore`).
+//!
+//! Rules (ipmi_exporter's state convention): beyond a critical or non-recoverable threshold
+//! CRITICAL, beyond a non-critical one WARNING; a fan at 0 RPM CRITICAL; a power supply with
+//! failure detected or AC lost CRITICAL, absent CRITICAL (the board has it), predictive
+//! failure, input out of range or configuration error WARNING. A sensor whose reading is
+//! unavailable is UNKNOWN; when the BMC cannot be reached every IPMI component is UNKNOWN.
+//! Each new SEL entry becomes a named event (`SelLowerCriticalGoingLowAsserted`,
+//! `SelFailureDetectedAsserted`...) on the component of its sensor.
+
+mod conn;
+pub mod sdr;
+pub mod sel;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::board::BoardSensor;
+use crate::collectors::{Collector, CollectorContext, CollectorError};
+use crate::config;
+use crate::model::{ComponentId, ComponentKind, Observation, Reading, State, Thresholds, Unit};
+
+pub use conn::{Conn, ConnError, SelInfo, Target};
+use sdr::{psu_offset, sensor_type, RawReading, RawThresholds, SensorRecord};
+use sel::SelRecord;
+
+/// How hwmond reaches the BMC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpmiInterface {
+    /// In-band: the Linux IPMI driver's character device (`device`).
+    #[default]
+    Device,
+    /// RMCP+ (IPMI 2.0 LAN) to `host`:`port`.
+    Lan,
+}
+
+/// The `[ipmi]` section of hwmond's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpmiConfig {
+    pub enable: bool,
+    /// Seconds between polls; 0 = the board's or the built-in default (5).
+    pub interval_secs: f64,
+    /// `device` (in-band) or `lan` (RMCP+).
+    pub interface: IpmiInterface,
+    /// The IPMI device for `interface = "device"`.
+    pub device: PathBuf,
+    /// The BMC for `interface = "lan"`.
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// The password; prefer `password_file` (read once at start, trailing newline removed).
+    pub password: String,
+    pub password_file: PathBuf,
+    /// RMCP+ cipher suite (IPMI 2.0 table 22-20). ipmi-rs 0.6 negotiates suite 3
+    /// (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) only; other values are refused.
+    pub cipher_suite: u8,
+    /// Seconds to wait for each reply.
+    pub timeout_secs: f64,
+    /// Read new SEL entries every poll.
+    pub sel: bool,
+    /// Seconds between SDR repository walks (also after every reconnect).
+    pub sdr_refresh_secs: f64,
+}
+
+impl Default for IpmiConfig {
+    fn default() -> Self {
+        IpmiConfig {
+            enable: false,
+            interval_secs: 0.0,
+            interface: IpmiInterface::Device,
+            device: PathBuf::from("/dev/ipmi0"),
+            host: String::new(),
+            port: 623,
+            username: String::new(),
+            password: String::new(),
+            password_file: PathBuf::new(),
+            cipher_suite: 3,
+            timeout_secs: 2.0,
+            sel: true,
+            sdr_refresh_secs: 600.0,
+        }
+    }
+}
+
+/// The cipher suites ipmi-rs can negotiate.
+pub const SUPPORTED_CIPHER_SUITES: &[u8] = &[3];
+
+/// The IPMI collector when enabled.
+pub fn build(
+    config: &IpmiConfig,
+    ctx: &CollectorContext,
+) -> Result<Option<Box<dyn Collector>>, CollectorError> {
+    if !config.enable {
+        return Ok(None);
+    }
+    let unavailable = |message: String| CollectorError::Unavailable {
+        collector: "ipmi".into(),
+        message,
+    };
+    let target = match config.interface {
+        IpmiInterface::Device => Target::Device {
+            path: config.device.display().to_string(),
+        },
+        IpmiInterface::Lan => {
+            if config.host.is_empty() {
+                return Err(unavailable("interface = \"lan\" needs host".into()));
+            }
+            if !SUPPORTED_CIPHER_SUITES.contains(&config.cipher_suite) {
+                return Err(unavailable(format!(
+                    "cipher_suite {} is not supported (ipmi-rs negotiates suite 3: \
+                     RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)",
+                    config.cipher_suite
+                )));
+            }
+            let password = if config.password_file.as_os_str().is_empty() {
+                config.password.clone()
+            } else {
+                std::fs::read_to_string(&config.password_file)
+                    .map_err(|e| {
+                        unavailable(format!("{}: {e}", config.password_file.display()))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()
+            };
+            Target::Lan {
+                host: config.host.clone(),
+                port: config.port,
+                username: config.username.clone(),
+                password: password.into_bytes(),
+            }
+        }
+    };
+    let interval = config::interval(
+        config.interval_secs,
+        ctx.board.intervals.ipmi_secs,
+        config::default_interval::IPMI,
+    );
+    Ok(Some(Box::new(IpmiCollector::new(
+        target,
+        interval,
+        Duration::from_secs_f64(config.timeout_secs.clamp(0.1, 60.0)),
+        config.sel,
+        Duration::from_secs_f64(config.sdr_refresh_secs.clamp(1.0, 86_400.0)),
+        ctx,
+    ))))
+}
+
+/// A sensor from the SDR with what we need to poll it.
+#[derive(Debug, Clone)]
+struct Sensor {
+    record: SensorRecord,
+    /// Thresholds converted to units (Get Sensor Thresholds, else the SDR's values).
+    thresholds: Thresholds,
+    mapping: Mapping,
+}
+
+/// What a sensor means: its component and the board's overrides.
+#[derive(Debug, Clone)]
+struct Mapping {
+    component: ComponentId,
+    meaning: String,
+    thresholds: Thresholds,
+}
+
+/// The IPMI collector.
+pub struct IpmiCollector {
+    target: Target,
+    interval: Duration,
+    timeout: Duration,
+    sel_enabled: bool,
+    sdr_refresh: Duration,
+    board_sensors: HashMap<String, BoardSensor>,
+    conn: Option<Conn>,
+    sensors: Vec<Sensor>,
+    sdr_loaded: Option<Instant>,
+    sel: SelCursor,
+    last_error: Option<String>,
+}
+
+/// Where we are in the SEL.
+#[derive(Debug, Clone, Default)]
+struct SelCursor {
+    /// Set after the first read: entries present at start are history, not news.
+    primed: bool,
+    last_info: Option<SelInfo>,
+    /// The last record id seen.
+    last_id: Option<u16>,
+}
+
+impl IpmiCollector {
+    pub fn new(
+        target: Target,
+        interval: Duration,
+        timeout: Duration,
+        sel_enabled: bool,
+        sdr_refresh: Duration,
+        ctx: &CollectorContext,
+    ) -> IpmiCollector {
+        let board_sensors = ctx
+            .board
+            .sensors
+            .iter()
+            .filter(|s| s.source == crate::board::SensorSource::Ipmi)
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        IpmiCollector {
+            target,
+            interval,
+            timeout,
+            sel_enabled,
+            sdr_refresh,
+            board_sensors,
+            conn: None,
+            sensors: Vec::new(),
+            sdr_loaded: None,
+            sel: SelCursor::default(),
+            last_error: None,
+        }
+    }
+
+    /// One poll against an open connection: SDR (when due), readings, SEL.
+    fn poll(&mut self) -> Result<Vec<Observation>, ConnError> {
+        let now = Instant::now();
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => self.conn.insert(Conn::open(&self.target, self.timeout)?),
+        };
+        let due = self
+            .sdr_loaded
+            .is_none_or(|t| now.duration_since(t) >= self.sdr_refresh);
+        if due || self.sensors.is_empty() {
+            let records = conn.sdr_repository()?;
+            self.sensors = load_sensors(conn, &records, &self.board_sensors)?;
+            self.sdr_loaded = Some(now);
+            tracing::info!(
+                event = "hwmon.ipmi.sdr",
+                records = records.len(),
+                sensors = self.sensors.len(),
+                "SDR repository read"
+            );
+        }
+        let mut observations: Vec<Observation> = Vec::with_capacity(self.sensors.len() + 1);
+        for sensor in &self.sensors {
+            let reading = match conn.sensor_reading(sensor.record.number) {
+                Ok(data) => RawReading::parse(&data),
+                // 35.14: a sensor that is absent or not scanning answers an error code;
+                // that is a state of the sensor, not of the connection.
+                Err(e) if !e.is_transport() => None,
+                Err(e) => return Err(e),
+            };
+            observations.push(observe(sensor, reading));
+        }
+        let mut bmc = Observation::new(bmc_component());
+        bmc.readings.push(Reading::new("up", 1.0, Unit::Bool));
+        bmc.readings
+            .push(Reading::new("sensors", self.sensors.len() as f64, Unit::Count));
+        if self.sel_enabled {
+            let sel = read_sel(conn, &mut self.sel)?;
+            if let Some(info) = self.sel.last_info {
+                bmc.readings
+                    .push(Reading::new("sel_entries", f64::from(info.entries), Unit::Count));
+                bmc.readings.push(Reading::new(
+                    "sel_free_bytes",
+                    f64::from(info.free_bytes),
+                    Unit::Bytes,
+                ));
+                if info.overflow {
+                    bmc.state = State::Warning;
+                    bmc.reason = "SEL full: new events are being dropped".into();
+                }
+            }
+            for record in sel {
+                let name = record.event_name();
+                let target = self
+                    .sensors
+                    .iter()
+                    .position(|s| {
+                        s.record.number == record.sensor_number
+                            && record.is_system_event()
+                            && u16::from(s.record.owner) == (record.generator & 0xff)
+                    })
+                    .or_else(|| {
+                        self.sensors.iter().position(|s| {
+                            s.record.number == record.sensor_number && record.is_system_event()
+                        })
+                    });
+                tracing::info!(
+                    event = "hwmon.ipmi.sel",
+                    record = record.id,
+                    sensor = record.sensor_number,
+                    description = %record.description(),
+                    deasserted = record.deassertion,
+                    "new SEL entry"
+                );
+                match target {
+                    Some(i) => observations[i].events.push(name),
+                    None => bmc.events.push(name),
+                }
+            }
+        }
+        attach_bmc_attributes(&mut bmc, &self.target);
+        observations.push(bmc);
+        // Several SDR records may map to one component (a PSU status and its current sensor
+        // under one board name): merge them, worst state wins.
+        Ok(merge(observations))
+    }
+
+    /// Every component we reported, UNKNOWN: the BMC cannot be read.
+    fn unreachable(&self, error: &str) -> Vec<Observation> {
+        let mut out: Vec<Observation> = self
+            .sensors
+            .iter()
+            .map(|s| {
+                let mut o = Observation::new(s.mapping.component.clone());
+                o.state = State::Unknown;
+                o.reason = "BMC unreachable".into();
+                o
+            })
+            .collect();
+        let mut bmc = Observation::new(bmc_component());
+        bmc.state = State::Warning;
+        bmc.reason = format!("BMC unreachable: {error}");
+        bmc.readings.push(Reading::new("up", 0.0, Unit::Bool));
+        attach_bmc_attributes(&mut bmc, &self.target);
+        out.push(bmc);
+        merge(out)
+    }
+}
+
+impl Collector for IpmiCollector {
+    fn name(&self) -> &str {
+        "ipmi"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn collect(&mut self) -> Vec<Observation> {
+        // One retry with a fresh session: RMCP+ sessions time out on the BMC side and a
+        // BMC reset drops them.
+        let mut result = self.poll();
+        if let Err(e) = &result {
+            if e.is_transport() || self.conn.is_none() {
+                self.conn = None;
+                result = self.poll();
+            }
+        }
+        match result {
+            Ok(obs) => {
+                if self.last_error.take().is_some() {
+                    tracing::info!(event = "hwmon.ipmi.connected", "BMC reachable again");
+                }
+                obs
+            }
+            Err(e) => {
+                self.conn = None;
+                let message = e.to_string();
+                if self.last_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(event = "hwmon.ipmi.error", error = %message, "IPMI poll failed");
+                }
+                self.last_error = Some(message.clone());
+                self.unreachable(&message)
+            }
+        }
+    }
+}
+
+fn bmc_component() -> ComponentId {
+    ComponentId::new(ComponentKind::Sensor, "ipmi-bmc")
+}
+
+fn attach_bmc_attributes(bmc: &mut Observation, target: &Target) {
+    let (interface, address) = match target {
+        Target::Device { path } => ("device", path.clone()),
+        Target::Lan { host, port, .. } => ("lan", format!("{host}:{port}")),
+    };
+    bmc.attributes.insert("interface".into(), interface.into());
+    bmc.attributes.insert("address".into(), address);
+    bmc.attributes.insert("ipmi".into(), "bmc".into());
+}
+
+/// Parses the sensor records, keeps those we monitor and reads their thresholds.
+fn load_sensors(
+    conn: &mut Conn,
+    records: &[Vec<u8>],
+    board: &HashMap<String, BoardSensor>,
+) -> Result<Vec<Sensor>, ConnError> {
+    let mut sensors = Vec::new();
+    for bytes in records {
+        let Ok(record) = SensorRecord::parse(bytes) else {
+            continue;
+        };
+        let board_entry = board.get(&record.name());
+        if board_entry.is_some_and(|b| b.ignore) {
+            continue;
+        }
+        let Some(mapping) = map_sensor(&record, board_entry) else {
+            continue;
+        };
+        let mut thresholds = Thresholds::default();
+        if let Some(conv) = record.conversion.filter(|_| record.is_threshold()) {
+            // 35.9 Get Sensor Thresholds gives the live values; the SDR's are the defaults.
+            let raw = match conn.sensor_thresholds(record.number) {
+                Ok(data) => RawThresholds::from_response(&data),
+                Err(e) if e.is_transport() => return Err(e),
+                Err(_) => None,
+            };
+            let raw = raw.or(record.sdr_thresholds);
+            if let Some(raw) = raw {
+                thresholds = raw.convert(&conv);
+            }
+        }
+        sensors.push(Sensor {
+            record,
+            thresholds,
+            mapping,
+        });
+    }
+    Ok(sensors)
+}
+
+/// The component of a sensor: the board's mapping, else by sensor type and unit. Sensors of
+/// types we do not monitor (watchdog, buttons, OEM) are skipped unless the board names them.
+fn map_sensor(record: &SensorRecord, board: Option<&BoardSensor>) -> Option<Mapping> {
+    if let Some(b) = board {
+        return Some(Mapping {
+            component: ComponentId::new(b.kind, b.component.clone()),
+            meaning: b.meaning.clone(),
+            thresholds: b.thresholds,
+        });
+    }
+    let name = record.name();
+    let kind = match record.sensor_type {
+        sensor_type::POWER_SUPPLY => ComponentKind::Psu,
+        sensor_type::FAN => ComponentKind::Fan,
+        sensor_type::TEMPERATURE | sensor_type::VOLTAGE | sensor_type::CURRENT => {
+            ComponentKind::Sensor
+        }
+        _ if record.is_threshold() && record.unit().is_some() => match record.unit() {
+            Some(Unit::Rpm) => ComponentKind::Fan,
+            _ => ComponentKind::Sensor,
+        },
+        _ => return None,
+    };
+    let component = match kind {
+        ComponentKind::Sensor => slug(&name),
+        _ => name.replace(char::is_whitespace, "-"),
+    };
+    Some(Mapping {
+        component: ComponentId::new(kind, component),
+        meaning: String::new(),
+        thresholds: Thresholds::default(),
+    })
+}
+
+/// `CPU Temp` -> `cpu-temp`, `3.3V` -> `3-3v`.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// Reading name by quantity (stable within a component).
+fn quantity_name(record: &SensorRecord) -> &'static str {
+    match record.unit() {
+        Some(Unit::Celsius) => "temperature",
+        Some(Unit::Volts) => "voltage",
+        Some(Unit::Amperes) => "current",
+        Some(Unit::Watts) => "power",
+        Some(Unit::Rpm) => "speed",
+        Some(Unit::Percent) => "percent",
+        _ => "value",
+    }
+}
+
+/// One sensor's observation from its reading.
+fn observe(sensor: &Sensor, reading: Option<RawReading>) -> Observation {
+    let record = &sensor.record;
+    let mut o = Observation::new(sensor.mapping.component.clone());
+    o.attributes.insert("ipmi".into(), "sensor".into());
+    o.attributes.insert("ipmi_name".into(), record.name());
+    o.attributes
+        .insert("ipmi_id".into(), record.record_id.to_string());
+    o.attributes
+        .insert("ipmi_number".into(), format!("{:#04x}", record.number));
+    o.attributes
+        .insert("ipmi_type".into(), record.type_name().to_string());
+    if !sensor.mapping.meaning.is_empty() {
+        o.attributes
+            .insert("meaning".into(), sensor.mapping.meaning.clone());
+    }
+    let Some(reading) = reading.filter(|r| !r.unavailable) else {
+        o.state = State::Unknown;
+        o.reason = "reading unavailable".into();
+        return o;
+    };
+    if record.sensor_type == sensor_type::POWER_SUPPLY && !record.is_threshold() {
+        observe_psu(&mut o, reading.states);
+        return o;
+    }
+    if record.is_threshold() {
+        let Some(value) = record.conversion.and_then(|c| c.convert(reading.raw)) else {
+            o.state = State::Unknown;
+            o.reason = "no analog reading".into();
+            return o;
+        };
+        let unit = record.unit().unwrap_or(Unit::Number);
+        let thresholds = sensor.thresholds.overlay(&sensor.mapping.thresholds);
+        let label = record.name();
+        let (mut state, why) = thresholds.state_of(value);
+        let mut reason = why
+            .map(|w| format!("{label} {value} {} {w}", unit.suffix()))
+            .unwrap_or_default();
+        if thresholds.is_empty() && sensor.mapping.thresholds.is_empty() {
+            // No readable thresholds: trust the BMC's own comparison (35.14 byte 3).
+            let s = reading.states;
+            if s & 0b10_0110 != 0 {
+                state = State::Critical;
+                reason = format!("{label} {value} {}: BMC reports a critical threshold", unit.suffix());
+            } else if s & 0b00_1001 != 0 {
+                state = State::Warning;
+                reason = format!("{label} {value} {}: BMC reports a non-critical threshold", unit.suffix());
+            }
+        }
+        if unit == Unit::Rpm && value <= 0.0 {
+            state = State::Critical;
+            reason = format!("{label} stopped (0 RPM)");
+        }
+        o.state = state;
+        o.reason = reason.replace("  ", " ");
+        o.readings
+            .push(Reading::new(quantity_name(record), value, unit).with_thresholds(thresholds));
+        o.attributes
+            .insert("ipmi_unit".into(), record.unit_name().to_string());
+        return o;
+    }
+    // Other discrete sensors the board names: the state bits, OK.
+    o.readings.push(Reading::new(
+        "states",
+        f64::from(reading.states),
+        Unit::Number,
+    ));
+    o
+}
+
+/// Power Supply sensor-specific states (table 42-3, sensor type 08h).
+fn observe_psu(o: &mut Observation, states: u16) {
+    let bit = |b: u16| if states & b != 0 { 1.0 } else { 0.0 };
+    o.readings
+        .push(Reading::new("presence", bit(psu_offset::PRESENCE), Unit::Bool));
+    o.readings
+        .push(Reading::new("failure", bit(psu_offset::FAILURE), Unit::Bool));
+    o.readings.push(Reading::new(
+        "predictive_failure",
+        bit(psu_offset::PREDICTIVE_FAILURE),
+        Unit::Bool,
+    ));
+    o.readings.push(Reading::new(
+        "ac_lost",
+        bit(psu_offset::AC_LOST | psu_offset::INPUT_LOST_OR_OUT_OF_RANGE),
+        Unit::Bool,
+    ));
+    o.readings
+        .push(Reading::new("states", f64::from(states), Unit::Number));
+    let mut state = State::Ok;
+    let mut reasons = Vec::new();
+    let mut flag = |cond: bool, s: State, why: &str| {
+        if cond {
+            state = state.worst(s);
+            reasons.push(why.to_string());
+        }
+    };
+    flag(states & psu_offset::PRESENCE == 0, State::Critical, "not present");
+    flag(states & psu_offset::FAILURE != 0, State::Critical, "failure detected");
+    flag(states & psu_offset::AC_LOST != 0, State::Critical, "AC lost");
+    flag(
+        states & psu_offset::INPUT_LOST_OR_OUT_OF_RANGE != 0,
+        State::Critical,
+        "AC lost or out of range",
+    );
+    flag(
+        states & psu_offset::PREDICTIVE_FAILURE != 0,
+        State::Warning,
+        "predictive failure",
+    );
+    flag(
+        states & psu_offset::INPUT_OUT_OF_RANGE != 0,
+        State::Warning,
+        "input out of range",
+    );
+    flag(
+        states & psu_offset::CONFIG_ERROR != 0,
+        State::Warning,
+        "configuration error",
+    );
+    o.state = state;
+    o.reason = reasons.join(", ");
+}
+
+/// Merges observations of the same component (board mappings may point several records at
+/// one component): readings and events concatenated, worst state, reasons joined.
+fn merge(observations: Vec<Observation>) -> Vec<Observation> {
+    let mut order: Vec<ComponentId> = Vec::new();
+    let mut by_id: BTreeMap<ComponentId, Observation> = BTreeMap::new();
+    for o in observations {
+        match by_id.get_mut(&o.component) {
+            None => {
+                order.push(o.component.clone());
+                by_id.insert(o.component.clone(), o);
+            }
+            Some(existing) => {
+                if o.state.severity() > existing.state.severity() {
+                    existing.state = o.state;
+                }
+                if !o.reason.is_empty() {
+                    if !existing.reason.is_empty() {
+                        existing.reason.push_str("; ");
+                    }
+                    existing.reason.push_str(&o.reason);
+                }
+                for mut r in o.readings {
+                    if existing.readings.iter().any(|e| e.name == r.name) {
+                        if let Some(n) = o.attributes.get("ipmi_name") {
+                            r.name = format!("{}:{}", r.name, slug(n));
+                        }
+                    }
+                    existing.readings.push(r);
+                }
+                existing.events.extend(o.events);
+                for (k, v) in o.attributes {
+                    existing.attributes.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect()
+}
+
+/// New SEL entries since the cursor. The first call only positions the cursor at the end.
+fn read_sel(conn: &mut Conn, cursor: &mut SelCursor) -> Result<Vec<SelRecord>, ConnError> {
+    let info = match conn.sel_info() {
+        Ok(info) => info,
+        Err(e) if e.is_transport() => return Err(e),
+        // No SEL on this BMC.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let changed = cursor.last_info.is_none_or(|prev| {
+        prev.last_add != info.last_add
+            || prev.entries != info.entries
+            || prev.last_erase != info.last_erase
+    });
+    let cleared = cursor
+        .last_info
+        .is_some_and(|prev| prev.last_erase != info.last_erase || info.entries < prev.entries);
+    cursor.last_info = Some(info);
+    if !changed {
+        return Ok(Vec::new());
+    }
+    if cleared {
+        cursor.last_id = None;
+    }
+    let mut out = Vec::new();
+    // Start after the last record seen, or at the first one (0000h).
+    let mut next = match cursor.last_id {
+        Some(last) => match conn.sel_entry(last) {
+            Ok((next, _)) => next,
+            // The record is gone (SEL cleared or wrapped): read from the start.
+            Err(e) if e.completion_code() == Some(conn::cc::NOT_PRESENT) => 0x0000,
+            Err(e) => return Err(e),
+        },
+        None => 0x0000,
+    };
+    // Bounded: a SEL holds at most a few thousand entries.
+    for _ in 0..4096 {
+        if next == 0xffff {
+            break;
+        }
+        let (following, bytes) = match conn.sel_entry(next) {
+            Ok(v) => v,
+            Err(e) if e.completion_code() == Some(conn::cc::NOT_PRESENT) => break,
+            Err(e) => return Err(e),
+        };
+        if let Some(record) = SelRecord::parse(&bytes) {
+            cursor.last_id = Some(record.id);
+            if cursor.primed {
+                out.push(record);
+            }
+        }
+        if following == next {
+            break;
+        }
+        next = following;
+    }
+    cursor.primed = true;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fan_record() -> SensorRecord {
+        SensorRecord {
+            record_id: 4,
+            record_type: sdr::TYPE_FULL,
+            owner: 0x20,
+            owner_lun: 0,
+            number: 0x20,
+            entity_id: 0x1d,
+            entity_instance: 1,
+            sensor_type: sensor_type::FAN,
+            reading_type: sdr::READING_THRESHOLD,
+            base_unit: 18,
+            percentage: false,
+            conversion: Some(sdr::Conversion {
+                format: sdr::AnalogFormat::Unsigned,
+                linearization: 0,
+                m: 60,
+                b: 0,
+                b_exp: 0,
+                r_exp: 0,
+            }),
+            sdr_thresholds: Some(RawThresholds {
+                mask: 0x03,
+                values: [20, 10, 0, 0, 0, 0],
+            }),
+            id: "FAN1".into(),
+        }
+    }
+
+    fn sensor(record: SensorRecord) -> Sensor {
+        let conv = record.conversion.unwrap();
+        let thresholds = record.sdr_thresholds.unwrap().convert(&conv);
+        let mapping = map_sensor(&record, None).unwrap();
+        Sensor {
+            record,
+            thresholds,
+            mapping,
+        }
+    }
+
+    fn reading(raw: u8, states: u16) -> Option<RawReading> {
+        Some(RawReading {
+            raw,
+            scanning: true,
+            unavailable: false,
+            states,
+        })
+    }
+
+    #[test]
+    fn fan_states() {
+        let s = sensor(fan_record());
+        assert_eq!(s.mapping.component.to_string(), "fan/FAN1");
+        let ok = observe(&s, reading(90, 0));
+        assert_eq!(ok.state, State::Ok);
+        assert_eq!(ok.readings[0].value, 5400.0);
+        assert_eq!(ok.readings[0].thresholds.lower_critical, Some(600.0));
+        let low = observe(&s, reading(15, 0x01));
+        assert_eq!(low.state, State::Warning);
+        let crit = observe(&s, reading(10, 0x03));
+        assert_eq!(crit.state, State::Critical);
+        let stopped = observe(&s, reading(0, 0x03));
+        assert_eq!(stopped.state, State::Critical);
+        assert_eq!(stopped.reason, "FAN1 stopped (0 RPM)");
+        let gone = observe(&s, None);
+        assert_eq!(gone.state, State::Unknown);
+    }
+
+    #[test]
+    fn board_thresholds_override_and_bmc_bits_without_thresholds() {
+        let mut s = sensor(fan_record());
+        s.mapping.thresholds.lower_critical = Some(3000.0);
+        assert_eq!(observe(&s, reading(40, 0)).state, State::Critical);
+        let mut bare = sensor(fan_record());
+        bare.thresholds = Thresholds::default();
+        assert_eq!(observe(&bare, reading(40, 0x02)).state, State::Critical);
+        assert_eq!(observe(&bare, reading(40, 0x01)).state, State::Warning);
+        assert_eq!(observe(&bare, reading(40, 0)).state, State::Ok);
+    }
+
+    #[test]
+    fn psu_bits() {
+        let mut o = Observation::new(ComponentId::new(ComponentKind::Psu, "PSU1"));
+        observe_psu(&mut o, 0x01);
+        assert_eq!(o.state, State::Ok);
+        observe_psu(&mut o, 0x03);
+        assert_eq!(o.state, State::Critical);
+        assert_eq!(o.reason, "failure detected");
+        let mut o = Observation::new(ComponentId::new(ComponentKind::Psu, "PSU1"));
+        observe_psu(&mut o, 0x09);
+        assert_eq!(o.state, State::Critical);
+        assert_eq!(o.reason, "AC lost");
+        let mut o = Observation::new(ComponentId::new(ComponentKind::Psu, "PSU1"));
+        observe_psu(&mut o, 0x00);
+        assert_eq!(o.reason, "not present");
+        let mut o = Observation::new(ComponentId::new(ComponentKind::Psu, "PSU1"));
+        observe_psu(&mut o, 0x05);
+        assert_eq!(o.state, State::Warning);
+    }
+
+    #[test]
+    fn board_mapping_and_slugs() {
+        let r = fan_record();
+        let b = BoardSensor {
+            name: "FAN1".into(),
+            source: crate::board::SensorSource::Ipmi,
+            kind: ComponentKind::Fan,
+            component: "front-left".into(),
+            meaning: "front fan, left".into(),
+            thresholds: Thresholds::default(),
+            ignore: false,
+        };
+        let m = map_sensor(&r, Some(&b)).unwrap();
+        assert_eq!(m.component.to_string(), "fan/front-left");
+        assert_eq!(slug("CPU Temp"), "cpu-temp");
+        assert_eq!(slug("3.3V"), "3-3v");
+        let mut watchdog = fan_record();
+        watchdog.sensor_type = 0x23;
+        watchdog.reading_type = 0x6f;
+        assert!(map_sensor(&watchdog, None).is_none());
+    }
+
+    #[test]
+    fn merge_keeps_worst_state() {
+        let id = ComponentId::new(ComponentKind::Psu, "PSU1");
+        let mut a = Observation::new(id.clone());
+        a.readings.push(Reading::new("presence", 1.0, Unit::Bool));
+        let mut b = Observation::new(id.clone());
+        b.state = State::Critical;
+        b.reason = "failure detected".into();
+        b.events.push("SelFailureDetectedAsserted".into());
+        let merged = merge(vec![a, b]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].state, State::Critical);
+        assert_eq!(merged[0].events.len(), 1);
+    }
+
+    #[test]
+    fn config_refuses_unsupported_cipher_suites() {
+        let cfg = IpmiConfig {
+            enable: true,
+            interface: IpmiInterface::Lan,
+            host: "127.0.0.1".into(),
+            cipher_suite: 17,
+            ..IpmiConfig::default()
+        };
+        let err = build(&cfg, &CollectorContext::default()).err().unwrap();
+        assert!(err.to_string().contains("cipher_suite 17"));
+        let no_host = IpmiConfig {
+            enable: true,
+            interface: IpmiInterface::Lan,
+            ..IpmiConfig::default()
+        };
+        assert!(build(&no_host, &CollectorContext::default()).is_err());
+        assert!(build(&IpmiConfig::default(), &CollectorContext::default())
+            .unwrap()
+            .is_none());
+    }
+}
