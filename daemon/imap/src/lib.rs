@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod datetime;
+pub mod message;
 pub mod mutf7;
 mod parser;
 pub mod receiver;
