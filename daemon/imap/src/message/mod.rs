@@ -711,3 +711,115 @@ pub fn binary(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, UnknownCte> {
 pub fn binary_size(raw: &[u8], part: &[u32]) -> Result<usize, UnknownCte> {
     Message::parse(raw).binary_size(part)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 3501 7.4.2 / RFC 9051 7.5.2 example message: its ENVELOPE and BODY.
+    #[test]
+    fn rfc_example() {
+        let mut raw = b"Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\n\
+From: Terry Gray <gray@cac.washington.edu>\r\n\
+Subject: IMAP4rev1 WG mtg summary and minutes\r\n\
+To: imap@cac.washington.edu\r\n\
+cc: minutes@CNRI.Reston.VA.US, John Klensin <KLENSIN@MIT.EDU>\r\n\
+Message-Id: <B27397-0100000@cac.washington.edu>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: TEXT/PLAIN; CHARSET=US-ASCII\r\n\r\n"
+            .to_vec();
+        // 92 lines, 3028 octets. Without a Content-Transfer-Encoding field the RFC example
+        // shows "7BIT"; like Dovecot we write the default as "7bit" (case-insensitive).
+        for i in 0..92 {
+            let line = if i == 0 {
+                "x".repeat(23)
+            } else {
+                "y".repeat(31)
+            };
+            raw.extend_from_slice(line.as_bytes());
+            raw.extend_from_slice(b"\r\n");
+        }
+        let m = Message::parse(&raw);
+        assert_eq!(
+            String::from_utf8(m.envelope()).unwrap(),
+            "(\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" \"IMAP4rev1 WG mtg summary and minutes\" \
+(\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) ((NIL NIL \"imap\" \"cac.washington.edu\")) \
+((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) NIL NIL \
+\"<B27397-0100000@cac.washington.edu>\")"
+                .replace("\" (\"Terry", "\" ((\"Terry")
+        );
+        assert_eq!(
+            String::from_utf8(m.body_structure(false)).unwrap(),
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 3028 92)"
+        );
+    }
+
+    #[test]
+    fn malformed_never_panics() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\r\n".to_vec(),
+            b"\n\n\n".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n--\r\n".to_vec(),
+            b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n--a\r\n--a--".to_vec(),
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nRnJvbTogYUBiDQpTdWJqZWN0OiB4DQoNCmJvZHkNCg==\r\n".to_vec(),
+            b"Content-Type: message/rfc822\r\n\r\n".to_vec(),
+            b"From: <<<>>>@@@,,,;;;:::\r\nTo: (((((\r\n\r\n".to_vec(),
+            [b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec(), b"--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".repeat(200)].concat(),
+            [b"Content-Type: message/rfc822\r\n\r\n".repeat(300)].concat(),
+            b"\xff\xfe\x00: \x00\r\n\r\n\x00".to_vec(),
+        ];
+        for raw in &cases {
+            let m = Message::parse(raw);
+            let _ = m.envelope();
+            let _ = m.body_structure(true);
+            let _ = m.body_structure(false);
+            for path in [
+                &[][..],
+                &[1],
+                &[1, 1],
+                &[2, 1, 3],
+                &[1, 1, 1, 1, 1, 1, 1, 1],
+            ] {
+                for text in [
+                    None,
+                    Some(SectionText::Header),
+                    Some(SectionText::Text),
+                    Some(SectionText::Mime),
+                    Some(SectionText::HeaderFields(vec!["From".into()])),
+                    Some(SectionText::HeaderFieldsNot(vec!["From".into()])),
+                ] {
+                    let _ = m.section(&Section {
+                        part: path.to_vec(),
+                        text,
+                    });
+                }
+                let _ = m.binary(path);
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_rfc822_part() {
+        // A base64-encoded message/rfc822 part: mail-parser parses the decoded copy.
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nRnJvbTogYUBiDQpTdWJqZWN0OiB4DQoNCmJvZHkNCg==\r\n--b--\r\n";
+        let m = Message::parse(raw);
+        let bs = String::from_utf8_lossy(&m.body_structure(true)).into_owned();
+        assert!(bs.starts_with("((\"message\" \"rfc822\""), "{bs}");
+        let hdr = m.section(&Section {
+            part: vec![1],
+            text: Some(SectionText::Header),
+        });
+        assert_eq!(hdr, b"From: a@b\r\nSubject: x\r\n\r\n");
+    }
+
+    #[test]
+    fn partial_ranges() {
+        assert_eq!(partial(b"hello", Some((1, 3))), b"ell");
+        assert_eq!(partial(b"hello", Some((4, 100))), b"o");
+        assert_eq!(partial(b"hello", Some((10, 1))), b"");
+        assert_eq!(partial(b"hello", Some((u32::MAX, u32::MAX))), b"");
+        assert_eq!(partial(b"hello", None), b"hello");
+    }
+}
