@@ -122,7 +122,11 @@ pub struct Client {
 enum Item {
     Untagged,
     Continuation,
-    Tagged { tag: String, status: Status, text: String },
+    Tagged {
+        tag: String,
+        status: Status,
+        text: String,
+    },
 }
 
 impl Client {
@@ -196,8 +200,13 @@ impl Client {
         let mut buf = Vec::new();
         let item = self.read_item(&mut buf).await?;
         // RFC 9051 7.1.1 / 7.1.4 / 7.1.5: OK, PREAUTH or BYE.
-        if !matches!(item, Item::Untagged) || !(buf.starts_with(b"* OK") || buf.starts_with(b"* PREAUTH")) {
-            bail!("unexpected greeting: {}", String::from_utf8_lossy(&buf).trim_end());
+        if !matches!(item, Item::Untagged)
+            || !(buf.starts_with(b"* OK") || buf.starts_with(b"* PREAUTH"))
+        {
+            bail!(
+                "unexpected greeting: {}",
+                String::from_utf8_lossy(&buf).trim_end()
+            );
         }
         Ok(())
     }
@@ -326,7 +335,15 @@ impl Client {
                     Item::Continuation => bail!("unexpected continuation request"),
                     Item::Tagged { tag, status, text } => {
                         data.truncate(start);
-                        return Ok((tag, Response { status, text, data, items }));
+                        return Ok((
+                            tag,
+                            Response {
+                                status,
+                                text,
+                                data,
+                                items,
+                            },
+                        ));
                     }
                 }
             }
@@ -384,12 +401,21 @@ impl Client {
             match self.read_item(&mut data).await? {
                 Item::Untagged => items.push((start, data.len())),
                 Item::Continuation => bail!("unexpected continuation request"),
-                Item::Tagged { tag: t, status, text } => {
+                Item::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } => {
                     data.truncate(start);
                     if t != tag {
                         bail!("reply for tag {t} while waiting for {tag}");
                     }
-                    return Ok(Response { status, text, data, items });
+                    return Ok(Response {
+                        status,
+                        text,
+                        data,
+                        items,
+                    });
                 }
             }
         }
@@ -491,7 +517,9 @@ pub fn quote(s: &str) -> String {
 }
 
 fn first_word(cmd: &str) -> &str {
-    cmd.split(' ').find(|w| !w.is_empty() && *w != "UID").unwrap_or(cmd)
+    cmd.split(' ')
+        .find(|w| !w.is_empty() && *w != "UID")
+        .unwrap_or(cmd)
 }
 
 #[cfg(test)]
@@ -512,10 +540,20 @@ mod tests {
     fn quoting_and_prefix() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(
-            append_prefix("a1", "INBOX", "\\Seen", Some("01-Jan-2024 00:00:00 +0000"), 10, true),
+            append_prefix(
+                "a1",
+                "INBOX",
+                "\\Seen",
+                Some("01-Jan-2024 00:00:00 +0000"),
+                10,
+                true
+            ),
             "a1 APPEND \"INBOX\" (\\Seen) \"01-Jan-2024 00:00:00 +0000\" {10+}\r\n"
         );
-        assert_eq!(append_prefix("a2", "X", "", None, 3, false), "a2 APPEND \"X\" {3}\r\n");
+        assert_eq!(
+            append_prefix("a2", "X", "", None, 3, false),
+            "a2 APPEND \"X\" {3}\r\n"
+        );
     }
 
     #[tokio::test]

@@ -55,8 +55,12 @@ pub async fn run(args: Args) -> Result<bool> {
             let n = 2 + (i as u32 % args.sources);
             IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 0)) + n))
         });
-        let (common, ep, counters, gate) =
-            (args.common.clone(), ep.clone(), counters.clone(), gate.clone());
+        let (common, ep, counters, gate) = (
+            args.common.clone(),
+            ep.clone(),
+            counters.clone(),
+            gate.clone(),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         setups.push(rx);
         tokio::spawn(async move {
@@ -125,7 +129,9 @@ pub async fn run(args: Args) -> Result<bool> {
         "nofile_limit": limit,
         "first_error": first_error,
     });
-    out.write_all(format!("{summary}\n").as_bytes()).await.context("stdout")?;
+    out.write_all(format!("{summary}\n").as_bytes())
+        .await
+        .context("stdout")?;
     out.flush().await.context("stdout")?;
     Ok(failed == 0 && dropped == 0)
 }

@@ -47,7 +47,9 @@ pub async fn run(args: Args) -> Result<bool> {
     if args.create {
         let mut c = args.common.session(&ep).await?;
         // NO [ALREADYEXISTS] (RFC 5530) is expected on a second run.
-        let _ = c.command(&format!("CREATE {}", quote(&args.common.mailbox))).await?;
+        let _ = c
+            .command(&format!("CREATE {}", quote(&args.common.mailbox)))
+            .await?;
         c.logout().await;
     }
     let next = Arc::new(AtomicU64::new(args.start));
@@ -102,10 +104,20 @@ pub async fn run(args: Args) -> Result<bool> {
     Ok(all.total_errors() == 0 && all.total_ok() == args.count)
 }
 
-async fn client(args: &Args, ep: &Endpoint, next: &AtomicU64, end: u64, done: &AtomicU64) -> Result<Stats> {
+async fn client(
+    args: &Args,
+    ep: &Endpoint,
+    next: &AtomicU64,
+    end: u64,
+    done: &AtomicU64,
+) -> Result<Stats> {
     let mut c: Client = args.common.session(ep).await?;
     let to = args.to.clone().unwrap_or_else(|| args.common.user.clone());
-    let window = if c.has_cap("LITERAL+") { args.pipeline.max(1) } else { 1 };
+    let window = if c.has_cap("LITERAL+") {
+        args.pipeline.max(1)
+    } else {
+        1
+    };
     let mut stats = Stats::default();
     let mut inflight: VecDeque<(String, Instant)> = VecDeque::new();
     let take = || {
@@ -131,7 +143,12 @@ async fn client(args: &Args, ep: &Endpoint, next: &AtomicU64, end: u64, done: &A
                         let m = message::generate(args.seed, i, &to);
                         let t = Instant::now();
                         let tag = c
-                            .send_append_nonsync(&args.common.mailbox, "", Some(&m.internal_date), &m.bytes)
+                            .send_append_nonsync(
+                                &args.common.mailbox,
+                                "",
+                                Some(&m.internal_date),
+                                &m.bytes,
+                            )
                             .await?;
                         inflight.push_back((tag, t));
                     }

@@ -15,6 +15,7 @@
 mod client;
 mod idle;
 mod load;
+mod maildir;
 mod message;
 mod mix;
 mod select;
@@ -31,7 +32,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::client::{Endpoint, Security};
 
 #[derive(Parser, Debug)]
-#[command(name = "imap-load", about = "IMAP load generator: populate, mix, select, idle")]
+#[command(
+    name = "imap-load",
+    about = "IMAP load generator: populate, mix, select, idle"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -47,6 +51,8 @@ enum Mode {
     Select(select::Args),
     /// Open --connections sessions in IDLE; print "ready" and hold them until killed.
     Idle(idle::Args),
+    /// Write the messages `load` would APPEND as a Maildir (for offline import / indexing).
+    Maildir(maildir::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
         Mode::Mix(a) => a.common.threads,
         Mode::Select(a) => a.common.threads,
         Mode::Idle(a) => a.common.threads,
+        Mode::Maildir(_) => 1,
     };
     match run(cli, threads) {
         Ok(code) => code,
@@ -151,11 +158,16 @@ fn run(cli: Cli, threads: usize) -> Result<ExitCode> {
             Mode::Mix(a) => mix::run(a).await,
             Mode::Select(a) => select::run(a).await,
             Mode::Idle(a) => idle::run(a).await,
+            Mode::Maildir(a) => maildir::run(a),
         }
     })?;
     // Idle connections and in-flight tasks are dropped with the runtime.
     rt.shutdown_timeout(Duration::from_millis(100));
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Parses "name=weight,name=weight".

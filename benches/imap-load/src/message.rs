@@ -6,46 +6,171 @@
 
 use base64::Engine as _;
 
-/// First Date: 2024-01-01T00:00:00Z; message `i` is about `i * 317` seconds later.
+/// First Date: 2024-01-01T00:00:00Z; message `i` is about `(i % 2,000,000) * 317` seconds later.
 const EPOCH_2024: i64 = 1_704_067_200;
 const LINE: usize = 76;
 
 /// Subjects draw from these words; a SUBJECT search for one of them matches about 8% of messages.
 pub const SUBJECT_WORDS: &[&str] = &[
-    "invoice", "meeting", "report", "quarterly", "budget", "review", "release", "schedule",
-    "project", "update", "contract", "delivery", "holiday", "training", "security", "backup",
-    "server", "migration", "proposal", "feedback", "agenda", "minutes", "travel", "expenses",
-    "hiring", "roadmap", "incident", "outage", "customer", "support", "ticket", "renewal",
-    "license", "payment", "reminder", "workshop", "newsletter", "survey", "results", "launch",
-    "design", "draft", "approval", "deadline", "planning", "offsite", "inventory", "shipment",
-    "audit", "compliance", "policy", "benefits", "payroll", "vendor", "quote", "order",
-    "status", "weekly", "monthly", "annual", "summary", "notes", "question", "request",
+    "invoice",
+    "meeting",
+    "report",
+    "quarterly",
+    "budget",
+    "review",
+    "release",
+    "schedule",
+    "project",
+    "update",
+    "contract",
+    "delivery",
+    "holiday",
+    "training",
+    "security",
+    "backup",
+    "server",
+    "migration",
+    "proposal",
+    "feedback",
+    "agenda",
+    "minutes",
+    "travel",
+    "expenses",
+    "hiring",
+    "roadmap",
+    "incident",
+    "outage",
+    "customer",
+    "support",
+    "ticket",
+    "renewal",
+    "license",
+    "payment",
+    "reminder",
+    "workshop",
+    "newsletter",
+    "survey",
+    "results",
+    "launch",
+    "design",
+    "draft",
+    "approval",
+    "deadline",
+    "planning",
+    "offsite",
+    "inventory",
+    "shipment",
+    "audit",
+    "compliance",
+    "policy",
+    "benefits",
+    "payroll",
+    "vendor",
+    "quote",
+    "order",
+    "status",
+    "weekly",
+    "monthly",
+    "annual",
+    "summary",
+    "notes",
+    "question",
+    "request",
 ];
 
 const BODY_WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be",
-    "at", "by", "this", "have", "from", "or", "we", "will", "please", "find", "attached",
-    "regards", "thanks", "next", "week", "team", "would", "like", "discuss", "before",
-    "friday", "monday", "office", "call", "let", "me", "know", "if", "you", "any", "questions",
-    "about", "our", "plan", "numbers", "figures", "should", "could", "also", "after", "review",
-    "update", "report", "meeting", "project", "budget", "customer", "support", "server",
-    "backup", "release", "schedule", "shared", "document", "comments", "changes", "agreed",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "at",
+    "by",
+    "this",
+    "have",
+    "from",
+    "or",
+    "we",
+    "will",
+    "please",
+    "find",
+    "attached",
+    "regards",
+    "thanks",
+    "next",
+    "week",
+    "team",
+    "would",
+    "like",
+    "discuss",
+    "before",
+    "friday",
+    "monday",
+    "office",
+    "call",
+    "let",
+    "me",
+    "know",
+    "if",
+    "you",
+    "any",
+    "questions",
+    "about",
+    "our",
+    "plan",
+    "numbers",
+    "figures",
+    "should",
+    "could",
+    "also",
+    "after",
+    "review",
+    "update",
+    "report",
+    "meeting",
+    "project",
+    "budget",
+    "customer",
+    "support",
+    "server",
+    "backup",
+    "release",
+    "schedule",
+    "shared",
+    "document",
+    "comments",
+    "changes",
+    "agreed",
 ];
 
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "ve", "zu", "bri", "dal", "fen", "gor",
-    "hul", "jex",
+    "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "ve", "zu", "bri", "dal", "fen", "gor", "hul",
+    "jex",
 ];
 
 const FIRST: &[&str] = &[
-    "Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
-    "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Zoe",
+    "Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory",
+    "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Zoe",
 ];
 const LAST: &[&str] = &[
     "Smith", "Jones", "Garcia", "Miller", "Davis", "Lopez", "Wilson", "Moore", "Taylor", "Lee",
 ];
 const DOMAINS: &[&str] = &[
-    "example.test", "corp.test", "mail.test", "partner.test", "vendor.test", "lists.test",
+    "example.test",
+    "corp.test",
+    "mail.test",
+    "partner.test",
+    "vendor.test",
+    "lists.test",
 ];
 
 /// splitmix64: small, fast and good enough to vary test data.
@@ -89,12 +214,16 @@ pub struct Message {
     pub bytes: Vec<u8>,
     /// RFC 9051 date-time for APPEND, equal to the Date header.
     pub internal_date: String,
+    /// Seconds since the Unix epoch of the Date header (Maildir file times and names).
+    pub unix_time: i64,
 }
 
 /// Message number `index` of `seed`, addressed to `to`.
 pub fn generate(seed: u64, index: u64, to: &str) -> Message {
     let mut rng = Rng::new(seed.wrapping_mul(0x1000_0000_01b3) ^ index);
-    let time = EPOCH_2024 + (index as i64) * 317 + rng.below(300) as i64;
+    // Dates stay within about 20 years (a server may reject far-future dates), so numbers
+    // beyond 2,000,000 (the mix's appends) wrap around.
+    let time = EPOCH_2024 + ((index % 2_000_000) as i64) * 317 + rng.below(300) as i64;
     let target = 4096 + rng.below(16 * 1024) as usize;
     let first = rng.pick(FIRST);
     let last = rng.pick(LAST);
@@ -144,8 +273,10 @@ pub fn generate(seed: u64, index: u64, to: &str) -> Message {
         );
         body.extend_from_slice(&plain);
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<html><body>\r\n")
-                .as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<html><body>\r\n"
+            )
+            .as_bytes(),
         );
         for para in plain.split(|&b| b == b'\n').filter(|l| l.len() > 2) {
             body.extend_from_slice(b"<p>\r\n");
@@ -184,6 +315,7 @@ pub fn generate(seed: u64, index: u64, to: &str) -> Message {
     Message {
         bytes,
         internal_date: imap_date(time),
+        unix_time: time,
     }
 }
 
@@ -282,7 +414,10 @@ mod tests {
             rfc5322_date(EPOCH_2024 + 60 * 86_400 + 3723),
             "Fri, 01 Mar 2024 01:02:03 +0000"
         );
-        assert_eq!(imap_date(EPOCH_2024 + 59 * 86_400), "29-Feb-2024 00:00:00 +0000");
+        assert_eq!(
+            imap_date(EPOCH_2024 + 59 * 86_400),
+            "29-Feb-2024 00:00:00 +0000"
+        );
     }
 
     #[test]
@@ -296,7 +431,13 @@ mod tests {
             assert_ne!(a.bytes, generate(8, i, "bench@bench.test").bytes);
             let text = std::str::from_utf8(&a.bytes).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            for h in ["From: ", "To: <bench@bench.test>", "Subject: ", "Date: ", "Message-ID: <"] {
+            for h in [
+                "From: ",
+                "To: <bench@bench.test>",
+                "Subject: ",
+                "Date: ",
+                "Message-ID: <",
+            ] {
                 assert!(head.contains(h), "{h} missing in {head}");
             }
             for line in text.split("\r\n") {
@@ -316,7 +457,10 @@ mod tests {
             sizes.push(a.bytes.len());
         }
         assert!(shapes.iter().all(|&n| n > 20), "shapes {shapes:?}");
-        assert!(sizes.iter().all(|&s| (3500..24_000).contains(&s)), "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&s| (3500..24_000).contains(&s)),
+            "{sizes:?}"
+        );
         let min = *sizes.iter().min().unwrap();
         let max = *sizes.iter().max().unwrap();
         assert!(min < 6000 && max > 18_000, "sizes {min}..{max}");

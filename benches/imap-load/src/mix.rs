@@ -111,16 +111,25 @@ pub async fn run(args: Args) -> Result<bool> {
     let ep = args.common.endpoint().await?;
     // Setup, not measured: the append mailbox and the UID list.
     let mut c = args.common.session(&ep).await?;
-    let _ = c.command(&format!("CREATE {}", quote(&args.append_mailbox))).await?;
+    let _ = c
+        .command(&format!("CREATE {}", quote(&args.append_mailbox)))
+        .await?;
     c.command(&format!("SELECT {}", quote(&args.common.mailbox)))
         .await?
         .ok("SELECT")?;
-    let mut uids = c.command("UID SEARCH ALL").await?.ok("UID SEARCH ALL")?.search_hits();
+    let mut uids = c
+        .command("UID SEARCH ALL")
+        .await?
+        .ok("UID SEARCH ALL")?
+        .search_hits();
     uids.sort_unstable();
     c.logout().await;
     let need = args.header_range.max(args.flags_range).max(args.text_range);
     if uids.len() < need {
-        bail!("the mailbox has {} messages; the ranges need at least {need}", uids.len());
+        bail!(
+            "the mailbox has {} messages; the ranges need at least {need}",
+            uids.len()
+        );
     }
     let shared = Arc::new(Shared {
         args: args.clone(),
@@ -133,7 +142,9 @@ pub async fn run(args: Args) -> Result<bool> {
     let mut handles = Vec::new();
     for id in 0..args.clients {
         let (shared, barrier) = (shared.clone(), barrier.clone());
-        handles.push(tokio::spawn(async move { worker(id, shared, barrier).await }));
+        handles.push(tokio::spawn(
+            async move { worker(id, shared, barrier).await },
+        ));
     }
     barrier.wait().await;
     let warm_end = Instant::now() + Duration::from_secs_f64(args.warmup.max(0.0));
@@ -193,10 +204,18 @@ async fn worker(id: usize, shared: Arc<Shared>, barrier: Arc<Barrier>) -> Result
         }
         let total = *shared.cumulative.last().unwrap_or(&1);
         let pick = rng.below(u64::from(total)) as u32;
-        let idx = shared.cumulative.iter().position(|&c| pick < c).unwrap_or(0);
+        let idx = shared
+            .cumulative
+            .iter()
+            .position(|&c| pick < c)
+            .unwrap_or(0);
         let op = OPS[idx];
         let name = NAMES[idx];
-        let target = if now < warm_end { &mut warm } else { &mut stats };
+        let target = if now < warm_end {
+            &mut warm
+        } else {
+            &mut stats
+        };
         let t = Instant::now();
         match one(&shared, &mut c, op, &mut rng, id, &mut appended).await {
             Ok(Ok((bytes, items))) => target.ok(name, t.elapsed(), bytes, items),
@@ -242,7 +261,9 @@ async fn one(
                 .await?;
             let exists = r.exists().unwrap_or(0) as usize;
             if r.status == Status::Ok && exists < n {
-                return Ok(Err(format!("SELECT reported {exists} messages, expected {n}")));
+                return Ok(Err(format!(
+                    "SELECT reported {exists} messages, expected {n}"
+                )));
             }
             let len = r.len();
             return Ok(check(r.status, &r.text).map(|_| (len, exists)));
@@ -259,7 +280,9 @@ async fn one(
         }
         Op::FetchFlags => {
             let (a, b) = range(rng, args.flags_range);
-            let r = c.command(&format!("FETCH {}:{} (UID FLAGS)", a + 1, b + 1)).await?;
+            let r = c
+                .command(&format!("FETCH {}:{} (UID FLAGS)", a + 1, b + 1))
+                .await?;
             (r, Some(b - a + 1))
         }
         Op::FetchBody => {
@@ -269,7 +292,9 @@ async fn one(
         }
         Op::SearchSubject => {
             let word = rng.pick(SUBJECT_WORDS);
-            let r = c.command(&format!("UID SEARCH SUBJECT {}", quote(word))).await?;
+            let r = c
+                .command(&format!("UID SEARCH SUBJECT {}", quote(word)))
+                .await?;
             let hits = r.search_hits().len();
             let len = r.len();
             return Ok(check(r.status, &r.text).map(|_| (len, hits)));
@@ -292,7 +317,9 @@ async fn one(
         Op::Store => {
             let u = uids[rng.below(n as u64) as usize];
             let sign = if rng.below(2) == 0 { '+' } else { '-' };
-            let r = c.command(&format!("UID STORE {u} {sign}FLAGS (\\Seen)")).await?;
+            let r = c
+                .command(&format!("UID STORE {u} {sign}FLAGS (\\Seen)"))
+                .await?;
             // The server answers with the new flags (RFC 9051 6.4.6) unless it had nothing to
             // change; both are right, so the count is not checked.
             (r, None)
@@ -303,10 +330,19 @@ async fn one(
             *appended += 1;
             let m = message::generate(args.seed, index, &args.common.user);
             let r = c
-                .append(&args.append_mailbox, "\\Seen", Some(&m.internal_date), &m.bytes)
+                .append(
+                    &args.append_mailbox,
+                    "\\Seen",
+                    Some(&m.internal_date),
+                    &m.bytes,
+                )
                 .await?;
-            let len = r.len();
-            return Ok(check(r.status, &r.text).map(|_| (len + m.bytes.len(), 1)));
+            if r.status != Status::Ok {
+                // A server that rejects an APPEND with a non-synchronising literal may read
+                // the literal as commands (Dovecot does): start over on a new connection.
+                bail!("APPEND: {:?} {}", r.status, r.text);
+            }
+            return Ok(Ok((r.len() + m.bytes.len(), 1)));
         }
         Op::Noop => {
             let r = c.command("NOOP").await?;
@@ -329,6 +365,9 @@ fn check(status: Status, text: &str) -> std::result::Result<(), String> {
     if status == Status::Ok {
         Ok(())
     } else {
-        Err(format!("{status:?} {}", text.chars().take(120).collect::<String>()))
+        Err(format!(
+            "{status:?} {}",
+            text.chars().take(120).collect::<String>()
+        ))
     }
 }

@@ -64,11 +64,16 @@ pub async fn run(args: Args) -> Result<bool> {
         if let (Some(v), Some(m)) = (validity, modseq) {
             for _ in 0..args.count {
                 let t = Instant::now();
-                let r = c.command(&format!("SELECT {mbox} (QRESYNC ({v} {m}))")).await?;
+                let r = c
+                    .command(&format!("SELECT {mbox} (QRESYNC ({v} {m}))"))
+                    .await?;
                 timed(&mut stats, "select_qresync", t, &r);
             }
         } else {
-            stats.error("select_qresync", "no UIDVALIDITY or HIGHESTMODSEQ in SELECT".into());
+            stats.error(
+                "select_qresync",
+                "no UIDVALIDITY or HIGHESTMODSEQ in SELECT".into(),
+            );
         }
         c.logout().await;
     }

@@ -76,12 +76,22 @@ impl Stats {
         for (name, s) in self.ops.iter_mut() {
             s.latencies_us.sort_unstable();
             all.extend_from_slice(&s.latencies_us);
-            ops.insert(name.to_string(), summary(s.ok, s.errors, &s.latencies_us, secs, s.bytes, s.items));
+            ops.insert(
+                name.to_string(),
+                summary(s.ok, s.errors, &s.latencies_us, secs, s.bytes, s.items),
+            );
         }
         all.sort_unstable();
         let bytes = self.ops.values().map(|s| s.bytes).sum();
         let items = self.ops.values().map(|s| s.items).sum();
-        let total = summary(self.total_ok(), self.total_errors(), &all, secs, bytes, items);
+        let total = summary(
+            self.total_ok(),
+            self.total_errors(),
+            &all,
+            secs,
+            bytes,
+            items,
+        );
         let mut errors: Vec<(&String, &u64)> = self.error_texts.iter().collect();
         errors.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         json!({
@@ -134,8 +144,8 @@ pub fn text_table(v: &Value) -> String {
         s.push_str(&format!(
             "{:<16} {:>9} {:>7} {:>10} {:>9} {:>9} {:>10}\n",
             name,
-            o["ok"],
-            o["errors"],
+            o["ok"].to_string(),
+            o["errors"].to_string(),
             f(&o["ops_per_s"]),
             f(&o["p50_ms"]),
             f(&o["p99_ms"]),
@@ -150,7 +160,11 @@ pub fn text_table(v: &Value) -> String {
     row("total", &v["total"]);
     if let Some(errs) = v["error_texts"].as_array() {
         for e in errs {
-            s.push_str(&format!("error x{}: {}\n", e["count"], e["text"].as_str().unwrap_or("")));
+            s.push_str(&format!(
+                "error x{}: {}\n",
+                e["count"],
+                e["text"].as_str().unwrap_or("")
+            ));
         }
     }
     s
