@@ -154,7 +154,9 @@ fn serve(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
                 writeln!(
                     writer,
                     "{}",
-                    error_json(&format!("unknown request `{other}`; expected state or events"))
+                    error_json(&format!(
+                        "unknown request `{other}`; expected state or events"
+                    ))
                 )?;
             }
         }
@@ -184,10 +186,7 @@ pub fn fetch_state(path: &Path, timeout: Duration) -> Result<Snapshot, ApiError>
 }
 
 /// Client: subscribes to events; calls `f` for each until it returns false.
-pub fn follow_events(
-    path: &Path,
-    mut f: impl FnMut(Event) -> bool,
-) -> Result<(), ApiError> {
+pub fn follow_events(path: &Path, mut f: impl FnMut(Event) -> bool) -> Result<(), ApiError> {
     let io = |source| ApiError::Io {
         path: path.to_path_buf(),
         source,

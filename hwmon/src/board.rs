@@ -260,7 +260,10 @@ impl Board {
                 ));
             }
             if s.name.is_empty() || s.component.is_empty() {
-                return Err(err("[[sensor]]", "[[sensor]] needs name and component".into()));
+                return Err(err(
+                    "[[sensor]]",
+                    "[[sensor]] needs name and component".into(),
+                ));
             }
             if !seen.insert(("sensor", format!("{:?}/{}", s.source, s.name))) {
                 return Err(err(&s.name, format!("duplicate sensor `{}`", s.name)));

@@ -320,7 +320,9 @@ mod tests {
     #[test]
     fn unknown_key_reports_file_line() {
         let text = "[hwmond]\nhistory = 8\n\n[mdraid]\nintervall_secs = 2\n";
-        let e = Config::parse(text, Path::new("h.toml")).unwrap_err().to_string();
+        let e = Config::parse(text, Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("h.toml:5:1:"), "{e}");
         assert!(e.contains("intervall_secs"), "{e}");
         let e = Config::parse("[nosuch]\n", Path::new("h.toml"))

@@ -70,7 +70,10 @@ impl Shared {
             subs.retain(|tx| match tx.try_send(line.clone()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
-                    tracing::warn!(event = "hwmon.api_subscriber_dropped", "slow event subscriber dropped");
+                    tracing::warn!(
+                        event = "hwmon.api_subscriber_dropped",
+                        "slow event subscriber dropped"
+                    );
                     false
                 }
                 Err(TrySendError::Disconnected(_)) => false,
@@ -99,7 +102,10 @@ impl Shared {
         let Ok(guard) = self.stop.lock() else {
             return true;
         };
-        match self.stop_cv.wait_timeout_while(guard, d, |stopped| !*stopped) {
+        match self
+            .stop_cv
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+        {
             Ok((g, _)) => *g,
             Err(_) => true,
         }

@@ -15,9 +15,15 @@ impl Sink for LogSink {
         let readings = serde_json::to_string(&event.readings).unwrap_or_default();
         let component = event.component.to_string();
         match event.to {
-            State::Critical => tracing::error!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name),
-            State::Warning | State::Unknown => tracing::warn!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name),
-            State::Ok => tracing::info!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name),
+            State::Critical => {
+                tracing::error!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name)
+            }
+            State::Warning | State::Unknown => {
+                tracing::warn!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name)
+            }
+            State::Ok => {
+                tracing::info!(event = "hwmon.event", component, name = %event.name, from = %event.from, to = %event.to, reason = %event.reason, readings, "{} {}", event.component, event.name)
+            }
         }
     }
 }

@@ -265,11 +265,17 @@ impl Thresholds {
         let hi = |t: Option<f64>| t.is_some_and(|t| value >= t);
         let lo = |t: Option<f64>| t.is_some_and(|t| value <= t);
         if hi(self.upper_non_recoverable) {
-            (State::Critical, Some("above upper non-recoverable threshold"))
+            (
+                State::Critical,
+                Some("above upper non-recoverable threshold"),
+            )
         } else if hi(self.upper_critical) {
             (State::Critical, Some("above upper critical threshold"))
         } else if lo(self.lower_non_recoverable) {
-            (State::Critical, Some("below lower non-recoverable threshold"))
+            (
+                State::Critical,
+                Some("below lower non-recoverable threshold"),
+            )
         } else if lo(self.lower_critical) {
             (State::Critical, Some("below lower critical threshold"))
         } else if hi(self.upper_non_critical) {
@@ -699,7 +705,10 @@ mod tests {
         assert_eq!(State::Ok.worst(State::Warning), State::Warning);
         assert_eq!(State::Critical.worst(State::Warning), State::Critical);
         assert_eq!(State::Ok.worst(State::Unknown), State::Unknown);
-        assert_eq!(serde_json::to_string(&State::Critical).unwrap(), "\"CRITICAL\"");
+        assert_eq!(
+            serde_json::to_string(&State::Critical).unwrap(),
+            "\"CRITICAL\""
+        );
     }
 
     #[test]
@@ -749,7 +758,11 @@ mod tests {
     fn history_is_bounded() {
         let mut h = Health::new(3);
         for i in 0..10u64 {
-            let s = if i % 2 == 0 { State::Ok } else { State::Warning };
+            let s = if i % 2 == 0 {
+                State::Ok
+            } else {
+                State::Warning
+            };
             h.apply_at("md", vec![obs("md0", s)], i);
         }
         let st = h.get(&"array/md0".parse().unwrap()).unwrap();
@@ -760,7 +773,11 @@ mod tests {
     #[test]
     fn new_component_not_ok_is_discovered_and_missing_one_disappears() {
         let mut h = Health::default();
-        let ev = h.apply_at("md", vec![obs("md0", State::Warning), obs("md1", State::Ok)], 1);
+        let ev = h.apply_at(
+            "md",
+            vec![obs("md0", State::Warning), obs("md1", State::Ok)],
+            1,
+        );
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].name, "Discovered");
         let ev = h.apply_at("md", vec![obs("md0", State::Warning)], 2);
@@ -784,7 +801,10 @@ mod tests {
         h.apply_at("md", vec![o, obs("md1", State::Ok)], 1);
         let s = h.snapshot();
         assert!(!s.storage.safe);
-        assert_eq!(s.storage.reasons, vec!["array/md0: array failed".to_string()]);
+        assert_eq!(
+            s.storage.reasons,
+            vec!["array/md0: array failed".to_string()]
+        );
         assert_eq!(s.overall, State::Critical);
         h.apply_at("md", vec![obs("md0", State::Ok), obs("md1", State::Ok)], 2);
         assert!(h.snapshot().storage.safe);

@@ -111,7 +111,11 @@ mod tests {
         a.storage_unsafe = Some("array is inactive".into());
         a.reading(Reading::new("degraded", 2.0, Unit::Count));
         let mut f = Observation::new(ComponentId::new(ComponentKind::Filesystem, "root"));
-        f.reading(Reading::new("size", 10.0 * 1024.0 * 1024.0 * 1024.0, Unit::Bytes));
+        f.reading(Reading::new(
+            "size",
+            10.0 * 1024.0 * 1024.0 * 1024.0,
+            Unit::Bytes,
+        ));
         h.apply_at("x", vec![a, f], 1);
         let t = render_table(&h.snapshot());
         assert!(t.contains("storage: UNSAFE"), "{t}");

@@ -105,10 +105,12 @@ fn run(config: Config, board: Board) -> anyhow::Result<()> {
     let running = daemon::start(&config, board)?;
     // Serve only once every collector has reported, so the first answer is real.
     if !running.wait_ready(Duration::from_secs(60)) {
-        tracing::warn!(event = "hwmon.slow_start", "not every collector reported within 60 s");
+        tracing::warn!(
+            event = "hwmon.slow_start",
+            "not every collector reported within 60 s"
+        );
     }
-    let server = match api::Server::start(&daemon::socket_path(&config), running.shared.clone())
-    {
+    let server = match api::Server::start(&daemon::socket_path(&config), running.shared.clone()) {
         Ok(s) => s,
         Err(e) => {
             running.shutdown();
@@ -148,7 +150,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Status { json, once } => (|| {
-            let snap = match (once, api::fetch_state(&config.hwmond.socket, Duration::from_secs(10))) {
+            let snap = match (
+                once,
+                api::fetch_state(&config.hwmond.socket, Duration::from_secs(10)),
+            ) {
                 (false, Ok(s)) => s,
                 _ => daemon::collect_once(&config, board).context("collecting")?,
             };

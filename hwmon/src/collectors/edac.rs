@@ -90,10 +90,16 @@ impl Collector for EdacCollector {
                 obs.events.push("UncorrectableErrorsIncreased".into());
             }
             if ue > 0.0 {
-                obs.raise(self.rules.edac_ue, format!("{ue} uncorrectable memory errors"));
+                obs.raise(
+                    self.rules.edac_ue,
+                    format!("{ue} uncorrectable memory errors"),
+                );
             }
             if ce > 0.0 {
-                obs.raise(self.rules.edac_ce, format!("{ce} correctable memory errors"));
+                obs.raise(
+                    self.rules.edac_ce,
+                    format!("{ce} correctable memory errors"),
+                );
             }
             self.prev.insert(mc, (ce, ue));
             out.push(obs);
@@ -130,7 +136,10 @@ mod tests {
         let o = c.collect().remove(0);
         assert_eq!(o.state, State::Warning);
         assert_eq!(o.events, vec!["CorrectableErrorsIncreased"]);
-        assert_eq!(o.attributes["suspect_dimm"], "CPU_SrcID#0_MC#0_Chan#0_DIMM#0");
+        assert_eq!(
+            o.attributes["suspect_dimm"],
+            "CPU_SrcID#0_MC#0_Chan#0_DIMM#0"
+        );
         w("ue_count", "1\n");
         let o = c.collect().remove(0);
         assert_eq!(o.state, State::Critical);

@@ -43,10 +43,13 @@ pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
     let bavail = st.f_bavail as f64;
     let used = blocks - bfree;
     let denom = used + bavail;
-    let used_percent = if denom > 0.0 { used * 100.0 / denom } else { 0.0 };
-    let inodes_used_percent = (st.f_files > 0).then(|| {
-        (st.f_files as f64 - st.f_ffree as f64) * 100.0 / st.f_files as f64
-    });
+    let used_percent = if denom > 0.0 {
+        used * 100.0 / denom
+    } else {
+        0.0
+    };
+    let inodes_used_percent = (st.f_files > 0)
+        .then(|| (st.f_files as f64 - st.f_ffree as f64) * 100.0 / st.f_files as f64);
     Ok(FsStat {
         size: blocks * frsize,
         avail: bavail * frsize,
@@ -206,7 +209,9 @@ mod tests {
         let mut c = FilesystemCollector::new(
             &config,
             Duration::from_secs(10),
-            &CollectorContext { board: board.clone() },
+            &CollectorContext {
+                board: board.clone(),
+            },
         );
         let o = c.collect();
         if used >= 1.0 {

@@ -105,8 +105,11 @@ pub fn read_chip(chip: &str, dir: &Path, board: &Board) -> Vec<Observation> {
         for n in channel_numbers(dir, prefix) {
             let base = format!("{prefix}{n}");
             let attr = |a: &str| dir.join(format!("{base}_{a}"));
-            let value = read_num(&attr("input"))
-                .or_else(|| (prefix == "power").then(|| read_num(&attr("average"))).flatten());
+            let value = read_num(&attr("input")).or_else(|| {
+                (prefix == "power")
+                    .then(|| read_num(&attr("average")))
+                    .flatten()
+            });
             let label = read_trim(&attr("label")).filter(|l| !l.is_empty());
             let channel_name = label.clone().unwrap_or_else(|| base.clone());
             let key = format!("{chip}/{channel_name}");
@@ -258,11 +261,20 @@ mod tests {
         assert_eq!(by("fan/nct6775/fan1").state, State::Critical);
         assert_eq!(by("fan/FAN2").state, State::Critical, "mapped fan at 0 RPM");
         assert_eq!(by("sensor/nct6775/in0").state, State::Ok);
-        assert_eq!(by("sensor/nct6775/power1").get_reading("power1").unwrap().value, 15.0);
+        assert_eq!(
+            by("sensor/nct6775/power1")
+                .get_reading("power1")
+                .unwrap()
+                .value,
+            15.0
+        );
         w("temp1_input", "96000\n");
         let obs = c.collect();
         assert_eq!(
-            obs.iter().find(|o| o.component.name == "nct6775/SYSTIN").unwrap().state,
+            obs.iter()
+                .find(|o| o.component.name == "nct6775/SYSTIN")
+                .unwrap()
+                .state,
             State::Critical
         );
     }

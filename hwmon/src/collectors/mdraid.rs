@@ -84,8 +84,7 @@ pub fn parse_mdstat(text: &str) -> Vec<MdstatArray> {
                     if let Some((n, m)) = inner.split_once('/') {
                         cur.raid_disks = n.parse().ok();
                         cur.working = m.parse().ok();
-                    } else if inner.chars().all(|c| c == 'U' || c == '_') && !inner.is_empty()
-                    {
+                    } else if inner.chars().all(|c| c == 'U' || c == '_') && !inner.is_empty() {
                         cur.status = inner.to_string();
                     }
                 }
@@ -290,7 +289,11 @@ impl MdraidCollector {
         let sys = read_sysfs(&self.sys_block.join(&a.name).join("md"));
         let is_new = !self.prev.contains_key(&a.name);
         let prev = self.prev.get(&a.name).cloned().unwrap_or_default();
-        let role = self.board.array(&a.name).map(|b| b.role).unwrap_or(Role::Data);
+        let role = self
+            .board
+            .array(&a.name)
+            .map(|b| b.role)
+            .unwrap_or(Role::Data);
 
         let level = sys
             .as_ref()
@@ -346,8 +349,11 @@ impl MdraidCollector {
                 listed.sort_by_key(|m| std::cmp::Reverse(m.slot.unwrap_or(0)));
                 let working = a.working.map(|w| w as usize).unwrap_or(listed.len());
                 let extra = listed.len().saturating_sub(working);
-                let rebuilding: BTreeSet<&str> =
-                    listed.iter().take(extra).map(|m| m.device.as_str()).collect();
+                let rebuilding: BTreeSet<&str> = listed
+                    .iter()
+                    .take(extra)
+                    .map(|m| m.device.as_str())
+                    .collect();
                 for m in &a.members {
                     let st = if m.faulty {
                         MemberState::Faulty
@@ -398,11 +404,19 @@ impl MdraidCollector {
         let mismatch = sys.as_ref().and_then(|s| s.mismatch_cnt).unwrap_or(0);
 
         // Readings (node_exporter node_md_* names map onto these).
-        obs.reading(Reading::new("disks_required", raid_disks as f64, Unit::Count));
+        obs.reading(Reading::new(
+            "disks_required",
+            raid_disks as f64,
+            Unit::Count,
+        ));
         obs.reading(Reading::new("disks_active", in_sync as f64, Unit::Count));
         obs.reading(Reading::new("disks_failed", faulty as f64, Unit::Count));
         obs.reading(Reading::new("disks_spare", spares as f64, Unit::Count));
-        obs.reading(Reading::new("disks_rebuilding", rebuilding as f64, Unit::Count));
+        obs.reading(Reading::new(
+            "disks_rebuilding",
+            rebuilding as f64,
+            Unit::Count,
+        ));
         obs.reading(Reading::new("degraded", degraded as f64, Unit::Count));
         if let Some(b) = a.blocks {
             obs.reading(Reading::new("blocks", b as f64, Unit::Count));
@@ -413,7 +427,10 @@ impl MdraidCollector {
         obs.reading(Reading::new("mismatch_cnt", mismatch as f64, Unit::Count));
         obs.attr("level", level.clone());
         obs.attr("array_state", array_state.clone());
-        obs.attr("sync_action", sync_action.clone().unwrap_or_else(|| "idle".into()));
+        obs.attr(
+            "sync_action",
+            sync_action.clone().unwrap_or_else(|| "idle".into()),
+        );
         obs.attr(
             "members",
             members
@@ -481,12 +498,12 @@ impl MdraidCollector {
                 let left = tolerable.saturating_sub(degraded);
                 let why = format!("degraded: {degraded} of {raid_disks} members missing");
                 if recovering {
-                    obs.raise(
-                        rules.array_rebuilding,
-                        format!("{why}, rebuilding"),
-                    );
+                    obs.raise(rules.array_rebuilding, format!("{why}, rebuilding"));
                 } else if left == 0 {
-                    obs.raise(rules.array_degraded_no_redundancy, format!("{why}, no redundancy left"));
+                    obs.raise(
+                        rules.array_degraded_no_redundancy,
+                        format!("{why}, no redundancy left"),
+                    );
                 } else {
                     obs.raise(rules.array_degraded_redundant, why);
                 }
@@ -497,10 +514,16 @@ impl MdraidCollector {
                 );
             }
             if mismatch > 0 && sync_action.is_none() {
-                obs.raise(rules.array_mismatch, format!("mismatch_cnt {mismatch} after check"));
+                obs.raise(
+                    rules.array_mismatch,
+                    format!("mismatch_cnt {mismatch} after check"),
+                );
             }
             if faulty > 0 && degraded == 0 {
-                obs.raise(State::Warning, format!("{faulty} faulty member(s) not yet removed"));
+                obs.raise(
+                    State::Warning,
+                    format!("{faulty} faulty member(s) not yet removed"),
+                );
             }
         }
 
@@ -619,7 +642,13 @@ impl Collector for MdraidCollector {
             let mut obs = Observation::new(ComponentId::new(ComponentKind::Array, name.clone()));
             obs.raise(State::Critical, "array no longer present in /proc/mdstat");
             obs.events.push("DeviceDisappeared".into());
-            if self.board.array(&name).map(|b| b.role).unwrap_or(Role::Data) == Role::Data {
+            if self
+                .board
+                .array(&name)
+                .map(|b| b.role)
+                .unwrap_or(Role::Data)
+                == Role::Data
+            {
                 obs.storage_unsafe = Some("array no longer present".into());
             }
             self.prev.remove(&name);
@@ -697,7 +726,11 @@ unused devices: <none>
             command: Vec::new(),
             ..MdraidConfig::default()
         };
-        MdraidCollector::new(&config, Duration::from_secs(1), &CollectorContext::default())
+        MdraidCollector::new(
+            &config,
+            Duration::from_secs(1),
+            &CollectorContext::default(),
+        )
     }
 
     #[test]
@@ -720,7 +753,8 @@ unused devices: <none>
     #[test]
     fn rebuild_events_every_20_percent() {
         let dir = tempfile::tempdir().unwrap();
-        let base = "md0 : active raid1 sdb2[2] sda2[0]\n      1046528 blocks super 1.2 [2/1] [U_]\n";
+        let base =
+            "md0 : active raid1 sdb2[2] sda2[0]\n      1046528 blocks super 1.2 [2/1] [U_]\n";
         std::fs::write(dir.path().join("mdstat"), format!("{base}\n")).unwrap();
         let mut c = collector(dir.path());
         let o = c.collect();
@@ -766,8 +800,11 @@ unused devices: <none>
         .unwrap();
         let mut c = collector(dir.path());
         assert_eq!(c.collect()[0].state, State::Ok);
-        std::fs::write(dir.path().join("mdstat"), "Personalities : \nunused devices: <none>\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("mdstat"),
+            "Personalities : \nunused devices: <none>\n",
+        )
+        .unwrap();
         let o = c.collect();
         assert_eq!(o[0].events, vec!["DeviceDisappeared"]);
         assert_eq!(o[0].state, State::Critical);

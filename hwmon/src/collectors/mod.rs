@@ -76,8 +76,7 @@ pub fn build(
         )));
     }
     if config.thermal.enable {
-        let interval =
-            config::interval(config.thermal.interval_secs, iv.thermal_secs, d::THERMAL);
+        let interval = config::interval(config.thermal.interval_secs, iv.thermal_secs, d::THERMAL);
         out.push(Box::new(thermal::ThermalCollector::new(
             &config.thermal.root,
             interval,
@@ -217,11 +216,7 @@ mod tests {
         .unwrap();
         assert_eq!(out.stdout, b"hi\n");
         assert_eq!(out.status, Some(3));
-        let e = run_command(
-            &["sleep".into(), "5".into()],
-            Duration::from_millis(100),
-        )
-        .unwrap_err();
+        let e = run_command(&["sleep".into(), "5".into()], Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert!(run_command(&[], Duration::from_secs(1)).is_err());
         assert!(run_command(&["/nonexistent/x".into()], Duration::from_secs(1)).is_err());

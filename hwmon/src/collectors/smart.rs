@@ -240,19 +240,28 @@ impl SmartCollector {
             .and_then(|s| s.get("passed"))
             .and_then(Value::as_bool);
         if let Some(p) = passed {
-            obs.reading(Reading::new("smart_passed", if p { 1.0 } else { 0.0 }, Unit::Bool));
+            obs.reading(Reading::new(
+                "smart_passed",
+                if p { 1.0 } else { 0.0 },
+                Unit::Bool,
+            ));
         }
         let critical_warning = nvme
             .and_then(|l| l.get("critical_warning"))
             .and_then(Value::as_u64)
             .unwrap_or(0);
         if passed == Some(false) && critical_warning == 0 {
-            obs.raise(rules.smart_failed, "SMART overall health self-assessment FAILED");
+            obs.raise(
+                rules.smart_failed,
+                "SMART overall health self-assessment FAILED",
+            );
         }
 
         // Temperature and limits.
-        let temp = n(json, &["temperature", "current"])
-            .or_else(|| nvme.and_then(|l| l.get("temperature")).and_then(Value::as_f64));
+        let temp = n(json, &["temperature", "current"]).or_else(|| {
+            nvme.and_then(|l| l.get("temperature"))
+                .and_then(Value::as_f64)
+        });
         let board_disk = self.board.disk(&dev.name);
         let warn_c = board_disk
             .and_then(|d| d.temp_warning_c)
@@ -326,7 +335,10 @@ impl SmartCollector {
                         obs.raise(rules.sector_increase, why);
                     }
                 }
-                let when_failed = attr.get("when_failed").and_then(Value::as_str).unwrap_or("");
+                let when_failed = attr
+                    .get("when_failed")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let prefail = attr
                     .get("flags")
                     .and_then(|f| f.get("prefailure"))
@@ -356,12 +368,19 @@ impl SmartCollector {
                 let bits = nvme_warning_bits(critical_warning);
                 obs.raise(
                     rules.nvme_critical_warning,
-                    format!("NVMe critical warning 0x{critical_warning:02x}: {}", bits.join(", ")),
+                    format!(
+                        "NVMe critical warning 0x{critical_warning:02x}: {}",
+                        bits.join(", ")
+                    ),
                 );
                 if critical_warning & 0x08 != 0 && dev.role == Role::Data {
                     obs.storage_unsafe = Some("NVMe media is read-only".into());
                 }
-                if prev.counters.get("critical_warning").copied().unwrap_or(0.0)
+                if prev
+                    .counters
+                    .get("critical_warning")
+                    .copied()
+                    .unwrap_or(0.0)
                     != critical_warning as f64
                 {
                     obs.events.push("CriticalWarning".into());
@@ -378,7 +397,11 @@ impl SmartCollector {
                         },
                     ),
                 );
-                obs.reading(Reading::new("available_spare_threshold", thr, Unit::Percent));
+                obs.reading(Reading::new(
+                    "available_spare_threshold",
+                    thr,
+                    Unit::Percent,
+                ));
                 if spare < thr {
                     obs.raise(
                         rules.spare_below_threshold,
@@ -449,7 +472,10 @@ impl SmartCollector {
         if let Some(f) = failed {
             obs.reading(Reading::new("selftest_errors", f, Unit::Count));
             if f > 0.0 {
-                obs.raise(State::Warning, format!("{f} failed self-test(s) in the log"));
+                obs.raise(
+                    State::Warning,
+                    format!("{f} failed self-test(s) in the log"),
+                );
             }
         }
         // SCSI grown defects (smartd -l for SAS).
@@ -604,8 +630,14 @@ mod tests {
     fn recorded_nvme_critical_warnings() {
         for (file, word) in [
             ("nvme0-critical-warning-0x01-spare.json", "spare"),
-            ("nvme0-critical-warning-0x02-temperature.json", "temperature"),
-            ("nvme0-critical-warning-0x04-reliability.json", "reliability"),
+            (
+                "nvme0-critical-warning-0x02-temperature.json",
+                "temperature",
+            ),
+            (
+                "nvme0-critical-warning-0x04-reliability.json",
+                "reliability",
+            ),
         ] {
             let mut c = collector();
             let o = c.evaluate(&dev("nvme0", true), &recorded(file));
@@ -620,7 +652,11 @@ mod tests {
         let mut c = collector();
         let o = c.evaluate(&dev("vda", false), &recorded("vda.json"));
         assert_eq!(o.state, State::Unknown);
-        assert!(o.reason.contains("Unable to detect device type"), "{}", o.reason);
+        assert!(
+            o.reason.contains("Unable to detect device type"),
+            "{}",
+            o.reason
+        );
         let o = c.evaluate(&dev("vda", true), &recorded("vda-as-ata.json"));
         assert_eq!(o.state, State::Critical);
     }

@@ -73,8 +73,16 @@ impl Collector for SystemCollector {
         let avail = sys.available_memory() as f64;
         mem.reading(Reading::new("total", total, Unit::Bytes));
         mem.reading(Reading::new("available", avail, Unit::Bytes));
-        mem.reading(Reading::new("swap_total", sys.total_swap() as f64, Unit::Bytes));
-        mem.reading(Reading::new("swap_used", sys.used_swap() as f64, Unit::Bytes));
+        mem.reading(Reading::new(
+            "swap_total",
+            sys.total_swap() as f64,
+            Unit::Bytes,
+        ));
+        mem.reading(Reading::new(
+            "swap_used",
+            sys.used_swap() as f64,
+            Unit::Bytes,
+        ));
         if total > 0.0 {
             let used = (total - avail) * 100.0 / total;
             mem.reading(
