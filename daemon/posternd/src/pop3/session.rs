@@ -127,7 +127,16 @@ impl Driver<'_> {
         if self.out.is_empty() {
             return true;
         }
-        let ok = self.conn.write_all(&self.out).await.is_ok();
+        // A client that stops reading (a large RETR) must not hold the connection and the
+        // maildrop lock forever: writes get the inactivity timer too (RFC 1939 3).
+        let limit = self.shared.pop3.limits.timeout;
+        let ok = matches!(
+            tokio::time::timeout(limit, self.conn.write_all(&self.out)).await,
+            Ok(Ok(()))
+        );
+        if !ok {
+            tracing::info!(event = "pop3.write_failed", peer = %self.peer, pending = self.out.len());
+        }
         self.out.clear();
         ok
     }
