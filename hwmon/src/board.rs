@@ -161,9 +161,10 @@ pub struct Rules {
     /// NVMe percentage used (endurance) at or above which the disk is WARNING.
     pub percentage_used_warning: f64,
     /// A degraded array that still has redundancy (RAID6 missing one, 3-way mirror missing
-    /// one, RAID10 missing one per mirror pair).
+    /// one).
     pub array_degraded_redundant: State,
-    /// A degraded array with no redundancy left (RAID1/5/10 missing one member).
+    /// A degraded array with no redundancy left (2-way RAID1, RAID5 or RAID10 missing one
+    /// member: for RAID10 the pair of the missing member has no copy left).
     pub array_degraded_no_redundancy: State,
     /// Any array state while recovering/resyncing onto a new member (mdadm RebuildStarted).
     pub array_rebuilding: State,
