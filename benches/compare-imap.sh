@@ -23,8 +23,13 @@ Usage: benches/compare-imap.sh [options]
   --idle "K1 K2"      idle connection counts (default "1000 10000"; --quick: "200")
   --tls on|off        on (default): implicit TLS (imaps) for every connection to both servers;
                       off: plaintext IMAP for both
-  --load-clients L    APPEND connections while loading (default 1: UID order = message order)
-  --pipeline W        APPENDs in flight per loading connection (default 16)
+  --populate MODE     maildir (default): the same generated Maildir goes into Dovecot's mail
+                      directory and through `postern mailbox import` (posternd stopped);
+                      append: IMAP APPEND into both (slow: one durable write per message)
+  --appends N         also APPEND N messages into an empty mailbox of each server and report
+                      the rate (default 2000; --quick: 300; 0: skip)
+  --load-clients L    APPEND connections (default 1: UID order = message order)
+  --pipeline W        APPENDs in flight per connection (default 16, with LITERAL+)
   --servers LIST      "posternd dovecot" (default) or one of them
   --port-base P       posternd imap P, imaps P+1; Dovecot imap P+2, imaps P+3 (default 24143)
   --keep              keep the temporary directory (configs, logs, mailboxes)
@@ -42,6 +47,8 @@ IDLE=""
 TLS=on
 LOAD_CLIENTS=1
 PIPELINE=16
+POPULATE=maildir
+APPENDS=""
 SERVERS="posternd dovecot"
 PORT_BASE=24143
 KEEP=0
@@ -56,6 +63,8 @@ while [ $# -gt 0 ]; do
     --idle) IDLE="$2"; shift ;;
     --tls) TLS="$2"; shift ;;
     --load-clients) LOAD_CLIENTS="$2"; shift ;;
+    --populate) POPULATE="$2"; shift ;;
+    --appends) APPENDS="$2"; shift ;;
     --pipeline) PIPELINE="$2"; shift ;;
     --servers) SERVERS="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
@@ -66,11 +75,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$QUICK" = 1 ]; then
-    : "${MESSAGES:=2000}" "${SECS:=5}" "${WARMUP:=2}" "${SELECTS:=10}" "${IDLE:=200}"
+    : "${MESSAGES:=2000}" "${SECS:=5}" "${WARMUP:=2}" "${SELECTS:=10}" "${IDLE:=200}" "${APPENDS:=300}"
 else
-    : "${MESSAGES:=100000}" "${SECS:=30}" "${WARMUP:=10}" "${SELECTS:=50}" "${IDLE:=1000 10000}"
+    : "${MESSAGES:=100000}" "${SECS:=30}" "${WARMUP:=10}" "${SELECTS:=50}" "${IDLE:=1000 10000}" "${APPENDS:=2000}"
 fi
 case "$TLS" in on | off) ;; *) echo "compare-imap.sh: --tls must be on or off" >&2; exit 2 ;; esac
+case "$POPULATE" in maildir | append) ;; *) echo "compare-imap.sh: --populate must be maildir or append" >&2; exit 2 ;; esac
 for s in $SERVERS; do
     case "$s" in posternd | dovecot) ;; *) echo "compare-imap.sh: unknown server $s" >&2; exit 2 ;; esac
 done
@@ -263,6 +273,14 @@ protocol imap {
 }
 EOF
     [ "$TLS" = on ] || sed -i '/inet_listener imaps {/,/^  }/d' "$DV/dovecot.conf"
+    if [ "$POPULATE" = maildir ]; then
+        log "dovecot: writing $MESSAGES messages to its Maildir"
+        out="$("$LOAD" maildir --dir "$DV/home/bench/Maildir" --count "$MESSAGES" --to "$USER_NAME")" \
+            || die "writing Dovecot's Maildir failed"
+        chown -R nobody:nogroup "$DV/home/bench"
+        sync
+        POPULATE_DV="$out"
+    fi
     log "starting Dovecot $(dovecot --version | cut -d' ' -f1) on 127.0.0.1:$PORT_DV/$PORT_DV_TLS ($DV)"
     dovecot -c "$DV/dovecot.conf" || { tail -n 20 "$DV/dovecot.log" >&2; die "Dovecot did not start"; }
     wait_port Dovecot "$PORT_DV" "" "$DV/dovecot.log"
@@ -300,14 +318,28 @@ level = "warn"
 EOF
     POSTERND="$TARGET_DIR/release/posternd"
     POSTERN="$TARGET_DIR/release/postern"
-    log "starting posternd on 127.0.0.1:$PORT_PD/$PORT_PD_TLS ($PD)"
-    "$POSTERND" --config "$PD/postern.toml" >"$PD/posternd.log" 2>&1 &
-    echo $! >"$WORK/posternd.pid"
-    wait_port posternd "$PORT_PD" "$(cat "$WORK/posternd.pid")" "$PD/posternd.log"
+    # Accounts and the import work on the data directory while posternd is stopped.
     "$POSTERN" --config "$PD/postern.toml" domain add bench.test >/dev/null \
         || die "postern domain add bench.test failed"
     "$POSTERN" --config "$PD/postern.toml" user add "$USER_NAME" --password "$PASSWORD" \
         >/dev/null || die "postern user add $USER_NAME failed"
+    if [ "$POPULATE" = maildir ]; then
+        log "posternd: writing $MESSAGES messages to a Maildir and importing it (postern mailbox import)"
+        "$LOAD" maildir --dir "$WORK/import" --count "$MESSAGES" --to "$USER_NAME" >/dev/null \
+            || die "writing the import Maildir failed"
+        sync
+        t0=$(date +%s.%N)
+        "$POSTERN" --config "$PD/postern.toml" mailbox import --user "$USER_NAME" \
+            --maildir "$WORK/import" >"$WORK/import.log" 2>&1 \
+            || { tail -n 20 "$WORK/import.log" >&2; die "postern mailbox import failed"; }
+        t1=$(date +%s.%N)
+        POPULATE_PD="{\"mode\":\"import\",\"count\":$MESSAGES,\"wall_s\":$(echo "$t1 - $t0" | bc -l 2>/dev/null || python3 -c "print($t1 - $t0)")}"
+        rm -rf "$WORK/import"
+    fi
+    log "starting posternd on 127.0.0.1:$PORT_PD/$PORT_PD_TLS ($PD)"
+    "$POSTERND" --config "$PD/postern.toml" >"$PD/posternd.log" 2>&1 &
+    echo $! >"$WORK/posternd.pid"
+    wait_port posternd "$PORT_PD" "$(cat "$WORK/posternd.pid")" "$PD/posternd.log"
 fi
 
 target_of() { # server -> host:port for the chosen TLS mode
@@ -377,16 +409,34 @@ record() { # server phase extra-json result-json
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- populate
-# The same MESSAGES messages (seed 1, numbers 0..N-1) into each INBOX, one server after the
-# other, with APPEND: each server stores them its own way. The APPEND rate is recorded too.
+# The same MESSAGES messages (seed 1, numbers 0..N-1) in each INBOX. With --populate maildir
+# they were written above (Dovecot indexes its Maildir on the first SELECT; posternd imported
+# it); with --populate append they go in now over IMAP, one server after the other.
+has_server dovecot && [ -n "${POPULATE_DV:-}" ] && record dovecot populate "" "$POPULATE_DV"
+has_server posternd && [ -n "${POPULATE_PD:-}" ] && record posternd populate "" "$POPULATE_PD"
+append_run() { # server mailbox count phase
+    local out
+    log "$1: APPEND $3 messages to $2 ($LOAD_CLIENTS connection(s), $PIPELINE in flight each)"
+    out="$("$LOAD" load $(common_args "$1") --mailbox "$2" --create --count "$3" \
+        --clients "$LOAD_CLIENTS" --pipeline "$PIPELINE" --json 2>"$WORK/load-$1.err")" || {
+        cat "$WORK/load-$1.err" >&2; die "$1: APPEND failed"; }
+    record "$1" "$4" "" "$out"
+    printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); t=r["total"]; print("compare-imap:   %s: %d appended, %.0f msg/s" % (sys.argv[1], t["ok"], t["ops_per_s"]), file=sys.stderr)' "$1"
+}
+if [ "$POPULATE" = append ]; then
+    for s in $SERVERS; do append_run "$s" INBOX "$MESSAGES" populate; done
+fi
+# The first SELECT after population: Dovecot builds its index of the Maildir here.
 for s in $SERVERS; do
-    log "$s: APPEND $MESSAGES messages ($LOAD_CLIENTS connection(s), $PIPELINE in flight each)"
-    out="$("$LOAD" load $(common_args "$s") --count "$MESSAGES" --clients "$LOAD_CLIENTS" \
-        --pipeline "$PIPELINE" --json 2>"$WORK/load-$s.err")" || {
-        cat "$WORK/load-$s.err" >&2; die "$s: loading failed"; }
-    record "$s" load "" "$out"
-    printf '%s\n' "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); t=r["total"]; print("compare-imap:   %s: %d appended, %.0f msg/s" % (sys.argv[1], t["ok"], t["ops_per_s"]), file=sys.stderr)' "$s"
+    log "$s: first SELECT of the populated INBOX"
+    out="$("$LOAD" select $(common_args "$s") --count 0 --json 2>"$WORK/prime-$s.err")" \
+        || die "$s: first SELECT failed: $(tr '\n' ' ' <"$WORK/prime-$s.err")"
+    record "$s" prime "" "$out"
 done
+# The APPEND rate into an empty mailbox (each APPEND durable before its OK on both servers).
+if [ "$APPENDS" -gt 0 ]; then
+    for s in $SERVERS; do append_run "$s" Bench-load "$APPENDS" append; done
+fi
 
 # ---------------------------------------------------------------- SELECT latency
 for s in $SERVERS; do
@@ -466,10 +516,10 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- the table
 python3 - "$RESULTS" "$MESSAGES" "$CLIENTS" "$SECS" "$WARMUP" "$TLS" "$LOAD_CLIENTS" "$PIPELINE" \
-    "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" >"$TABLE" <<'PY'
+    "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" "$POPULATE" >"$TABLE" <<'PY'
 import json, sys
 
-path, messages, clients, secs, warmup, tls, lclients, pipeline, lb, la, ncpu = sys.argv[1:12]
+path, messages, clients, secs, warmup, tls, lclients, pipeline, lb, la, ncpu, populate = sys.argv[1:13]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 by = {}
 for r in rows:
@@ -489,14 +539,18 @@ def row(what, pd, dv, fmt="%.1f", better="higher"):
     ratio = "-" if (pd is None or dv is None or dv == 0) else "%.2fx" % (pd / dv)
     out.append("| %s | %s | %s | %s |" % (what, f(pd), f(dv), ratio))
 
-print("IMAP, posternd vs Dovecot: %s-message INBOX, %s, %s CPUs, load average %s before and %s after." % (
-    messages, "implicit TLS (imaps)" if tls == "on" else "plaintext", ncpu, lb, la))
+print("IMAP, posternd vs Dovecot: %s-message INBOX (populated by %s), %s, %s CPUs, load average %s before and %s after." % (
+    messages, "Maildir: Dovecot's own, posternd's by `postern mailbox import`" if populate == "maildir" else "IMAP APPEND",
+    "implicit TLS (imaps)" if tls == "on" else "plaintext", ncpu, lb, la))
 print()
 print("| measure | posternd | Dovecot | posternd/Dovecot |")
 print("|---|---:|---:|---:|")
-ld = by.get(("load", None), {})
-row("populate: APPEND msg/s (%s conn, %s in flight)" % (lclients, pipeline),
-    get(ld.get("posternd"), "total", "ops_per_s"), get(ld.get("dovecot"), "total", "ops_per_s"), "%.0f")
+ap = by.get(("append", None), {})
+row("APPEND msg/s into an empty mailbox (%s conn, %s in flight)" % (lclients, pipeline),
+    get(ap.get("posternd"), "total", "ops_per_s"), get(ap.get("dovecot"), "total", "ops_per_s"), "%.0f")
+pr = by.get(("prime", None), {})
+row("first SELECT after population, ms (Dovecot indexes its Maildir here)",
+    get(pr.get("posternd"), "ops", "select_first", "p50_ms"), get(pr.get("dovecot"), "ops", "select_first", "p50_ms"), "%.0f")
 mx = by.get(("mix", None), {})
 row("**mix: ops/s total** (%s clients, %s s after %s s warm-up; target >= 2x)" % (clients, secs, warmup),
     get(mx.get("posternd"), "total", "ops_per_s"), get(mx.get("dovecot"), "total", "ops_per_s"))
