@@ -328,7 +328,9 @@ class IpmiSim:
         persist = state / "ipmi_sim" / self.name
         persist.mkdir(parents=True, exist_ok=True)
         if self.sdrs is not None:
-            subprocess.run(["sdrcomp", "-o", str(persist / "sdr.20.main"),
+            # -8: ID strings as 8-bit ASCII. Without it sdrcomp packs short upper-case names
+            # ("FAN1", "12V") as 6-bit ASCII, which ipmitool in the guest prints garbled.
+            subprocess.run(["sdrcomp", "-8", "-o", str(persist / "sdr.20.main"),
                             str(self.sdrs)], check=True, timeout=30, capture_output=True)
         conf = self.work_dir / "lan.conf"
         # ipmi_lan(5): the BMC at 0x20 and the QEMU "VM" serial interface (ipmi-bmc-extern).
