@@ -20,6 +20,7 @@ pub mod mutf7;
 mod parser;
 pub mod receiver;
 pub mod response;
+pub mod search;
 pub mod sequence;
 
 pub use command::{Command, CommandBody, Flag, ParseOptions};

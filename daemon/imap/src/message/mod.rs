@@ -9,9 +9,9 @@
 //!
 //! Nothing here panics on malformed input; nesting is bounded by [`MAX_DEPTH`].
 
-mod address;
+pub(crate) mod address;
 mod decode;
-mod header;
+pub(crate) mod header;
 mod params;
 
 use std::ops::Range;
@@ -20,6 +20,9 @@ use std::rc::Rc;
 use crate::command::{Section, SectionText};
 use header::{find, Field};
 use params::MimeValue;
+
+pub(crate) use address::{parse_list as parse_addresses, Item as AddressItem};
+pub(crate) use header::{fields as header_fields, find as find_field};
 
 /// Deepest MIME nesting rendered; deeper parts are shown as leaves.
 pub const MAX_DEPTH: usize = 64;

@@ -1,0 +1,351 @@
+//! SEARCH evaluation (RFC 9051 6.4.4, RFC 3501 6.4.4 for RECENT/NEW/OLD, RFC 7162 3.1.5
+//! MODSEQ, RFC 5032 OLDER/YOUNGER, RFC 5182 "$"), result encoding (`* SEARCH`, RFC 4731
+//! ESEARCH) and SORT keys (RFC 5256, RFC 5957 DISPLAYFROM/DISPLAYTO).
+//!
+//! String keys match case-insensitively as substrings of the decoded text: header values with
+//! RFC 2047 words decoded, bodies with their Content-Transfer-Encoding and charset removed
+//! (mail-parser does both). The message bytes are loaded only when a key needs them.
+
+mod sort;
+
+pub use sort::{base_subject, compare, sort_key, SortValue, SortValues};
+
+use std::cell::OnceCell;
+
+use crate::command::{SearchKey, SearchReturn};
+use crate::datetime::Date;
+use crate::message::header_fields;
+use crate::sequence::SequenceSet;
+
+/// CHARSET other than UTF-8 / US-ASCII: answer `NO [BADCHARSET (UTF-8 US-ASCII)]`
+/// (RFC 9051 6.4.4, 7.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported charset {0}")]
+pub struct BadCharset(pub String);
+
+impl BadCharset {
+    /// The response code text, `BADCHARSET (UTF-8 US-ASCII)`.
+    pub fn code(&self) -> &'static str {
+        "BADCHARSET (UTF-8 US-ASCII)"
+    }
+}
+
+/// Accepts no CHARSET, UTF-8 and US-ASCII (RFC 9051 6.4.4: UTF-8 is required; US-ASCII is
+/// its subset).
+pub fn check_charset(charset: Option<&str>) -> Result<(), BadCharset> {
+    match charset {
+        None => Ok(()),
+        Some(c) if c.eq_ignore_ascii_case("UTF-8") || c.eq_ignore_ascii_case("US-ASCII") => Ok(()),
+        Some(c) => Err(BadCharset(c.to_string())),
+    }
+}
+
+/// What the server knows about one message without reading it.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageContext<'a> {
+    pub seq: u32,
+    pub uid: u32,
+    pub flags: &'a [String],
+    /// \Recent (IMAP4rev1 sessions only).
+    pub recent: bool,
+    pub modseq: u64,
+    /// INTERNALDATE, Unix seconds.
+    pub internal_date: i64,
+    /// RFC822.SIZE.
+    pub size: u64,
+    /// The largest sequence number (EXISTS): "*" in sequence sets.
+    pub max_seq: u32,
+    /// The largest UID in the mailbox: "*" in UID sets.
+    pub max_uid: u32,
+    /// The saved result of SEARCH RETURN (SAVE) as sequence numbers and as UIDs (RFC 5182).
+    pub saved_seqs: &'a [u32],
+    pub saved_uids: &'a [u32],
+}
+
+/// Decoded text of a message, made on first use.
+struct Content {
+    /// (lower-cased field name, decoded value).
+    headers: Vec<(String, String)>,
+    /// All header fields decoded, for TEXT.
+    header_text: String,
+    /// Decoded text of the text parts (and of encapsulated messages).
+    body: String,
+    /// The Date: field's calendar date in its own zone (SENT* keys).
+    sent: Option<Date>,
+}
+
+/// RFC 2047 decoding and unfolding of one header value.
+pub(crate) fn decode_header_value(value: &[u8]) -> String {
+    let mut v = value.to_vec();
+    v.extend_from_slice(b"\r\n");
+    match mail_parser::parsers::MessageStream::new(&v).parse_unstructured() {
+        mail_parser::HeaderValue::Text(t) => t.into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn collect_body(m: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
+    if depth > crate::message::MAX_DEPTH {
+        return;
+    }
+    for p in &m.parts {
+        match &p.body {
+            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
+                out.push_str(t);
+                out.push('\n');
+            }
+            mail_parser::PartType::Message(inner) => {
+                for h in inner.headers_raw() {
+                    out.push_str(h.0);
+                    out.push_str(": ");
+                    out.push_str(&decode_header_value(h.1.as_bytes()));
+                    out.push('\n');
+                }
+                collect_body(inner, out, depth + 1);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Content {
+    fn new(raw: &[u8]) -> Content {
+        let split = header_end(raw);
+        let mut headers = Vec::new();
+        let mut header_text = String::new();
+        for f in header_fields(&raw[..split]) {
+            let name = String::from_utf8_lossy(f.name).to_ascii_lowercase();
+            let value = decode_header_value(f.value);
+            header_text.push_str(&name);
+            header_text.push_str(": ");
+            header_text.push_str(&value);
+            header_text.push('\n');
+            headers.push((name, value));
+        }
+        let parsed = mail_parser::MessageParser::default().parse(raw);
+        let mut body = String::new();
+        let mut sent = None;
+        if let Some(m) = &parsed {
+            collect_body(m, &mut body, 0);
+            if let Some(d) = m.date() {
+                sent = Date::new(d.year, d.month, d.day);
+            }
+        }
+        Content {
+            headers,
+            header_text: header_text.to_lowercase(),
+            body: body.to_lowercase(),
+            sent,
+        }
+    }
+
+    fn header_contains(&self, name: &str, needle: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .any(|(n, v)| *n == name && v.to_lowercase().contains(needle))
+    }
+}
+
+fn header_end(raw: &[u8]) -> usize {
+    let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(raw, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => raw.len(),
+    }
+}
+
+struct Eval<'a, F: FnOnce() -> Option<Vec<u8>>> {
+    ctx: &'a MessageContext<'a>,
+    loader: Option<F>,
+    content: OnceCell<Option<Content>>,
+    now: i64,
+}
+
+impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
+    fn content(&mut self) -> Option<&Content> {
+        if self.content.get().is_none() {
+            let c = self
+                .loader
+                .take()
+                .and_then(|f| f())
+                .map(|raw| Content::new(&raw));
+            let _ = self.content.set(c);
+        }
+        self.content.get().and_then(|c| c.as_ref())
+    }
+
+    fn has_flag(&self, f: &str) -> bool {
+        self.ctx.flags.iter().any(|x| x.eq_ignore_ascii_case(f))
+    }
+
+    fn internal_date(&self) -> Date {
+        Date::from_unix(self.ctx.internal_date, 0)
+    }
+
+    fn sent_date(&mut self) -> Date {
+        // RFC 9051 6.4.4: the Date: header, disregarding time and timezone; Dovecot and
+        // RFC 5256 fall back to the internal date when it is missing or unparsable.
+        let fallback = self.internal_date();
+        self.content().and_then(|c| c.sent).unwrap_or(fallback)
+    }
+
+    fn text_key(&mut self, header: Option<&str>, needle: &str, body: bool) -> bool {
+        let needle = needle.to_lowercase();
+        let Some(c) = self.content() else {
+            return false;
+        };
+        match header {
+            Some(h) => c.header_contains(h, &needle),
+            None if body => c.body.contains(&needle),
+            // TEXT: header and body (RFC 9051 6.4.4).
+            None => c.header_text.contains(&needle) || c.body.contains(&needle),
+        }
+    }
+
+    fn eval(&mut self, key: &SearchKey, depth: usize) -> bool {
+        use SearchKey as K;
+        // The parser bounds nesting; this guards programs built in code.
+        if depth > 256 {
+            return false;
+        }
+        let ctx = self.ctx;
+        match key {
+            K::And(keys) => keys.iter().all(|k| self.eval(k, depth + 1)),
+            K::All => true,
+            K::Answered => self.has_flag("\\Answered"),
+            K::Deleted => self.has_flag("\\Deleted"),
+            K::Draft => self.has_flag("\\Draft"),
+            K::Flagged => self.has_flag("\\Flagged"),
+            K::Seen => self.has_flag("\\Seen"),
+            K::Unanswered => !self.has_flag("\\Answered"),
+            K::Undeleted => !self.has_flag("\\Deleted"),
+            K::Undraft => !self.has_flag("\\Draft"),
+            K::Unflagged => !self.has_flag("\\Flagged"),
+            K::Unseen => !self.has_flag("\\Seen"),
+            K::Keyword(k) => self.has_flag(k),
+            K::Unkeyword(k) => !self.has_flag(k),
+            K::Recent => ctx.recent,
+            K::New => ctx.recent && !self.has_flag("\\Seen"),
+            K::Old => !ctx.recent,
+            K::Larger(n) => ctx.size > *n,
+            K::Smaller(n) => ctx.size < *n,
+            K::Before(d) => self.internal_date() < *d,
+            K::On(d) => self.internal_date() == *d,
+            K::Since(d) => self.internal_date() >= *d,
+            K::SentBefore(d) => self.sent_date() < *d,
+            K::SentOn(d) => self.sent_date() == *d,
+            K::SentSince(d) => self.sent_date() >= *d,
+            K::Older(secs) => ctx.internal_date <= self.now - i64::from(*secs),
+            K::Younger(secs) => ctx.internal_date > self.now - i64::from(*secs),
+            K::Bcc(s) => self.text_key(Some("bcc"), s, false),
+            K::Cc(s) => self.text_key(Some("cc"), s, false),
+            K::From(s) => self.text_key(Some("from"), s, false),
+            K::To(s) => self.text_key(Some("to"), s, false),
+            K::Subject(s) => self.text_key(Some("subject"), s, false),
+            K::Header(name, s) => self.text_key(Some(name), s, false),
+            K::Body(s) => self.text_key(None, s, true),
+            K::Text(s) => self.text_key(None, s, false),
+            K::Not(k) => !self.eval(k, depth + 1),
+            K::Or(a, b) => self.eval(a, depth + 1) || self.eval(b, depth + 1),
+            K::Uid(set) => match set {
+                SequenceSet::Saved => ctx.saved_uids.contains(&ctx.uid),
+                s => s.contains(ctx.uid, ctx.max_uid),
+            },
+            K::SequenceSet(set) => match set {
+                SequenceSet::Saved => ctx.saved_seqs.contains(&ctx.seq),
+                s => s.contains(ctx.seq, ctx.max_seq),
+            },
+            // RFC 7162 3.1.5: mod-sequence equal to or greater than the value.
+            K::ModSeq { modseq, .. } => ctx.modseq >= *modseq,
+        }
+    }
+}
+
+/// Whether the message matches `key`. `raw` loads the message bytes; it runs at most once,
+/// and only if a key needs the header or body.
+pub fn matches(
+    key: &SearchKey,
+    ctx: &MessageContext<'_>,
+    raw: impl FnOnce() -> Option<Vec<u8>>,
+) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut e = Eval {
+        ctx,
+        loader: Some(raw),
+        content: OnceCell::new(),
+        now,
+    };
+    e.eval(key, 0)
+}
+
+/// `* SEARCH n n n [(MODSEQ m)]\r\n` (RFC 9051 7.3.4 for IMAP4rev1 clients, RFC 7162 3.1.5).
+/// MODSEQ is left out when nothing matched.
+pub fn search_response(results: &[u32], modseq: Option<u64>) -> Vec<u8> {
+    let mut out = b"* SEARCH".to_vec();
+    for n in results {
+        out.push(b' ');
+        out.extend_from_slice(n.to_string().as_bytes());
+    }
+    if let (Some(m), false) = (modseq, results.is_empty()) {
+        out.extend_from_slice(format!(" (MODSEQ {m})").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n] [MODSEQ m]\r\n`
+/// (RFC 4731 3.1, RFC 9051 7.3.4). `results` ascending. An empty `returns` means ALL; MIN,
+/// MAX and ALL are left out when nothing matched; SAVE alone gives no response (RFC 5182
+/// 2.4: the result is empty).
+pub fn esearch_response(
+    tag: &str,
+    uid: bool,
+    returns: &[SearchReturn],
+    results: &[u32],
+    modseq: Option<u64>,
+) -> Vec<u8> {
+    let only_save = !returns.is_empty() && returns.iter().all(|r| *r == SearchReturn::Save);
+    if only_save {
+        return Vec::new();
+    }
+    let want = |r: SearchReturn| returns.is_empty() || returns.contains(&r);
+    let mut out = b"* ESEARCH (TAG ".to_vec();
+    crate::response::quoted_or_literal(&mut out, tag.as_bytes());
+    out.push(b')');
+    if uid {
+        out.extend_from_slice(b" UID");
+    }
+    if !results.is_empty() {
+        if want(SearchReturn::Min) && !returns.is_empty() {
+            if let Some(m) = results.iter().min() {
+                out.extend_from_slice(format!(" MIN {m}").as_bytes());
+            }
+        }
+        if want(SearchReturn::Max) && !returns.is_empty() {
+            if let Some(m) = results.iter().max() {
+                out.extend_from_slice(format!(" MAX {m}").as_bytes());
+            }
+        }
+        if want(SearchReturn::All) {
+            out.extend_from_slice(b" ALL ");
+            out.extend_from_slice(crate::sequence::compact(results).as_bytes());
+        }
+    }
+    if want(SearchReturn::Count) && !returns.is_empty() {
+        out.extend_from_slice(format!(" COUNT {}", results.len()).as_bytes());
+    }
+    if let (Some(m), false) = (modseq, results.is_empty()) {
+        out.extend_from_slice(format!(" MODSEQ {m}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;
