@@ -210,3 +210,27 @@ def test_messages_expunged_by_imap_meanwhile(server):
         raise
     left = export_with_flags(server, restart=False)
     assert len(left) == 1 and b"Subject: x2" in left[0][2]
+
+
+def test_update_is_durable_before_ok(server):
+    """The +OK to QUIT is sent only after the expunge is on stable storage: a SIGKILL right
+    after it loses nothing. A SIGKILL before QUIT removes nothing (RFC 1939 6)."""
+    for i in range(4):
+        deliver(server, subject=f"k{i}")
+    before = [u for u, _, _ in export_with_flags(server)]
+    # Killed in TRANSACTION after DELE: nothing removed.
+    c = RawPOP3(server.ports.pop3s, tls=True)
+    assert c.cmd(f"AUTH PLAIN {plain()}").startswith(b"+OK")
+    assert c.cmd("DELE 1").startswith(b"+OK")
+    server.kill()
+    c.close()
+    assert [u for u, _, _ in export_with_flags(server)] == before
+    server.start()
+    # QUIT answered, then killed at once: the deletions are there after recovery.
+    with RawPOP3(server.ports.pop3s, tls=True) as c:
+        assert c.cmd(f"AUTH PLAIN {plain()}").startswith(b"+OK")
+        assert c.cmd("DELE 2").startswith(b"+OK")
+        assert c.cmd("DELE 4").startswith(b"+OK")
+        assert c.cmd("QUIT").startswith(b"+OK")
+        server.kill()
+    assert [u for u, _, _ in export_with_flags(server, restart=False)] == [before[0], before[2]]
