@@ -26,10 +26,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 QEMU_DIR = pathlib.Path(__file__).resolve().parent
 REPO = QEMU_DIR.parent
@@ -85,7 +87,7 @@ class CmdResult:
     err: str
     seconds: float
 
-    def check(self) -> "CmdResult":
+    def check(self) -> CmdResult:
         if self.rc != 0:
             raise GuestError(f"guest command failed ({self.rc}): {self.err.strip() or self.out.strip()}")
         return self
@@ -118,7 +120,7 @@ class Guest:
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, timeout: float = 30) -> "Guest":
+    def start(self, timeout: float = 30) -> Guest:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(QEMU_DIR / "run-guest"), "--guest", str(self.guest_dir), "--run",
                str(self.run_dir), "--mem", str(self.mem_mib), "--disk-mib", str(self.disk_mib)]
@@ -126,11 +128,10 @@ class Guest:
             cmd += ["--ipmi", self.ipmi]
         if self.append:
             cmd += ["--append", self.append]
-        log = open(self.run_dir / "qemu.log", "wb")
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        with open(self.run_dir / "qemu.log", "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         self._ev_sock = _connect_unix(self.run_dir / "events.sock", deadline, self.proc)
         self._cmd_sock = _connect_unix(self.run_dir / "cmd.sock", deadline, self.proc)
@@ -174,8 +175,9 @@ class Guest:
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.qmp("quit", timeout=5)
-            except Exception:  # noqa: BLE001 - QEMU is killed below anyway
-                pass
+            except (GuestError, OSError, ValueError) as e:
+                # QEMU is killed below anyway.
+                print(f"QMP quit failed: {e}", file=sys.stderr)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -188,7 +190,7 @@ class Guest:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -317,7 +319,7 @@ class IpmiSim:
     console_port: int = 0
     proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20) -> "IpmiSim":
+    def start(self, timeout: float = 20) -> IpmiSim:
         if shutil.which("ipmi_sim") is None:
             raise GuestError("ipmi_sim not installed (Debian package openipmi)")
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -340,14 +342,13 @@ class IpmiSim:
             f"serial kcs 127.0.0.1 {self.vm_port} codec VM\n"
             f"console 127.0.0.1 {self.console_port}\n"
         )
-        log = open(self.work_dir / "ipmi_sim.log", "wb")
-        self.proc = subprocess.Popen(
-            ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            # SIGPIPE stays ignored (as in Python): ipmi_sim dies of it when a console or the
-            # QEMU connection goes away while it writes.
-            restore_signals=False, start_new_session=True)
-        log.close()
+        with open(self.work_dir / "ipmi_sim.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # SIGPIPE stays ignored (as in Python): ipmi_sim dies of it when a console or
+                # the QEMU connection goes away while it writes.
+                restore_signals=False, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -378,7 +379,7 @@ class IpmiSim:
                         raise GuestError(f"ipmi_sim console: no prompt after {command!r}")
                     try:
                         chunk = s.recv(4096)
-                    except socket.timeout:
+                    except TimeoutError:
                         continue
                     if not chunk:
                         raise GuestError("ipmi_sim console closed")

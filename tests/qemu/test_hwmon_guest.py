@@ -35,7 +35,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "qemu"))
 
-from postern_guest import Guest, GuestError, IpmiSim, build_guest  # noqa: E402
+from postern_guest import Guest, GuestError, IpmiSim, build_guest
 
 IPMI_DIR = REPO / "tests" / "hwmon" / "ipmi"
 SOCKET = "/run/postern/hwmond.sock"
