@@ -61,6 +61,16 @@ impl Directory {
     }
 }
 
+/// Mailboxes every new user gets beside INBOX, with their special-use attribute
+/// (RFC 6154 2).
+pub const DEFAULT_MAILBOXES: [(&str, &str); 5] = [
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Junk", "\\Junk"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+];
+
 /// Maps a user to its INBOX in the store, creating the mailbox on first delivery.
 pub struct Inboxes {
     store: Store,
@@ -75,12 +85,24 @@ impl Inboxes {
         }
     }
 
-    /// Every user has an INBOX (RFC 9051 5.1) from the moment the daemon knows the user, not
-    /// only after a first delivery. Blocking: run it off the event loops.
+    /// Every user has an INBOX (RFC 9051 5.1) and the special-use mailboxes (RFC 6154 2)
+    /// from the moment the daemon knows the user, not only after a first delivery. A user's
+    /// set is created once (when the INBOX is first made), so a user who deletes Junk does
+    /// not get it back at the next reload. Blocking: run it off the event loops.
     pub fn provision(&self, users: &[String]) {
         for user in users {
+            let fresh = self.store.find_mailbox(user, "INBOX").is_none();
             if let Err(error) = self.ensure_inbox(user) {
                 tracing::error!(event = "store.mailbox_failed", user = %user, error = %format!("{error:#}"));
+                continue;
+            }
+            if !fresh {
+                continue;
+            }
+            for (name, special_use) in DEFAULT_MAILBOXES {
+                if let Err(error) = self.store.ensure_mailbox(user, name, Some(special_use)) {
+                    tracing::error!(event = "store.mailbox_failed", user = %user, mailbox = name, error = %error);
+                }
             }
         }
     }

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub commit_bytes: Counter,
     pub pop3: crate::pop3::metrics::Pop3Metrics,
+    pub imap_connections: Family<Labels, Counter>,
+    pub imap_connections_active: Gauge,
+    pub imap_commands: Family<Labels, Counter>,
+    pub imap_auth_failures: Counter,
 }
 
 impl Metrics {
@@ -43,6 +47,30 @@ impl Metrics {
         let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let commit_bytes = Counter::default();
         let pop3 = crate::pop3::metrics::Pop3Metrics::register(&mut registry);
+        let imap_connections = Family::<Labels, Counter>::default();
+        let imap_connections_active = Gauge::default();
+        let imap_commands = Family::<Labels, Counter>::default();
+        let imap_auth_failures = Counter::default();
+        registry.register(
+            "postern_imap_connections",
+            "IMAP connections accepted, by listener (imap, imaps) and outcome",
+            imap_connections.clone(),
+        );
+        registry.register(
+            "postern_imap_connections_active",
+            "IMAP connections open now",
+            imap_connections_active.clone(),
+        );
+        registry.register(
+            "postern_imap_commands",
+            "IMAP commands answered, by command and result (ok, no, bad)",
+            imap_commands.clone(),
+        );
+        registry.register(
+            "postern_imap_auth_failures",
+            "Failed IMAP LOGIN/AUTHENTICATE attempts",
+            imap_auth_failures.clone(),
+        );
         // prometheus-client appends `_total` to counters.
         registry.register(
             "postern_smtp_connections",
@@ -107,6 +135,10 @@ impl Metrics {
             commit_latency,
             commit_bytes,
             pop3,
+            imap_connections,
+            imap_connections_active,
+            imap_commands,
+            imap_auth_failures,
         })
     }
 

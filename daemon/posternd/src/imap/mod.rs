@@ -1,21 +1,416 @@
 //! IMAP4rev2 / IMAP4rev1 sessions (RFC 9051, RFC 3501) over the store.
+//!
+//! The driver here owns the socket: it feeds received bytes to postern-imap's sans-IO
+//! `CommandReceiver`, hands complete commands to the [`session::Session`], writes what it
+//! produced, and carries out the steps that need the socket (STARTTLS, AUTHENTICATE
+//! continuations, IDLE, COMPRESS).
+
+mod encode;
+mod fetch;
+mod search;
+mod session;
+mod stream;
+mod view;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use postern_imap::receiver::{CommandReceiver, Limits, ReceiveErrorKind, Received};
 use tokio::net::TcpStream;
 
+use crate::connection_limits::{ConnectionLimits, Refusal};
 use crate::server::Shared;
+use crate::smtp::connection::Connection;
+use session::{Next, Session};
+use stream::ImapStream;
+
+/// A TLS handshake that takes longer than this is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// IMAP's own connection limits (config.imap), shared by every worker.
+fn limits(shared: &Shared) -> Arc<ConnectionLimits> {
+    static LIMITS: OnceLock<Arc<ConnectionLimits>> = OnceLock::new();
+    LIMITS
+        .get_or_init(|| {
+            ConnectionLimits::new(
+                usize::try_from(shared.config.imap.max_connections).unwrap_or(usize::MAX),
+                usize::try_from(shared.config.imap.max_connections_per_ip).unwrap_or(usize::MAX),
+            )
+        })
+        .clone()
+}
+
+fn receiver_limits(shared: &Shared) -> Limits {
+    let imap = &shared.config.imap;
+    let max_line = usize::try_from(imap.max_command_line).unwrap_or(usize::MAX);
+    Limits {
+        max_line,
+        max_append_literal: imap.max_literal_size,
+        max_literal: 65_536.min(imap.max_literal_size),
+        max_command: usize::try_from(imap.max_literal_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(max_line)
+            .saturating_mul(2),
+        literal_minus: false,
+        ..Limits::default()
+    }
+}
 
 /// Serves one IMAP connection until it ends.
 pub async fn run(
-    _shared: Arc<Shared>,
-    _shard: usize,
-    _implicit_tls: bool,
+    shared: Arc<Shared>,
+    shard: usize,
+    implicit_tls: bool,
     tcp: TcpStream,
     peer: SocketAddr,
 ) {
-    // Placeholder until the IMAP session lands (issue 3): refuse politely.
-    tracing::info!(event = "imap.refused", %peer);
-    let _ = tcp.try_write(b"* BYE IMAP is not available yet\r\n");
+    let listener = if implicit_tls { "imaps" } else { "imap" };
+    let slot = match limits(&shared).acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::TooManyTotal => "too_many_connections",
+                Refusal::TooManyFromAddress => "too_many_connections_from_ip",
+            };
+            tracing::warn!(event = "imap.connection.refused", %peer, reason);
+            shared
+                .metrics
+                .imap_connections
+                .get_or_create(&vec![
+                    ("listener", listener.to_string()),
+                    ("outcome", reason.to_string()),
+                ])
+                .inc();
+            let mut conn = Connection::Plain(tcp);
+            if !implicit_tls {
+                // RFC 9051 7.1.5: BYE instead of a greeting.
+                let _ = conn
+                    .write_all(b"* BYE Too many connections, try again later\r\n")
+                    .await;
+            }
+            conn.shutdown().await;
+            return;
+        }
+    };
+    shared
+        .metrics
+        .imap_connections
+        .get_or_create(&vec![
+            ("listener", listener.to_string()),
+            ("outcome", "accepted".to_string()),
+        ])
+        .inc();
+    let _ = tcp.set_nodelay(true);
+    let mut stream = ImapStream::new(Connection::Plain(tcp));
+    if implicit_tls {
+        // RFC 8314 3.3: TLS from the first byte.
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.start_tls(shared.tls.clone())).await
+        {
+            Ok(Ok(())) => {}
+            other => {
+                tracing::debug!(event = "imap.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
+                return;
+            }
+        }
+    }
+    shared.metrics.imap_connections_active.inc();
+    tracing::debug!(event = "imap.connection.opened", %peer, listener);
+    let mut driver = Driver {
+        receiver: CommandReceiver::new(receiver_limits(&shared)),
+        session: Session::new(shared.clone(), shard, peer, implicit_tls),
+        stream,
+        errors: 0,
+        buf: Vec::with_capacity(64 * 1024),
+    };
+    driver.serve().await;
+    driver.stream.shutdown().await;
+    shared.metrics.imap_connections_active.dec();
+    drop(slot);
+    tracing::debug!(event = "imap.connection.closed", %peer);
+}
+
+struct Driver {
+    receiver: CommandReceiver,
+    session: Session,
+    stream: ImapStream,
+    errors: u64,
+    buf: Vec<u8>,
+}
+
+enum Input {
+    Data,
+    Closed,
+    Timeout,
+}
+
+impl Driver {
+    fn shared(&self) -> &Shared {
+        &self.session.shared
+    }
+
+    async fn flush(&mut self) -> bool {
+        if self.session.out.is_empty() {
+            return true;
+        }
+        let out = std::mem::take(&mut self.session.out);
+        self.stream.write_all(&out).await.is_ok()
+    }
+
+    fn timeout(&self) -> Duration {
+        let imap = &self.shared().config.imap;
+        if self.session.user.is_some() {
+            Duration::from_secs(imap.timeout_idle_secs.max(1))
+        } else {
+            Duration::from_secs(imap.timeout_login_secs.max(1))
+        }
+    }
+
+    /// Reads more input into the receiver.
+    async fn fill(&mut self, timeout: Duration) -> Input {
+        self.buf.clear();
+        match tokio::time::timeout(timeout, self.stream.read(&mut self.buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Input::Closed,
+            Ok(Ok(_)) => {
+                self.receiver.push(&self.buf);
+                Input::Data
+            }
+            Err(_) => Input::Timeout,
+        }
+    }
+
+    async fn bye_timeout(&mut self) {
+        // RFC 9051 5.4: autologout with BYE.
+        tracing::info!(event = "imap.timeout", peer = %self.session.peer);
+        self.session
+            .out
+            .extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
+        self.flush().await;
+    }
+
+    async fn serve(&mut self) {
+        self.session.out = self.session.greeting();
+        loop {
+            if !self.flush().await {
+                return;
+            }
+            let item = match self.receiver.next() {
+                Some(item) => item,
+                None => {
+                    match self.fill(self.timeout()).await {
+                        Input::Data => continue,
+                        Input::Closed => return,
+                        Input::Timeout => {
+                            self.bye_timeout().await;
+                            return;
+                        }
+                    }
+                }
+            };
+            match item {
+                Ok(Received::NeedContinuation { .. }) => {
+                    self.session
+                        .out
+                        .extend_from_slice(&postern_imap::response::continuation("Ready"));
+                }
+                Ok(Received::Command(cmd)) => {
+                    let name = cmd.body.name();
+                    let (status, next) = self.session.handle(cmd).await;
+                    self.count(name, status);
+                    if status == "BAD" && self.too_many_errors() {
+                        self.flush().await;
+                        return;
+                    }
+                    if !self.step(next).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(event = "imap.bad_input", peer = %self.session.peer, error = %e);
+                    self.session.out.extend_from_slice(&e.response());
+                    let status = match e.kind {
+                        ReceiveErrorKind::LiteralTooLarge { append: true, .. } => "NO",
+                        _ => "BAD",
+                    };
+                    self.count("INVALID", status);
+                    if self.too_many_errors() {
+                        self.flush().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&self, command: &str, status: &str) {
+        self.shared()
+            .metrics
+            .imap_commands
+            .get_or_create(&vec![
+                ("command", command.to_string()),
+                ("result", status.to_ascii_lowercase()),
+            ])
+            .inc();
+    }
+
+    fn too_many_errors(&mut self) -> bool {
+        self.errors += 1;
+        if self.errors >= self.shared().config.imap.max_errors {
+            tracing::warn!(event = "imap.too_many_errors", peer = %self.session.peer);
+            self.session
+                .out
+                .extend_from_slice(b"* BYE Too many invalid commands\r\n");
+            return true;
+        }
+        false
+    }
+
+    /// Carries out what a command asked for; false ends the connection.
+    async fn step(&mut self, next: Next) -> bool {
+        match next {
+            Next::Continue => true,
+            Next::Logout | Next::Close => {
+                self.flush().await;
+                false
+            }
+            Next::StartTls => {
+                if !self.flush().await {
+                    return false;
+                }
+                // RFC 9051 6.2.1: anything the client pipelined after STARTTLS is discarded.
+                let injected = self.receiver.take_buffered();
+                if !injected.is_empty() {
+                    tracing::warn!(event = "imap.tls.plaintext_injection", peer = %self.session.peer, bytes = injected.len());
+                }
+                let tls = self.shared().tls.clone();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.stream.start_tls(tls)).await {
+                    Ok(Ok(())) => {
+                        self.session.tls = true;
+                        true
+                    }
+                    other => {
+                        tracing::debug!(event = "imap.tls.handshake_failed", peer = %self.session.peer, error = ?other.ok().and_then(|r| r.err()));
+                        false
+                    }
+                }
+            }
+            Next::Compress => {
+                if !self.flush().await {
+                    return false;
+                }
+                // RFC 4978 3: bytes after the command are already compressed.
+                let rest = self.receiver.take_buffered();
+                self.stream.start_deflate();
+                if !rest.is_empty() {
+                    self.stream.push_compressed(&rest);
+                }
+                true
+            }
+            Next::AuthContinue { tag } => {
+                if !self.flush().await {
+                    return false;
+                }
+                let line = loop {
+                    match self.receiver.next_line() {
+                        Some(Ok(line)) => break line,
+                        Some(Err(_)) => {
+                            let (status, next) = self.session.bad_now(&tag, "Response too long");
+                            self.count("AUTHENTICATE", status);
+                            return Box::pin(self.step(next)).await;
+                        }
+                        None => match self.fill(self.timeout()).await {
+                            Input::Data => continue,
+                            Input::Closed => return false,
+                            Input::Timeout => {
+                                self.bye_timeout().await;
+                                return false;
+                            }
+                        },
+                    }
+                };
+                let (status, next) = self.session.authenticate_line(&tag, &line).await;
+                self.session.finish();
+                self.count("AUTHENTICATE", status);
+                Box::pin(self.step(next)).await
+            }
+            Next::Idle { tag } => self.idle(tag).await,
+        }
+    }
+
+    /// RFC 2177 / RFC 9051 6.3.13: report changes as they happen until DONE.
+    async fn idle(&mut self, tag: String) -> bool {
+        let timeout = self.timeout();
+        loop {
+            if !self.flush().await {
+                return false;
+            }
+            match self.receiver.next_line() {
+                Some(Ok(line)) => {
+                    if line.eq_ignore_ascii_case(b"DONE") {
+                        self.session.sync(true);
+                        self.session
+                            .out
+                            .extend_from_slice(format!("{tag} OK IDLE terminated\r\n").as_bytes());
+                        self.count("IDLE", "OK");
+                        return true;
+                    }
+                    self.session
+                        .out
+                        .extend_from_slice(format!("{tag} BAD Expected DONE\r\n").as_bytes());
+                    self.count("IDLE", "BAD");
+                    return !self.too_many_errors();
+                }
+                Some(Err(_)) => {
+                    self.session
+                        .out
+                        .extend_from_slice(format!("{tag} BAD Line too long\r\n").as_bytes());
+                    self.count("IDLE", "BAD");
+                    return !self.too_many_errors();
+                }
+                None => {}
+            }
+            let mut feed = self
+                .session
+                .selected
+                .as_ref()
+                .and_then(|v| v.feed.clone());
+            self.buf.clear();
+            let changed = async {
+                match feed.as_mut() {
+                    Some(f) => {
+                        if f.changed().await.is_err() {
+                            // Mailbox deleted: report once, then wait for the client.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            enum Woke {
+                Read(Result<std::io::Result<usize>, tokio::time::error::Elapsed>),
+                Changed,
+            }
+            let woke = {
+                let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf));
+                tokio::select! {
+                    r = read => Woke::Read(r),
+                    _ = changed => Woke::Changed,
+                }
+            };
+            match woke {
+                Woke::Read(Ok(Ok(0))) | Woke::Read(Ok(Err(_))) => return false,
+                Woke::Read(Ok(Ok(_))) => self.receiver.push(&self.buf),
+                Woke::Read(Err(_)) => {
+                    self.bye_timeout().await;
+                    return false;
+                }
+                Woke::Changed => {
+                    if let (Some(v), Some(f)) = (self.session.selected.as_mut(), feed) {
+                        v.feed = Some(f);
+                    }
+                    self.session.sync(true);
+                }
+            }
+        }
+    }
 }

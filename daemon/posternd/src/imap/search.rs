@@ -1,0 +1,226 @@
+//! SEARCH (RFC 9051 6.4.4) with ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and MODSEQ
+//! (RFC 7162 3.1.5), and SORT (RFC 5256). Matching and sort keys come from postern-imap.
+
+use postern_imap::command::{SearchKey, SearchReturn, SortCriterion};
+
+use super::encode;
+use super::session::{Next, Session};
+
+/// (sequence number, UID, MODSEQ) of every message matching `criteria`, ascending.
+fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u64)>, String> {
+    let Some(v) = s.selected.as_ref() else {
+        return Err("No mailbox selected".into());
+    };
+    let store = &s.shared.store;
+    let metas = store.messages(v.id);
+    let by_uid: std::collections::HashMap<u32, &postern_store::MessageMeta> =
+        metas.iter().map(|m| (m.uid, m)).collect();
+    let saved_seqs: Vec<u32> = s.saved.iter().filter_map(|&u| v.seq_of(u)).collect();
+    let saved_uids = s.saved.clone();
+    let exists = v.exists();
+    let max_uid = v.max_uid;
+    let mut out = Vec::new();
+    for (i, &uid) in v.uids.iter().enumerate() {
+        let Some(meta) = by_uid.get(&uid) else {
+            continue;
+        };
+        let seq = i as u32 + 1;
+        let recent = v.recent.contains(&uid);
+        let ctx = postern_imap::search::MessageContext {
+            seq,
+            uid,
+            flags: &meta.flags,
+            recent,
+            modseq: meta.modseq,
+            internal_date: meta.internal_date,
+            size: meta.size,
+            max_seq: exists,
+            max_uid,
+            saved_seqs: &saved_seqs,
+            saved_uids: &saved_uids,
+        };
+        let raw = || store.read_message(meta).ok();
+        if postern_imap::search::matches(criteria, &ctx, raw) {
+            out.push((seq, uid, meta.modseq));
+        }
+    }
+    Ok(out)
+}
+
+fn has_modseq_key(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::ModSeq { .. } => true,
+        SearchKey::And(v) => v.iter().any(has_modseq_key),
+        SearchKey::Not(k) => has_modseq_key(k),
+        SearchKey::Or(a, b) => has_modseq_key(a) || has_modseq_key(b),
+        _ => false,
+    }
+}
+
+/// Writes the result as `* SEARCH` (or `* SORT`), or as ESEARCH when RETURN was given or
+/// the client enabled IMAP4rev2 (RFC 9051 7.3.4).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    s: &mut Session,
+    tag: &str,
+    uid: bool,
+    hits: &[(u32, u32, u64)],
+    returns: Option<Vec<SearchReturn>>,
+    with_modseq: bool,
+    keyword: &str,
+    sorted: bool,
+) {
+    let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
+    let max_modseq = hits.iter().map(|h| h.2).max();
+    let returns = match returns {
+        Some(r) if r.is_empty() => Some(vec![SearchReturn::All]),
+        Some(r) => Some(r),
+        None if s.enabled.rev2 && keyword == "SEARCH" => Some(vec![SearchReturn::All]),
+        None => None,
+    };
+    let Some(returns) = returns else {
+        s.out.extend_from_slice(format!("* {keyword}").as_bytes());
+        for n in &nums {
+            s.out.extend_from_slice(format!(" {n}").as_bytes());
+        }
+        if with_modseq && !nums.is_empty() {
+            if let Some(m) = max_modseq {
+                // RFC 7162 3.1.5.
+                s.out.extend_from_slice(format!(" (MODSEQ {m})").as_bytes());
+            }
+        }
+        s.out.extend_from_slice(b"\r\n");
+        return;
+    };
+    if returns.contains(&SearchReturn::Save) {
+        // RFC 5182 2.1: the saved result is kept as UIDs, so it survives expunges.
+        s.saved = hits.iter().map(|h| h.1).collect();
+        s.saved.sort_unstable();
+        if returns.len() == 1 {
+            return;
+        }
+    }
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    for r in &returns {
+        match r {
+            SearchReturn::Min => {
+                if let Some(m) = nums.iter().min() {
+                    line.push_str(&format!(" MIN {m}"));
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(m) = nums.iter().max() {
+                    line.push_str(&format!(" MAX {m}"));
+                }
+            }
+            SearchReturn::Count => line.push_str(&format!(" COUNT {}", nums.len())),
+            SearchReturn::All => {
+                if !nums.is_empty() {
+                    if sorted {
+                        let list: Vec<String> = nums.iter().map(u32::to_string).collect();
+                        line.push_str(&format!(" ALL {}", list.join(",")));
+                    } else {
+                        let mut sorted_nums = nums.clone();
+                        sorted_nums.sort_unstable();
+                        line.push_str(&format!(" ALL {}", encode::sequence_set(&sorted_nums)));
+                    }
+                }
+            }
+            SearchReturn::Save => {}
+        }
+    }
+    if with_modseq && !nums.is_empty() {
+        if let Some(m) = max_modseq {
+            line.push_str(&format!(" MODSEQ {m}"));
+        }
+    }
+    line.push_str("\r\n");
+    s.out.extend_from_slice(line.as_bytes());
+}
+
+pub fn search(
+    s: &mut Session,
+    tag: &str,
+    uid: bool,
+    charset: Option<&str>,
+    criteria: &SearchKey,
+    returns: Option<Vec<SearchReturn>>,
+) -> (&'static str, Next) {
+    if let Err(e) = postern_imap::search::check_charset(charset) {
+        return s.no(tag, &format!("[{}] {e}", e.code()));
+    }
+    let with_modseq = has_modseq_key(criteria);
+    if with_modseq {
+        // RFC 7162 3.1.5: a MODSEQ search key enables CONDSTORE.
+        s.enabled.condstore = true;
+    }
+    let hits = match matching(s, criteria) {
+        Ok(h) => h,
+        Err(e) => return s.no(tag, &e),
+    };
+    let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
+    let modseq = if with_modseq {
+        hits.iter().map(|h| h.2).max()
+    } else {
+        None
+    };
+    // RFC 9051 7.3.4: IMAP4rev2 clients get ESEARCH.
+    let returns = match returns {
+        None if s.enabled.rev2 => Some(Vec::new()),
+        r => r,
+    };
+    match returns {
+        None => s
+            .out
+            .extend_from_slice(&postern_imap::search::search_response(&nums, modseq)),
+        Some(r) => {
+            if r.contains(&SearchReturn::Save) {
+                // RFC 5182 2.1: kept as UIDs so that it survives expunges.
+                s.saved = hits.iter().map(|h| h.1).collect();
+                s.saved.sort_unstable();
+            }
+            s.out.extend_from_slice(&postern_imap::search::esearch_response(
+                tag, uid, &r, &nums, modseq,
+            ));
+        }
+    }
+    s.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" })
+}
+
+pub fn sort(
+    s: &mut Session,
+    tag: &str,
+    uid: bool,
+    criteria: &[SortCriterion],
+    search: &SearchKey,
+    returns: Option<Vec<SearchReturn>>,
+) -> (&'static str, Next) {
+    let hits = match matching(s, search) {
+        Ok(h) => h,
+        Err(e) => return s.no(tag, &e),
+    };
+    let Some(v) = s.selected.as_ref() else {
+        return s.bad(tag, "No mailbox selected");
+    };
+    let store = &s.shared.store;
+    let metas: std::collections::HashMap<u32, postern_store::MessageMeta> = store
+        .messages(v.id)
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .collect();
+    let mut keyed = Vec::with_capacity(hits.len());
+    for h in hits {
+        let Some(meta) = metas.get(&h.1) else { continue };
+        let raw = store.read_message(meta).unwrap_or_default();
+        let key =
+            postern_imap::search::sort_key(criteria, &raw, meta.internal_date, meta.size, h.0);
+        keyed.push((key, h));
+    }
+    keyed.sort_by(|a, b| postern_imap::search::compare(criteria, &a.0, &b.0));
+    let hits: Vec<(u32, u32, u64)> = keyed.into_iter().map(|(_, h)| h).collect();
+    report(s, tag, uid, &hits, returns, false, "SORT", true);
+    s.ok(tag, if uid { "UID SORT completed" } else { "SORT completed" })
+}

@@ -1,0 +1,124 @@
+//! The IMAP byte stream: a plain or TLS connection (STARTTLS upgrade shared with SMTP), with
+//! optional DEFLATE compression on top (COMPRESS, RFC 4978).
+
+use std::io;
+use std::sync::Arc;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::smtp::connection::Connection;
+
+/// Raw DEFLATE (RFC 1951, no zlib header) in both directions (RFC 4978 3).
+struct Deflate {
+    compress: Compress,
+    decompress: Decompress,
+    /// Compressed bytes read from the socket and not yet inflated.
+    pending: Vec<u8>,
+}
+
+pub struct ImapStream {
+    pub conn: Connection,
+    deflate: Option<Box<Deflate>>,
+    raw: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ImapStream {
+    pub fn new(conn: Connection) -> ImapStream {
+        ImapStream {
+            conn,
+            deflate: None,
+            raw: vec![0u8; CHUNK],
+        }
+    }
+
+    /// Starts compressing: everything after the tagged OK to COMPRESS (RFC 4978 3).
+    pub fn start_deflate(&mut self) {
+        self.deflate = Some(Box::new(Deflate {
+            compress: Compress::new(Compression::default(), false),
+            decompress: Decompress::new(false),
+            pending: Vec::new(),
+        }));
+    }
+
+    /// Compressed bytes that arrived with the COMPRESS command (RFC 4978 3).
+    pub fn push_compressed(&mut self, bytes: &[u8]) {
+        if let Some(d) = self.deflate.as_mut() {
+            d.pending.extend_from_slice(bytes);
+        }
+    }
+
+    pub async fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        self.conn.start_tls(config).await
+    }
+
+    /// Reads some bytes (decompressed when COMPRESS is active); 0 means end of stream.
+    pub async fn read(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        loop {
+            let Some(d) = self.deflate.as_mut() else {
+                let n = self.conn.read(&mut self.raw).await?;
+                out.extend_from_slice(&self.raw[..n]);
+                return Ok(n);
+            };
+            if !d.pending.is_empty() {
+                let before_out = d.decompress.total_out();
+                let before_in = d.decompress.total_in();
+                let start = out.len();
+                out.reserve(CHUNK);
+                let status = d
+                    .decompress
+                    .decompress_vec(&d.pending, out, FlushDecompress::Sync)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let consumed = (d.decompress.total_in() - before_in) as usize;
+                d.pending.drain(..consumed);
+                let produced = (d.decompress.total_out() - before_out) as usize;
+                debug_assert_eq!(out.len() - start, produced);
+                if status == Status::StreamEnd {
+                    return Ok(0);
+                }
+                if produced > 0 {
+                    return Ok(produced);
+                }
+                if consumed > 0 && !d.pending.is_empty() {
+                    continue;
+                }
+            }
+            let n = self.conn.read(&mut self.raw).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            if let Some(d) = self.deflate.as_mut() {
+                d.pending.extend_from_slice(&self.raw[..n]);
+            }
+        }
+    }
+
+    /// Writes and flushes (a DEFLATE sync flush, so the client can decode every response
+    /// as soon as it arrives).
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(d) = self.deflate.as_mut() else {
+            return self.conn.write_all(bytes).await;
+        };
+        let mut out = Vec::with_capacity(bytes.len() / 2 + 64);
+        let mut input = bytes;
+        loop {
+            let before_in = d.compress.total_in();
+            out.reserve(CHUNK);
+            d.compress
+                .compress_vec(input, &mut out, FlushCompress::Sync)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let consumed = (d.compress.total_in() - before_in) as usize;
+            input = &input[consumed..];
+            // Done when all input is consumed and the flush left spare output room.
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        self.conn.write_all(&out).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        self.conn.shutdown().await;
+    }
+}

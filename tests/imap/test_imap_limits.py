@@ -1,0 +1,105 @@
+"""Hostile and malformed input: BAD/NO with clear text, line and literal limits, too many errors,
+per-IP connection limit, login timeout; COMPRESS=DEFLATE (RFC 4978)."""
+
+from __future__ import annotations
+
+import socket
+import zlib
+
+from harness import HOST, make_message
+from imapsupport import RawIMAP, raw_session
+
+
+def limited_server(make_server, **imap):
+    srv = make_server(start=False)
+    with open(srv.cfg, "a") as f:
+        f.write("\n[imap]\n" + "".join(f"{k} = {v}\n" for k, v in imap.items()))
+    srv.start()
+    return srv
+
+
+def test_malformed_commands_get_bad_and_the_session_survives(server):
+    with raw_session(server) as c:
+        for line in [b"FOO", b"a", b"a FETCH", b"a SELECT", b"a UID NOOP", b"a STORE 1 FLAGS",
+                     b"a LOGIN x y z", b'a LIST "" "*" RETURN (BOGUS)', b"a SEARCH (((",
+                     b"a FETCH 1 BODY[HEADER.FIELDS ()]", b"\x00\xff garbage"]:
+            c.send(line + b"\r\n")
+            r = c.read_response()
+            assert b" BAD " in r, (line, r)
+        assert c.cmd("FETCH 1 FLAGS").status == "BAD"  # no mailbox selected
+        c.ok("SELECT INBOX")
+        r = c.cmd("FETCH 1 FLAGS")
+        assert r.status == "BAD" and b"sequence" in r.tagged.lower(), r
+        c.ok("NOOP")
+
+
+def test_line_and_literal_limits(make_server):
+    srv = limited_server(make_server, max_command_line=8192, max_literal_size=10000,
+                         max_errors=50)
+    with raw_session(srv) as c:
+        caps = c.ok("CAPABILITY").untagged[0]
+        assert b"APPENDLIMIT=10000" in caps
+        r = c.cmd("NOOP " + "x" * 20000)
+        assert r.status == "BAD" and b"TOOBIG" in r.tagged, r
+        c.ok("NOOP")
+        # A synchronising literal over the limit is refused before the data is sent.
+        c.send(b"a APPEND INBOX {20000}\r\n")
+        r = c.read_response()
+        assert r.startswith(b"a NO [TOOBIG]"), r
+        c.ok("NOOP")
+        # A non-synchronising one is read and discarded.
+        c.send(b"b APPEND INBOX {20000+}\r\n" + b"y" * 20000 + b"\r\n")
+        assert c.wait("b").status == "NO"
+        c.ok("NOOP")
+        msg = make_message("fits")
+        c.ok("APPEND INBOX {%d}" % len(msg), [msg])
+
+
+def test_too_many_errors_end_the_session(make_server):
+    srv = limited_server(make_server, max_errors=3)
+    with raw_session(srv) as c:
+        for _ in range(3):
+            c.send(b"x BOGUS\r\n")
+        got = c.read_until(lambda r: r.startswith(b"* BYE"), 10)
+        assert got and got[-1].startswith(b"* BYE"), got
+        c.sock.settimeout(5)
+        try:
+            assert c.sock.recv(100) == b""
+        except (ConnectionResetError, socket.timeout):
+            pass
+
+
+def test_per_ip_connection_limit(make_server):
+    srv = limited_server(make_server, max_connections_per_ip=2)
+    a = RawIMAP(srv.ports.imap)
+    b = RawIMAP(srv.ports.imap)
+    try:
+        with socket.create_connection((HOST, srv.ports.imap), timeout=10) as s:
+            data = s.recv(200)
+            assert data.startswith(b"* BYE"), data
+    finally:
+        a.close()
+        b.close()
+
+
+def test_login_timeout(make_server):
+    srv = limited_server(make_server, timeout_login_secs=1)
+    with RawIMAP(srv.ports.imap) as c:
+        got = c.read_until(lambda r: r.startswith(b"* BYE"), 10)
+        assert got and b"Autologout" in got[-1], got
+
+
+def test_compress_deflate(server):
+    with raw_session(server) as c:
+        c.compress()
+        r = c.ok("SELECT INBOX")
+        assert r.find(b"* 0 EXISTS")
+        msg = make_message("compressed", body=b"z" * 50000 + b"\r\n")
+        c.ok("APPEND INBOX {%d}" % len(msg), [msg])
+        r = c.ok("FETCH 1 BODY.PEEK[]")
+        assert msg in r.untagged[0]
+        r = c.cmd("COMPRESS DEFLATE")
+        assert r.status == "NO" and b"COMPRESSIONACTIVE" in r.tagged
+        caps = c.ok("CAPABILITY").untagged[0]
+        assert b"COMPRESS=DEFLATE" not in caps
+    _ = zlib
