@@ -10,6 +10,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Event, Snapshot};
 
+pub mod email;
+pub mod metrics;
+pub mod smtp;
+pub mod syslog;
+pub mod webhook;
+
+pub use email::{EmailConfig, EmailSink};
+pub use metrics::{MetricsConfig, MetricsSink};
+pub use syslog::{SyslogConfig, SyslogSink};
+pub use webhook::{WebhookConfig, WebhookSink};
+
 /// A destination for events and snapshots.
 pub trait Sink: Send {
     /// Stable name for logs (`log`, `metrics`, `email`, `webhook`, `syslog`).
@@ -24,7 +35,16 @@ pub trait Sink: Send {
 /// (`[sinks.metrics]`, `[sinks.email]`, `[sinks.webhook]`, `[sinks.syslog]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SinksConfig {}
+pub struct SinksConfig {
+    /// `[sinks.metrics]`: Prometheus /metrics over HTTP.
+    pub metrics: MetricsConfig,
+    /// `[sinks.email]`: alert mail to the admin over SMTP.
+    pub email: EmailConfig,
+    /// `[sinks.webhook]`: HTTP POST of each event as JSON.
+    pub webhook: WebhookConfig,
+    /// `[sinks.syslog]`: RFC 5424 messages to /dev/log or a UDP collector.
+    pub syslog: SyslogConfig,
+}
 
 /// Errors building sinks from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +60,32 @@ pub enum SinkError {
 }
 
 /// The sinks the configuration enables (besides the log sink, which the daemon always adds).
-pub fn build(_config: &SinksConfig) -> Result<Vec<Box<dyn Sink>>, SinkError> {
-    Ok(Vec::new())
+pub fn build(config: &SinksConfig) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+    let mut out: Vec<Box<dyn Sink>> = Vec::new();
+    if config.metrics.enable {
+        out.push(Box::new(MetricsSink::start(&config.metrics)?));
+    }
+    if config.email.enable {
+        out.push(Box::new(EmailSink::start(&config.email)?));
+    }
+    if config.webhook.enable {
+        out.push(Box::new(WebhookSink::start(&config.webhook)?));
+    }
+    if config.syslog.enable {
+        out.push(Box::new(SyslogSink::start(&config.syslog)?));
+    }
+    Ok(out)
+}
+
+pub(crate) fn config_error(sink: &str, message: impl Into<String>) -> SinkError {
+    SinkError::Config {
+        sink: sink.into(),
+        message: message.into(),
+    }
+}
+
+/// Whether `addr` is on loopback: the metrics listener and the syslog UDP target are local
+/// by design (DESIGN.md 6: nothing listens beyond what the appliance needs).
+pub(crate) fn is_loopback(addr: &std::net::SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
