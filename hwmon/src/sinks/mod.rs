@@ -89,3 +89,17 @@ pub(crate) fn config_error(sink: &str, message: impl Into<String>) -> SinkError 
 pub(crate) fn is_loopback(addr: &std::net::SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, REFERENCE_TOML};
+
+    /// hwmond.reference.toml documents [ipmi] and [sinks.*] with their defaults.
+    #[test]
+    fn reference_sections_are_the_defaults() {
+        let c = Config::parse(REFERENCE_TOML, std::path::Path::new("/etc/postern/hwmond.toml"))
+            .unwrap();
+        assert_eq!(c.ipmi, crate::collectors::ipmi::IpmiConfig::default());
+        assert_eq!(c.sinks, super::SinksConfig::default());
+    }
+}
