@@ -1,6 +1,7 @@
 //! The admin socket: a Unix socket (mode 0600, in the data directory by default) on which
 //! the `postern` CLI tells the running daemon to pick up changes it made.
-//! Protocol: one command line, one reply line. Commands: `ping`, `reload`.
+//! Protocol: one command line, one reply line. Commands: `ping`, `reload`; and
+//! `mailbox-import`/`mailbox-export`, which stream messages (see `mailbox_io::remote`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -37,6 +38,12 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
             let read =
                 tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
             if !matches!(read, Ok(Ok(_))) {
+                return;
+            }
+            // Mailbox import/export streams frames after the command line.
+            if let Some((command, args)) = crate::mailbox_io::remote::admin_command(line.trim()) {
+                let reader = reader.into_inner();
+                crate::mailbox_io::remote::serve(shared, command, args, reader, write).await;
                 return;
             }
             let reply = match line.trim() {
