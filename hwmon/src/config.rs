@@ -15,7 +15,7 @@ use crate::toml_load::{self, LoadError};
 /// The documented reference configuration.
 pub const REFERENCE_TOML: &str = include_str!("../hwmond.reference.toml");
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub hwmond: DaemonConfig,
@@ -28,23 +28,6 @@ pub struct Config {
     pub filesystem: FilesystemConfig,
     pub ipmi: IpmiConfig,
     pub sinks: SinksConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            hwmond: DaemonConfig::default(),
-            smart: SmartConfig::default(),
-            mdraid: MdraidConfig::default(),
-            hwmon: SysfsConfig::default(),
-            thermal: SysfsConfig::default(),
-            edac: SysfsConfig::default(),
-            system: SystemConfig::default(),
-            filesystem: FilesystemConfig::default(),
-            ipmi: IpmiConfig::default(),
-            sinks: SinksConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
