@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use postern_accounts::AccountStore;
 use postern_config::Config;
-use postern_store::{Store, StoreOptions};
 use rand::distr::{Alphanumeric, SampleString};
 
 #[derive(Parser)]
@@ -91,16 +90,54 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand)]
 pub enum MailboxCommand {
-    /// Export a mailbox as Maildir (DIR/cur/<uid>:2,), byte for byte as stored. Reads the
-    /// store read-only; run it while the daemon is stopped.
+    /// Export mailboxes as Maildir (DIR/cur/<uid>:2,<flags>, the stored bytes unchanged;
+    /// with --all Maildir++ folders) or mboxrd. Goes through posternd's admin socket when
+    /// the daemon runs, else reads the store directly.
     Export {
         #[arg(long)]
         user: String,
-        #[arg(long, default_value = "INBOX")]
-        mailbox: String,
+        /// One mailbox (default INBOX).
+        #[arg(long, conflicts_with = "all")]
+        mailbox: Option<String>,
+        /// Every mailbox of the user.
         #[arg(long)]
-        maildir: PathBuf,
+        all: bool,
+        #[command(flatten)]
+        target: MailboxFormat,
     },
+    /// Import a Maildir (with Maildir++ subfolders) or an mboxrd file (or a directory of
+    /// *.mbox files). Each message is durable when counted; a rerun skips messages already
+    /// present with identical bytes.
+    Import {
+        #[arg(long)]
+        user: String,
+        /// Target mailbox (default INBOX; subfolders go below it).
+        #[arg(long)]
+        mailbox: Option<String>,
+        #[command(flatten)]
+        source: MailboxFormat,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct MailboxFormat {
+    /// A Maildir directory.
+    #[arg(long)]
+    maildir: Option<PathBuf>,
+    /// An mbox file (with --all on export: a directory of <mailbox>.mbox files).
+    #[arg(long)]
+    mbox: Option<PathBuf>,
+}
+
+impl MailboxFormat {
+    fn format(&self) -> Result<crate::mailbox_io::Format> {
+        match (&self.maildir, &self.mbox) {
+            (Some(dir), None) => Ok(crate::mailbox_io::Format::Maildir(dir.clone())),
+            (None, Some(file)) => Ok(crate::mailbox_io::Format::Mbox(file.clone())),
+            _ => bail!("give exactly one of --maildir and --mbox"),
+        }
+    }
 }
 
 const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
@@ -169,8 +206,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mailbox(MailboxCommand::Export {
             user,
             mailbox,
-            maildir,
-        }) => export_maildir(&config, &user, &mailbox, &maildir),
+            all,
+            target,
+        }) => {
+            let mailbox = match (all, mailbox) {
+                (true, _) => None,
+                (false, mailbox) => Some(mailbox.unwrap_or_else(|| "INBOX".to_string())),
+            };
+            crate::mailbox_io::export(&config, &user, &target.format()?, mailbox.as_deref())
+        }
+        Command::Mailbox(MailboxCommand::Import {
+            user,
+            mailbox,
+            source,
+        }) => crate::mailbox_io::import(&config, &user, &source.format()?, mailbox.as_deref()),
     }
 }
 
@@ -218,32 +267,6 @@ fn password_or_stdin(password: Option<String>) -> Result<String> {
         bail!("no password given (use --password or write it on stdin)");
     }
     Ok(password)
-}
-
-fn export_maildir(config: &Config, user: &str, mailbox: &str, maildir: &Path) -> Result<()> {
-    let mut options: StoreOptions = crate::server::store_options(config, None);
-    options.read_only = true;
-    let store = Store::open(options).context("opening the store read-only")?;
-    let Some(info) = store.find_mailbox(user, mailbox) else {
-        bail!("{user} has no mailbox {mailbox:?}");
-    };
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub))
-            .with_context(|| format!("creating {}", maildir.join(sub).display()))?;
-    }
-    let messages = store.messages(info.id);
-    for meta in &messages {
-        let bytes = store.read_message(meta)?;
-        let path = maildir.join("cur").join(format!("{}:2,", meta.uid));
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    }
-    store.shutdown();
-    println!(
-        "exported {} messages to {}",
-        messages.len(),
-        maildir.display()
-    );
-    Ok(())
 }
 
 pub fn random_password() -> String {
