@@ -6,6 +6,7 @@ pub mod connection_limits;
 pub mod directory;
 pub mod files;
 pub mod imap;
+pub mod mailbox_io;
 pub mod metrics;
 pub mod pop3;
 pub mod server;
