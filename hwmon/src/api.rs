@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,6 +24,8 @@ use crate::model::{Event, Snapshot};
 
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 4096;
+/// Connections served at once; more are answered with an error and closed.
+const MAX_CONNECTIONS: usize = 64;
 /// An idle connection that sends no request for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -96,19 +99,31 @@ impl Server {
 }
 
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if shared.is_stopping() {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(mut stream) = conn else { continue };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = writeln!(stream, "{}", error_json("too many connections"));
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
-        let _ = std::thread::Builder::new()
+        let guard = active.clone();
+        let spawned = std::thread::Builder::new()
             .name("hwmon-api-conn".into())
             .spawn(move || {
                 if let Err(e) = serve(stream, &shared) {
                     tracing::debug!(event = "hwmon.api_connection_error", error = %e);
                 }
+                guard.fetch_sub(1, Ordering::SeqCst);
             });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
