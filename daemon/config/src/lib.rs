@@ -36,6 +36,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +259,13 @@ impl Default for StoreConfig {
 pub struct MetricsConfig {
     /// `None` = metrics endpoint disabled.
     pub bind: Option<SocketAddr>,
+}
+
+/// `[health]`: the storage gate fed by hwmond's health API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// hwmond's health API socket; `None` = no gate (mail is always accepted).
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub(crate) struct RawConfig {
     pub store: crate::StoreConfig,
     pub metrics: RawMetrics,
     pub log: crate::LogConfig,
+    pub health: RawHealth,
     // Last: TOML serialisation puts arrays of tables after plain tables anyway.
     #[serde(rename = "listener")]
     pub listeners: Vec<RawListener>,
@@ -34,6 +35,7 @@ impl Default for RawConfig {
             store: crate::StoreConfig::default(),
             metrics: RawMetrics::default(),
             log: crate::LogConfig::default(),
+            health: RawHealth::default(),
             listeners: default_listeners(),
         }
     }
@@ -118,6 +120,12 @@ impl Default for RawTls {
 pub(crate) struct RawListener {
     pub kind: ListenerKind,
     pub bind: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHealth {
+    pub socket: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

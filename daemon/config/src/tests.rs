@@ -106,7 +106,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 41);
+    assert_eq!(schema.len(), 42);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -414,4 +414,19 @@ fn load_reads_the_file_and_reports_its_path() {
 fn line_col_counts_characters() {
     assert_eq!(crate::validate::line_col("ab\ncdé f", 8), (2, 5));
     assert_eq!(crate::validate::line_col("", 0), (1, 1));
+}
+
+#[test]
+fn health_socket_is_optional_and_resolved() {
+    let c = Config::parse("", Path::new("/etc/postern/postern.toml")).unwrap();
+    assert_eq!(c.health.socket, None);
+    let c = Config::parse(
+        "[health]\nsocket = \"run/hwmond.sock\"\n",
+        Path::new("/etc/postern/postern.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.health.socket.as_deref(),
+        Some(Path::new("/etc/postern/run/hwmond.sock"))
+    );
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
-use crate::raw::{RawConfig, RawListener, RawMetrics, RawServer, RawTls};
+use crate::raw::{RawConfig, RawHealth, RawListener, RawMetrics, RawServer, RawTls};
 use crate::{Config, ConfigError, ListenerConfig, MetricsConfig, Problem, ServerConfig, TlsConfig};
 
 /// Hard upper bound on worker threads and store shards: far above any appliance, low enough
@@ -150,6 +150,9 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
             bind: c.metrics.bind.map(|a| a.to_string()).unwrap_or_default(),
         },
         log: c.log.clone(),
+        health: RawHealth {
+            socket: path(&c.health.socket),
+        },
         listeners: c
             .listeners
             .iter()
@@ -222,6 +225,9 @@ impl Validator<'_> {
             store: raw.store,
             metrics,
             log: raw.log,
+            health: crate::HealthConfig {
+                socket: optional_path(base, &raw.health.socket),
+            },
         }
     }
 
