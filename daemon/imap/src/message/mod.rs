@@ -79,7 +79,7 @@ fn same_buffer(a: &[u8], b: &[u8]) -> bool {
 impl<'a> Message<'a> {
     /// Parses `raw` (the stored message, RFC822.SIZE bytes).
     pub fn parse(raw: &'a [u8]) -> Message<'a> {
-        let parsed = mail_parser::MessageParser::default().parse(raw);
+        let parsed = parse_mime(raw);
         let root = match &parsed {
             Some(m) if !m.parts.is_empty() => {
                 let mut r = build_root(m, raw, Src::Outer, raw, 0);
@@ -409,6 +409,23 @@ impl<'a> Message<'a> {
         }
         out.push(b')');
     }
+}
+
+/// mail-parser's MIME parse, shielded: 0.11.9 has a `debug_assert!(false)` on some corrupted
+/// multiparts (found by the message_render fuzz target; release builds recover after it), and
+/// a parser bug must cost one message's rendering, not the session. On a panic the message is
+/// treated as one part.
+pub(crate) fn parse_mime(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(|| mail_parser::MessageParser::default().parse(raw))
+        .ok()
+        .flatten()
+}
+
+/// Header-only parse, shielded like [`parse_mime`].
+pub(crate) fn parse_mime_headers(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(|| mail_parser::MessageParser::default().parse_headers(raw))
+        .ok()
+        .flatten()
 }
 
 /// Within a message whose root is `root`, part `n` (1-based).

@@ -122,7 +122,7 @@ impl Content {
             header_text.push('\n');
             headers.push((name, value));
         }
-        let parsed = mail_parser::MessageParser::default().parse(raw);
+        let parsed = crate::message::parse_mime(raw);
         let mut body = String::new();
         let mut sent = None;
         if let Some(m) = &parsed {

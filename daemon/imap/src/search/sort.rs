@@ -79,8 +79,7 @@ fn first_display(fields: &[crate::message::header::Field<'_>], name: &str) -> St
 /// The sent date in UTC seconds (RFC 5256 3: Date: header, or the internal date when it is
 /// missing or unparsable).
 fn sent_time(raw: &[u8], internal_date: i64) -> i64 {
-    mail_parser::MessageParser::default()
-        .parse_headers(raw)
+    crate::message::parse_mime_headers(raw)
         .and_then(|m| m.date().map(|d| d.to_timestamp()))
         .unwrap_or(internal_date)
 }
