@@ -459,11 +459,14 @@ pub fn import(config: &Config, user: &str, format: &Format, mailbox: Option<&str
         None => Box::new(DirectSink::open(config, &account)?),
     };
     let bar = progress(plan.bytes(), "import");
-    let result = match &plan {
+    let read = match &plan {
         Source::Maildir(scan) => maildir::import(scan, sink.as_mut(), &bar),
         Source::Mbox(scan) => mbox::import(scan, sink.as_mut(), &bar),
-    }
-    .and_then(|()| sink.finish());
+    };
+    // Also after a read error: what was queued before it is waited for (and counted), so
+    // the summary tells exactly what is stored.
+    let finished = sink.finish();
+    let result = read.and(finished);
     bar.finish_and_clear();
     let s = sink.summary().clone();
     let line = format!(
