@@ -161,3 +161,122 @@ fn matches_dovecot() {
         failures.join("\n")
     );
 }
+
+/// The mailbox of tests/dovecot/record_search.py: message i (sorted names, from 1) has UID
+/// and sequence number i, these flags and internal dates.
+const FLAGS: [&str; 15] = [
+    "S", "", "F", "RS", "", "D", "S", "", "T", "", "FS", "", "S", "", "R",
+];
+const BASE: i64 = 1_704_110_400; // 2024-01-01 12:00:00 UTC
+
+fn maildir_flags(f: &str) -> Vec<String> {
+    f.chars()
+        .filter_map(|c| match c {
+            'S' => Some("\\Seen"),
+            'F' => Some("\\Flagged"),
+            'R' => Some("\\Answered"),
+            'T' => Some("\\Deleted"),
+            'D' => Some("\\Draft"),
+            _ => None,
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn search_and_sort_match_dovecot() {
+    use postern_imap::search::{compare, matches, sort_key, MessageContext};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut names: Vec<_> = std::fs::read_dir(root.join("messages"))
+        .expect("messages dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), FLAGS.len());
+    let msgs: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let raw = std::fs::read(root.join("messages").join(n)).expect("read");
+            if raw.contains(&b'\r') {
+                raw
+            } else {
+                String::from_utf8_lossy(&raw)
+                    .replace('\n', "\r\n")
+                    .into_bytes()
+            }
+        })
+        .collect();
+    let flags: Vec<Vec<String>> = FLAGS.iter().map(|f| maildir_flags(f)).collect();
+    let expected = std::fs::read_to_string(root.join("dovecot/search.expected")).expect("read");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for line in expected.lines() {
+        let mut cols = line.splitn(3, '\t');
+        let (Some(kind), Some(program), Some(want)) = (cols.next(), cols.next(), cols.next())
+        else {
+            panic!("bad line {line:?}")
+        };
+        n += 1;
+        let got: Vec<u32> = if kind == "SEARCH" {
+            let cmd = format!("a UID SEARCH CHARSET UTF-8 {program}\r\n");
+            let c = parse_command(cmd.as_bytes(), ParseOptions::default()).expect("parses");
+            let CommandBody::Search { criteria, .. } = c.body else {
+                panic!()
+            };
+            (0..msgs.len())
+                .filter(|&i| {
+                    let ctx = MessageContext {
+                        seq: i as u32 + 1,
+                        uid: i as u32 + 1,
+                        flags: &flags[i],
+                        recent: false,
+                        modseq: 1,
+                        internal_date: BASE + i as i64 * 86_400,
+                        size: msgs[i].len() as u64,
+                        max_seq: msgs.len() as u32,
+                        max_uid: msgs.len() as u32,
+                        saved_seqs: &[],
+                        saved_uids: &[],
+                    };
+                    matches(&criteria, &ctx, || Some(msgs[i].clone()))
+                })
+                .map(|i| i as u32 + 1)
+                .collect()
+        } else {
+            let cmd = format!("a UID SORT {program} UTF-8 ALL\r\n");
+            let c = parse_command(cmd.as_bytes(), ParseOptions::default()).expect("parses");
+            let CommandBody::Sort { criteria, .. } = c.body else {
+                panic!()
+            };
+            let mut keyed: Vec<_> = (0..msgs.len())
+                .map(|i| {
+                    let k = sort_key(
+                        &criteria,
+                        &msgs[i],
+                        BASE + i as i64 * 86_400,
+                        msgs[i].len() as u64,
+                        i as u32 + 1,
+                    );
+                    (k, i as u32 + 1)
+                })
+                .collect();
+            keyed.sort_by(|a, b| compare(&criteria, &a.0, &b.0));
+            keyed.into_iter().map(|(_, u)| u).collect()
+        };
+        let got = got
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if got != want {
+            failures.push(format!(
+                "{kind} {program}: dovecot [{want}] postern [{got}]"
+            ));
+        }
+    }
+    assert!(n >= 50);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -298,6 +298,69 @@ impl<'a> Message<'a> {
         self.binary(part).map(|b| b.len())
     }
 
+    /// Text for SEARCH (RFC 9051 6.4.4 BODY/TEXT): the decoded text of every text/* leaf
+    /// (transfer encoding and charset removed), and separately the header fields of
+    /// encapsulated messages (TEXT searches those, BODY does not, as in Dovecot).
+    pub(crate) fn search_text(&self) -> (String, String) {
+        let mut body = String::new();
+        let mut nested_headers = String::new();
+        self.collect_text(&self.root, &mut body, &mut nested_headers, 0);
+        (body, nested_headers)
+    }
+
+    fn collect_text(&self, p: &Part, body: &mut String, headers: &mut String, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match &p.kind {
+            Kind::Multipart(children) => {
+                for c in children {
+                    self.collect_text(c, body, headers, depth + 1);
+                }
+            }
+            Kind::Message(inner) => {
+                for f in header::fields(self.header_of(inner)) {
+                    headers.push_str(&String::from_utf8_lossy(f.name));
+                    headers.push_str(": ");
+                    headers.push_str(&crate::search::decode_header_value(f.value));
+                    headers.push('\n');
+                }
+                self.collect_text(inner, body, headers, depth + 1);
+            }
+            Kind::Leaf => {
+                let fields = header::fields(self.header_of(p));
+                let ct = content_type(&fields, p.digest_child);
+                if !ct.main.eq_ignore_ascii_case(b"text") {
+                    return;
+                }
+                let Ok(data) = self.convert_leaf_body(p, &fields) else {
+                    return;
+                };
+                let text = ct
+                    .param("charset")
+                    .and_then(mail_parser::decoders::charsets::map::charset_decoder)
+                    .map(|decode| decode(&data))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&data).into_owned());
+                body.push_str(&text);
+                body.push('\n');
+            }
+        }
+    }
+
+    /// A leaf's body with its transfer encoding removed.
+    fn convert_leaf_body(&self, p: &Part, fields: &[Field<'_>]) -> Result<Vec<u8>, UnknownCte> {
+        let body = self.body_of(p);
+        let cte = find(fields, "Content-Transfer-Encoding")
+            .map(|f| params::parse(f.value, false).main.to_ascii_lowercase())
+            .unwrap_or_default();
+        match cte.as_slice() {
+            b"" | b"7bit" | b"8bit" | b"binary" => Ok(body.to_vec()),
+            b"base64" => Ok(decode::base64(body)),
+            b"quoted-printable" => Ok(decode::quoted_printable(body)),
+            _ => Err(UnknownCte),
+        }
+    }
+
     fn write_envelope(&self, out: &mut Vec<u8>, msg: &Part) {
         let hdr = self.header_of(msg);
         let fields = header::fields(hdr);

@@ -84,30 +84,6 @@ pub(crate) fn decode_header_value(value: &[u8]) -> String {
     }
 }
 
-fn collect_body(m: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
-    if depth > crate::message::MAX_DEPTH {
-        return;
-    }
-    for p in &m.parts {
-        match &p.body {
-            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
-                out.push_str(t);
-                out.push('\n');
-            }
-            mail_parser::PartType::Message(inner) => {
-                for h in inner.headers_raw() {
-                    out.push_str(h.0);
-                    out.push_str(": ");
-                    out.push_str(&decode_header_value(h.1.as_bytes()));
-                    out.push('\n');
-                }
-                collect_body(inner, out, depth + 1);
-            }
-            _ => {}
-        }
-    }
-}
-
 impl Content {
     fn new(raw: &[u8]) -> Content {
         let split = header_end(raw);
@@ -122,15 +98,10 @@ impl Content {
             header_text.push('\n');
             headers.push((name, value));
         }
-        let parsed = crate::message::parse_mime(raw);
-        let mut body = String::new();
-        let mut sent = None;
-        if let Some(m) = &parsed {
-            collect_body(m, &mut body, 0);
-            if let Some(d) = m.date() {
-                sent = Date::new(d.year, d.month, d.day);
-            }
-        }
+        let (body, nested_headers) = crate::message::Message::parse(raw).search_text();
+        header_text.push_str(&nested_headers);
+        let sent = crate::message::parse_mime_headers(raw)
+            .and_then(|m| m.date().and_then(|d| Date::new(d.year, d.month, d.day)));
         Content {
             headers,
             header_text: header_text.to_lowercase(),
@@ -186,10 +157,11 @@ impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
     }
 
     fn sent_date(&mut self) -> Date {
-        // RFC 9051 6.4.4: the Date: header, disregarding time and timezone; Dovecot and
-        // RFC 5256 fall back to the internal date when it is missing or unparsable.
-        let fallback = self.internal_date();
-        self.content().and_then(|c| c.sent).unwrap_or(fallback)
+        // RFC 9051 6.4.4: the Date: header, disregarding time and timezone. Without a usable
+        // Date: the message counts as sent on 1-Jan-1970, as in Dovecot (SORT, RFC 5256 3,
+        // uses the internal date instead).
+        let epoch = Date::from_unix(0, 0);
+        self.content().and_then(|c| c.sent).unwrap_or(epoch)
     }
 
     fn text_key(&mut self, header: Option<&str>, needle: &str, body: bool) -> bool {
