@@ -18,6 +18,7 @@ pub mod datetime;
 pub mod message;
 pub mod mutf7;
 mod parser;
+pub mod pattern;
 pub mod receiver;
 pub mod response;
 pub mod search;
