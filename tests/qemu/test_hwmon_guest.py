@@ -162,7 +162,8 @@ def test_raid_member_failure_and_rebuild(env: Env):
     record("md RAID1 member failed -> DegradedArray", ev.t - t_fail)
     assert "(F)" in g.cmd("cat /proc/mdstat").check().out
     assert ev.obj["to"] in ("WARNING", "CRITICAL"), ev.obj
-    assert env.state()["storage"]["safe"] is False
+    md0 = env.component(env.state(), lambda i: i == "array/md0")
+    assert md0 is not None and md0["state"] in ("WARNING", "CRITICAL"), md0
 
     g.cmd("mdadm /dev/md0 --remove /dev/sdb").check()
     # A bounded rebuild rate (8 MB/s: about 8 s for the 64 MiB member) so that it is seen
