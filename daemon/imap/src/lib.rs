@@ -5,7 +5,7 @@
 //! received bytes to a [`receiver::CommandReceiver`], which frames commands (CRLF lines,
 //! synchronising and non-synchronising literals, binary literals, limits) and parses them
 //! into a [`command::Command`]; it answers with the encoders of [`response`], renders message
-//! data with [`message`] (ENVELOPE, BODYSTRUCTURE, BODY[section], BINARY) and evaluates
+//! data with [`message`] (ENVELOPE, BODYSTRUCTURE, `BODY[section]`, BINARY) and evaluates
 //! SEARCH/SORT programs with [`search`].
 //!
 //! Why not imap-codec: DESIGN.md 3.2 names it as an option, but imap-codec 2.0 (alpha) has no

@@ -72,8 +72,8 @@ pub enum FetchAttr {
     Flags,
     InternalDate,
     Rfc822Size,
-    /// RFC 3501 6.4.5: RFC822 = BODY[], RFC822.HEADER = BODY.PEEK[HEADER], RFC822.TEXT =
-    /// BODY[TEXT].
+    /// RFC 3501 6.4.5: RFC822 = `BODY[]`, RFC822.HEADER = `BODY.PEEK[HEADER]`, RFC822.TEXT =
+    /// `BODY[TEXT]`.
     Rfc822,
     Rfc822Header,
     Rfc822Text,
@@ -125,7 +125,7 @@ impl FetchAttr {
     }
 
     /// The name that labels this item in the FETCH response (RFC 9051 7.5.2), e.g.
-    /// "BODY[HEADER]<0>", "BINARY[1]", "RFC822.SIZE".
+    /// "`BODY[HEADER]<0>`", "`BINARY[1]`", "RFC822.SIZE".
     pub fn response_name(&self) -> String {
         let partial = |p: &Option<(u32, u32)>| match p {
             Some((origin, _)) => format!("<{origin}>"),

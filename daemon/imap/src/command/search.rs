@@ -19,7 +19,7 @@ pub enum SearchReturn {
 /// RFC 7162 3.1.5: the optional metadata item of MODSEQ (entry name and type).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModSeqEntry {
-    /// The flag of "/flags/<flag>".
+    /// The flag of `"/flags/<flag>"`.
     pub flag: String,
     /// "priv", "shared" or "all" (lower-cased).
     pub kind: String,

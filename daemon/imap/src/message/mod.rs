@@ -204,7 +204,7 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// BINARY[part] (RFC 3516 4.2): the part's body with its Content-Transfer-Encoding
+    /// `BINARY[part]` (RFC 3516 4.2): the part's body with its Content-Transfer-Encoding
     /// removed. For a multipart or message part (and for the whole message, an empty path)
     /// every leaf inside is decoded and labelled "Content-Transfer-Encoding: binary", as
     /// Dovecot does. A part that does not exist is empty.
@@ -293,7 +293,7 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
-    /// BINARY.SIZE[part] (RFC 3516 4.2).
+    /// `BINARY.SIZE[part]` (RFC 3516 4.2).
     pub fn binary_size(&self, part: &[u32]) -> Result<usize, UnknownCte> {
         self.binary(part).map(|b| b.len())
     }
@@ -785,12 +785,12 @@ pub fn section(raw: &[u8], s: &Section) -> Vec<u8> {
     Message::parse(raw).section(s)
 }
 
-/// BINARY[part] of a message (RFC 3516 4.2).
+/// `BINARY[part]` of a message (RFC 3516 4.2).
 pub fn binary(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, UnknownCte> {
     Message::parse(raw).binary(part)
 }
 
-/// BINARY.SIZE[part] of a message (RFC 3516 4.2).
+/// `BINARY.SIZE[part]` of a message (RFC 3516 4.2).
 pub fn binary_size(raw: &[u8], part: &[u32]) -> Result<usize, UnknownCte> {
     Message::parse(raw).binary_size(part)
 }
