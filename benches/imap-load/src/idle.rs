@@ -72,12 +72,7 @@ pub async fn run(args: Args) -> Result<bool> {
                     counters.ready.fetch_add(1, Ordering::Relaxed);
                     let _ = tx.send(());
                     // Hold: read whatever the server sends until it closes.
-                    loop {
-                        match c.next_unsolicited().await {
-                            Ok(true) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(true) = c.next_unsolicited().await {}
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {

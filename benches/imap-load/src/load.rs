@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> Result<bool> {
     }
     progress.abort();
     let wall = started.elapsed();
-    let mut report = all.to_json(wall);
+    let mut report = all.report(wall);
     report["mode"] = json!("load");
     report["target"] = json!(args.common.target);
     report["mailbox"] = json!(args.common.mailbox);

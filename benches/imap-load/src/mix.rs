@@ -158,7 +158,7 @@ pub async fn run(args: Args) -> Result<bool> {
         }
     }
     let wall = warm_end.elapsed();
-    let mut report = all.to_json(wall);
+    let mut report = all.report(wall);
     report["mode"] = json!("mix");
     report["target"] = json!(args.common.target);
     report["clients"] = json!(args.clients);

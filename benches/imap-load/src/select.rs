@@ -77,7 +77,7 @@ pub async fn run(args: Args) -> Result<bool> {
         }
         c.logout().await;
     }
-    let mut report = stats.to_json(started.elapsed());
+    let mut report = stats.report(started.elapsed());
     report["mode"] = json!("select");
     report["target"] = json!(args.common.target);
     report["messages"] = json!(exists);

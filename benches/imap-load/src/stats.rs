@@ -69,7 +69,7 @@ impl Stats {
     }
 
     /// JSON: per operation and "total" (all operations together), rates over `wall`.
-    pub fn to_json(&mut self, wall: Duration) -> Value {
+    pub fn report(&mut self, wall: Duration) -> Value {
         let secs = wall.as_secs_f64().max(1e-9);
         let mut ops = serde_json::Map::new();
         let mut all = Vec::new();
@@ -187,7 +187,7 @@ mod tests {
         b.ok("fetch", Duration::from_millis(2), 100, 50);
         b.error("fetch", "NO x".into());
         a.merge(b);
-        let j = a.to_json(Duration::from_secs(2));
+        let j = a.report(Duration::from_secs(2));
         assert_eq!(j["total"]["ok"], 3);
         assert_eq!(j["total"]["errors"], 1);
         assert_eq!(j["total"]["ops_per_s"], 1.5);
