@@ -85,6 +85,9 @@ impl ModseqTracker {
 
 #[derive(Debug, Clone)]
 pub(crate) struct MsgEntry {
+    /// The delivery (mailbox, uid) inside the record at `loc` whose bytes this is; None
+    /// for the message's own delivery (copies reuse another message's record).
+    pub source: Option<(u32, u32)>,
     pub modseq: u64,
     pub flags: Vec<String>,
     pub internal_date: i64,
@@ -393,6 +396,10 @@ impl Index {
                 internal_date: e.internal_date,
                 size: e.size,
                 location: e.loc,
+                source: e
+                    .source
+                    .map(|(m, u)| (MailboxId(m), u))
+                    .unwrap_or((MailboxId(mailbox), uid)),
             })
             .collect()
     }

@@ -202,8 +202,11 @@ pub struct MessageMeta {
     pub internal_date: i64,
     /// Body size in bytes (RFC822.SIZE).
     pub size: u64,
-    /// Where the Message record lives.
+    /// Where the Message record holding the bytes lives.
     pub location: Location,
+    /// The delivery (mailbox, uid) of that record the bytes were stored for: the message
+    /// itself, or the original of a copy (copies reuse the original's bytes).
+    pub source: (MailboxId, u32),
 }
 
 struct Inner {
@@ -712,7 +715,7 @@ impl Store {
         if !head
             .deliveries
             .iter()
-            .any(|d| d.mailbox == meta.mailbox.0 && d.uid == meta.uid)
+            .any(|d| d.mailbox == meta.source.0 .0 && d.uid == meta.source.1)
         {
             return Err(corrupt("record does not hold this message"));
         }
@@ -1006,30 +1009,59 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Copies messages into another mailbox (IMAP COPY/MOVE): every body is re-appended
-    /// with its flags and internal date; the appends are queued together so they share a
-    /// group commit. Returns (source uid, new uid) pairs in source UID order.
+    /// Copies messages into another mailbox (IMAP COPY/MOVE) without writing their bytes
+    /// again: one MessageRef record per message points at the stored original, with the
+    /// source's flags and internal date. The records are queued together so they share a
+    /// group commit. Returns (source uid, new uid) pairs in source order.
     pub async fn copy_messages(
         &self,
         shard: usize,
         source: &[MessageMeta],
         target: MailboxId,
     ) -> Result<Vec<(u32, u32)>, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let mut waits = Vec::with_capacity(source.len());
         for meta in source {
-            let body = self.read_message(meta)?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.enqueue_append(
-                shard,
-                AppendRequest {
-                    body,
-                    internal_date: meta.internal_date,
-                    targets: vec![AppendTarget {
-                        mailbox: target,
-                        flags: meta.flags.clone(),
-                    }],
+            check_flags(&meta.flags)?;
+            let alloc = {
+                let mut ix = self.inner.index.lock().map_err(lock_err)?;
+                if !ix.contains(target.0) {
+                    return Err(StoreError::UnknownMailbox(target.0));
+                }
+                ix.alloc_delivery(target.0)
+                    .ok_or_else(|| StoreError::InvalidRequest("UID space exhausted".into()))?
+            };
+            let loc = meta.location;
+            let record = record::Record::MessageRef {
+                internal_date: meta.internal_date,
+                size: meta.size,
+                source: record::SourceRef {
+                    shard: u32::try_from(loc.shard).unwrap_or(u32::MAX),
+                    segment: loc.segment,
+                    offset: loc.offset,
+                    len: loc.len,
+                    mailbox: meta.source.0 .0,
+                    uid: meta.source.1,
                 },
-                Reply::Async(tx),
+                deliveries: vec![record::Delivery {
+                    mailbox: alloc.mailbox,
+                    uid: alloc.uid,
+                    modseq: alloc.modseq,
+                    flags: meta.flags.clone(),
+                }],
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.send(
+                shard,
+                Job {
+                    op: Op::Message {
+                        record,
+                        allocs: vec![alloc],
+                    },
+                    reply: Reply::Async(tx),
+                },
             )?;
             waits.push((meta.uid, rx));
         }

@@ -34,6 +34,7 @@ pub(crate) enum Kind {
     MailboxRename = 7,
     FlagsBatch = 8,
     Subscription = 9,
+    MessageRef = 10,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
             7 => Kind::MailboxRename,
             8 => Kind::FlagsBatch,
             9 => Kind::Subscription,
+            10 => Kind::MessageRef,
             _ => return None,
         })
     }
@@ -102,12 +104,43 @@ pub(crate) enum Record {
         mailbox: u32,
         updates: Vec<FlagChange>,
     },
+    /// A copy (IMAP COPY/MOVE) of a message already stored: new deliveries that reuse the
+    /// bytes of an existing Message record instead of writing them again. Compaction must
+    /// keep the source record while references to it live.
+    MessageRef {
+        internal_date: i64,
+        size: u64,
+        source: SourceRef,
+        deliveries: Vec<Delivery>,
+    },
     /// IMAP SUBSCRIBE / UNSUBSCRIBE (RFC 9051 6.3.7, 6.3.8); names need not exist.
     Subscription {
         account: String,
         name: String,
         subscribed: bool,
     },
+}
+
+/// The Message record (and the delivery in it) whose bytes a [`Record::MessageRef`] reuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceRef {
+    pub shard: u32,
+    pub segment: u32,
+    pub offset: u64,
+    pub len: u64,
+    pub mailbox: u32,
+    pub uid: u32,
+}
+
+impl SourceRef {
+    pub(crate) fn location(&self) -> crate::index::Location {
+        crate::index::Location {
+            shard: self.shard as usize,
+            segment: self.segment,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
 }
 
 /// One message's new flags inside a [`Record::FlagsBatch`].
@@ -153,6 +186,7 @@ impl Record {
             Record::MailboxRename { .. } => Kind::MailboxRename,
             Record::FlagsBatch { .. } => Kind::FlagsBatch,
             Record::Subscription { .. } => Kind::Subscription,
+            Record::MessageRef { .. } => Kind::MessageRef,
         }
     }
 
@@ -239,6 +273,28 @@ impl Record {
                 put_str(out, account);
                 put_str(out, name);
                 out.push(u8::from(*subscribed));
+            }
+            Record::MessageRef {
+                internal_date,
+                size,
+                source,
+                deliveries,
+            } => {
+                out.extend_from_slice(&internal_date.to_le_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(&source.shard.to_le_bytes());
+                out.extend_from_slice(&source.segment.to_le_bytes());
+                out.extend_from_slice(&source.offset.to_le_bytes());
+                out.extend_from_slice(&source.len.to_le_bytes());
+                out.extend_from_slice(&source.mailbox.to_le_bytes());
+                out.extend_from_slice(&source.uid.to_le_bytes());
+                out.extend_from_slice(&(deliveries.len() as u32).to_le_bytes());
+                for d in deliveries {
+                    out.extend_from_slice(&d.mailbox.to_le_bytes());
+                    out.extend_from_slice(&d.uid.to_le_bytes());
+                    out.extend_from_slice(&d.modseq.to_le_bytes());
+                    put_flags(out, &d.flags);
+                }
             }
         }
     }
@@ -428,6 +484,38 @@ pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Record> {
                 .collect::<Option<Vec<_>>>()?;
             Record::FlagsBatch { mailbox, updates }
         }
+        Kind::MessageRef => {
+            let internal_date = r.u64()? as i64;
+            let size = r.u64()?;
+            let source = SourceRef {
+                shard: r.u32()?,
+                segment: r.u32()?,
+                offset: r.u64()?,
+                len: r.u64()?,
+                mailbox: r.u32()?,
+                uid: r.u32()?,
+            };
+            let n = r.u32()? as usize;
+            if n > payload.len() {
+                return None;
+            }
+            let deliveries = (0..n)
+                .map(|_| {
+                    Some(Delivery {
+                        mailbox: r.u32()?,
+                        uid: r.u32()?,
+                        modseq: r.u64()?,
+                        flags: r.flags()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Record::MessageRef {
+                internal_date,
+                size,
+                source,
+                deliveries,
+            }
+        }
         Kind::Subscription => Record::Subscription {
             account: r.str()?,
             name: r.str()?,
@@ -518,6 +606,24 @@ mod tests {
                     flags: vec![],
                 },
             ],
+        });
+        roundtrip(Record::MessageRef {
+            internal_date: 1_700_000_000,
+            size: 1234,
+            source: SourceRef {
+                shard: 1,
+                segment: 2,
+                offset: 8192,
+                len: 1300,
+                mailbox: 3,
+                uid: 4,
+            },
+            deliveries: vec![Delivery {
+                mailbox: 5,
+                uid: 6,
+                modseq: 7,
+                flags: vec!["\\Seen".into()],
+            }],
         });
         roundtrip(Record::Subscription {
             account: "a@x.test".into(),

@@ -85,6 +85,8 @@ pub(crate) enum Recovered {
         deliveries: Vec<Delivery>,
         size: u64,
         loc: Location,
+        /// For a copy (MessageRef): the delivery whose bytes are at `loc`.
+        source: Option<(u32, u32)>,
     },
     /// A mailbox creation, flag change or expunge, as logged.
     Change(Record),
@@ -146,8 +148,24 @@ pub(crate) fn scan_shard(
                         deliveries: h.deliveries,
                         size: h.body_len as u64,
                         loc,
+                        source: None,
                     }),
                     None => break,
+                },
+                Kind::MessageRef => match record::decode(Kind::MessageRef, f.payload) {
+                    Some(Record::MessageRef {
+                        internal_date,
+                        size,
+                        source,
+                        deliveries,
+                    }) => Some(Recovered::Message {
+                        internal_date,
+                        deliveries,
+                        size,
+                        loc: source.location(),
+                        source: Some((source.mailbox, source.uid)),
+                    }),
+                    _ => break,
                 },
                 kind => match record::decode(kind, f.payload) {
                     Some(
@@ -245,6 +263,7 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 deliveries,
                 size,
                 loc,
+                source,
             } => {
                 for d in deliveries {
                     bump(d.mailbox, Some(d.uid), d.modseq);
@@ -252,6 +271,7 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                         d.mailbox,
                         d.uid,
                         MsgEntry {
+                            source,
                             modseq: d.modseq,
                             flags: d.flags,
                             internal_date,
@@ -291,6 +311,7 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 | Record::MailboxRename { .. }
                 | Record::Subscription { .. }
                 | Record::Message { .. }
+                | Record::MessageRef { .. }
                 | Record::Padding(_),
             ) => {}
         }
@@ -710,19 +731,32 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
             Done::Created
         }
         Op::Message { record, allocs } => {
-            let (internal_date, deliveries, size) = match record {
+            let (internal_date, deliveries, size, loc, source) = match record {
                 Record::Message {
                     internal_date,
                     deliveries,
                     body,
-                } => (internal_date, deliveries, body.len() as u64),
-                _ => (0, Vec::new(), 0),
+                } => (internal_date, deliveries, body.len() as u64, loc, None),
+                Record::MessageRef {
+                    internal_date,
+                    size,
+                    source,
+                    deliveries,
+                } => (
+                    internal_date,
+                    deliveries,
+                    size,
+                    source.location(),
+                    Some((source.mailbox, source.uid)),
+                ),
+                _ => (0, Vec::new(), 0, loc, None),
             };
             let mut out = Vec::with_capacity(allocs.len());
             for (a, d) in allocs.into_iter().zip(deliveries) {
                 ix.commit_delivery(
                     a,
                     MsgEntry {
+                        source,
                         modseq: a.modseq,
                         flags: d.flags,
                         internal_date,

@@ -162,6 +162,26 @@ fn new_records_survive_reopen() {
         assert_eq!(s.vanished_since(inbox.id, 0), vec![2, 4]);
         let flags = s.messages(inbox.id)[0].flags.clone();
         assert_eq!(flags, vec!["\\Seen".to_string(), "$Label".to_string()]);
+        // Copies read back the original bytes (no second copy was written), also after
+        // the source is expunged, and a copy of a copy too.
+        let work = s.find_mailbox(ACCOUNT, "Projects/Work").unwrap();
+        let got = contents(&s, work.id);
+        assert_eq!(got[1], (2, b"x".to_vec()));
+        assert_eq!(got[2], (3, b"xxx".to_vec()));
+        let rt = rt();
+        rt.block_on(s.expunge(inbox.id, vec![1, 3])).unwrap();
+        let again = s.ensure_mailbox(ACCOUNT, "Copies", None).unwrap();
+        let pairs = rt
+            .block_on(s.copy_messages(0, &s.messages(work.id), again.id))
+            .unwrap();
+        assert_eq!(pairs.len(), 3);
+        drop(s);
+        let s = open(dir.path(), backend);
+        let copies = contents(&s, again.id);
+        assert_eq!(
+            copies.iter().map(|c| c.1.clone()).collect::<Vec<_>>(),
+            vec![b"work message".to_vec(), b"x".to_vec(), b"xxx".to_vec()]
+        );
         // A new mailbox never reuses the deleted one's id or UIDVALIDITY.
         let again = s.ensure_mailbox(ACCOUNT, "Junk", None).unwrap();
         assert!(last
