@@ -32,6 +32,7 @@ Usage: benches/compare-imap.sh [options]
   --pipeline W        APPENDs in flight per connection (default 16, with LITERAL+)
   --servers LIST      "posternd dovecot" (default) or one of them
   --port-base P       posternd imap P, imaps P+1; Dovecot imap P+2, imaps P+3 (default 24143)
+  --bin-dir DIR       use posternd, postern and imap-load from DIR instead of building them
   --keep              keep the temporary directory (configs, logs, mailboxes)
   -h, --help          this text
 EOF
@@ -52,6 +53,7 @@ APPENDS=""
 SERVERS="posternd dovecot"
 PORT_BASE=24143
 KEEP=0
+BIN_DIR=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
     --servers) SERVERS="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
     --keep) KEEP=1 ;;
+    --bin-dir) BIN_DIR="$2"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare-imap.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -180,12 +183,26 @@ wait_port() { # name port pid-or-empty logfile
 }
 
 # ---------------------------------------------------------------- build
-log "building imap-load (release)"
-(cd "$REPO" && cargo build -q --release -p imap-load)
-LOAD="$TARGET_DIR/release/imap-load"
-if has_server posternd; then
-    log "building posternd and postern (release)"
-    (cd "$REPO" && cargo build -q --release -p posternd --bin posternd --bin postern)
+if [ -n "$BIN_DIR" ]; then
+    BIN_DIR="$(cd "$BIN_DIR" && pwd)"
+    need_bins="imap-load"
+    has_server posternd && need_bins="$need_bins posternd postern"
+    for b in $need_bins; do
+        [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b not found"
+    done
+    LOAD="$BIN_DIR/imap-load"
+    POSTERND="$BIN_DIR/posternd"
+    POSTERN="$BIN_DIR/postern"
+else
+    log "building imap-load (release)"
+    (cd "$REPO" && cargo build -q --release -p imap-load)
+    LOAD="$TARGET_DIR/release/imap-load"
+    POSTERND="$TARGET_DIR/release/posternd"
+    POSTERN="$TARGET_DIR/release/postern"
+    if has_server posternd; then
+        log "building posternd and postern (release)"
+        (cd "$REPO" && cargo build -q --release -p posternd --bin posternd --bin postern)
+    fi
 fi
 
 # ---------------------------------------------------------------- TLS certificate
@@ -316,8 +333,6 @@ bind = ""
 [log]
 level = "warn"
 EOF
-    POSTERND="$TARGET_DIR/release/posternd"
-    POSTERN="$TARGET_DIR/release/postern"
     # Accounts and the import work on the data directory while posternd is stopped.
     "$POSTERN" --config "$PD/postern.toml" domain add bench.test >/dev/null \
         || die "postern domain add bench.test failed"
