@@ -110,10 +110,15 @@ def env(tmp_path_factory, request):
         if "first_state" in BOOT:
             lines.append(f"hwmond first state after boot: {BOOT['first_state']:.1f} s")
         lines += [f"{name}: {sec:.2f} s" for name, sec in LATENCIES]
-        if reporter is not None:
-            reporter.write_sep("-", "QEMU guest: boot and fault detection latency (host clock)")
-            for line in lines:
-                reporter.write_line(line)
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        if reporter is not None and capman is not None:
+            # Straight to the terminal, not into the test's captured output.
+            with capman.global_and_fixture_disabled():
+                reporter.write_line("")
+                reporter.write_sep("-", "QEMU guest: boot and fault detection latency (host "
+                                   "clock)")
+                for line in lines:
+                    reporter.write_line(line)
 
 
 def test_first_state(env: Env):
@@ -221,19 +226,23 @@ def test_ipmi_sensors_through_kcs(env: Env):
     sim.console(f"sensor_set_value 0x20 0 {FAN1:#x} {FAN1_STALLED_RAW} 1")
     ev = g.wait_event(fan1("CRITICAL"), 60, after=t_stall, what="FAN1 CRITICAL")
     record("IPMI fan below lower critical (ipmi_sim) -> fan CRITICAL", ev.t - t_stall)
+    # The event carries the reading: raw 5 is 300 RPM (M = 60).
+    speeds = [r["value"] for r in ev.obj.get("readings", []) if r.get("unit") == "rpm"]
+    assert speeds == [FAN1_STALLED_RAW * 60], ev.obj
 
     t_ok = time.monotonic()
     sim.console(f"sensor_set_value 0x20 0 {FAN1:#x} {FAN1_OK_RAW} 1")
     ev = g.wait_event(fan1("OK"), 60, after=t_ok, what="FAN1 back to OK")
     record("IPMI fan back to normal -> fan OK", ev.t - t_ok)
 
-    # A change that crosses no threshold shows up as the reading in hwmond's state.
+    # A change that crosses no threshold shows up as the reading in hwmond's state. The
+    # component is found by its IPMI sensor number (attribute ipmi_number).
     def cpu_temp(state) -> float | None:
         for c in state.get("components", []):
-            for r in c.get("readings", []):
-                if r.get("name") == "CPU Temp" or ("CPU Temp" in str(c.get("id")) and
-                                                   r.get("unit") == "celsius"):
-                    return float(r["value"])
+            if int(c.get("attributes", {}).get("ipmi_number", "-1"), 0) == CPU_TEMP:
+                for r in c.get("readings", []):
+                    if r.get("unit") == "celsius":
+                        return float(r["value"])
         return None
 
     before = cpu_temp(env.state())
