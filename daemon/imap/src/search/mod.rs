@@ -62,16 +62,18 @@ pub struct MessageContext<'a> {
     pub saved_uids: &'a [u32],
 }
 
-/// Decoded text of a message, made on first use.
+/// Decoded text of a message, made on first use: the header when the message is loaded,
+/// the body only when a BODY or TEXT key needs it.
 struct Content {
-    /// (lower-cased field name, decoded value).
+    raw: Vec<u8>,
+    /// (lower-cased field name, lower-cased decoded value).
     headers: Vec<(String, String)>,
-    /// All header fields decoded, for TEXT.
+    /// All header fields decoded and lower-cased, for TEXT.
     header_text: String,
-    /// Decoded text of the text parts (and of encapsulated messages).
-    body: String,
     /// The Date: field's calendar date in its own zone (SENT* keys).
     sent: Option<Date>,
+    /// (text of the text parts, header fields of encapsulated messages), lower-cased.
+    body: OnceCell<(String, String)>,
 }
 
 /// RFC 2047 decoding and unfolding of one header value.
@@ -85,36 +87,42 @@ pub(crate) fn decode_header_value(value: &[u8]) -> String {
 }
 
 impl Content {
-    fn new(raw: &[u8]) -> Content {
-        let split = header_end(raw);
+    fn new(raw: Vec<u8>) -> Content {
+        let split = header_end(&raw);
         let mut headers = Vec::new();
         let mut header_text = String::new();
         for f in header_fields(&raw[..split]) {
             let name = String::from_utf8_lossy(f.name).to_ascii_lowercase();
-            let value = decode_header_value(f.value);
+            let value = decode_header_value(f.value).to_lowercase();
             header_text.push_str(&name);
             header_text.push_str(": ");
             header_text.push_str(&value);
             header_text.push('\n');
             headers.push((name, value));
         }
-        let (body, nested_headers) = crate::message::Message::parse(raw).search_text();
-        header_text.push_str(&nested_headers);
-        let sent = crate::message::parse_mime_headers(raw)
+        let sent = crate::message::parse_mime_headers(&raw)
             .and_then(|m| m.date().and_then(|d| Date::new(d.year, d.month, d.day)));
         Content {
+            raw,
             headers,
-            header_text: header_text.to_lowercase(),
-            body: body.to_lowercase(),
+            header_text,
             sent,
+            body: OnceCell::new(),
         }
+    }
+
+    fn body(&self) -> &(String, String) {
+        self.body.get_or_init(|| {
+            let (body, nested) = crate::message::Message::parse(&self.raw).search_text();
+            (body.to_lowercase(), nested.to_lowercase())
+        })
     }
 
     fn header_contains(&self, name: &str, needle: &str) -> bool {
         let name = name.to_ascii_lowercase();
         self.headers
             .iter()
-            .any(|(n, v)| *n == name && v.to_lowercase().contains(needle))
+            .any(|(n, v)| *n == name && v.contains(needle))
     }
 }
 
@@ -138,11 +146,7 @@ struct Eval<'a, F: FnOnce() -> Option<Vec<u8>>> {
 impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
     fn content(&mut self) -> Option<&Content> {
         if self.content.get().is_none() {
-            let c = self
-                .loader
-                .take()
-                .and_then(|f| f())
-                .map(|raw| Content::new(&raw));
+            let c = self.loader.take().and_then(|f| f()).map(Content::new);
             let _ = self.content.set(c);
         }
         self.content.get().and_then(|c| c.as_ref())
@@ -171,9 +175,13 @@ impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
         };
         match header {
             Some(h) => c.header_contains(h, &needle),
-            None if body => c.body.contains(&needle),
+            None if body => c.body().0.contains(&needle),
             // TEXT: header and body (RFC 9051 6.4.4).
-            None => c.header_text.contains(&needle) || c.body.contains(&needle),
+            None => {
+                c.header_text.contains(&needle)
+                    || c.body().1.contains(&needle)
+                    || c.body().0.contains(&needle)
+            }
         }
     }
 
