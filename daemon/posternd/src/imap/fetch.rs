@@ -62,11 +62,11 @@ fn render(
                 encode::flag_list(out, &meta.flags, recent);
             }
             FetchAttr::InternalDate => {
-                out.extend_from_slice(b"INTERNALDATE \"");
+                // internal_date() renders the quoted date-time (RFC 9051 9).
+                out.extend_from_slice(b"INTERNALDATE ");
                 out.extend_from_slice(
                     postern_imap::datetime::internal_date(meta.internal_date).as_bytes(),
                 );
-                out.push(b'"');
             }
             FetchAttr::Rfc822Size => {
                 out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
@@ -205,11 +205,8 @@ pub async fn fetch(
             );
         }
     }
-    let mut metas: HashMap<u32, MessageMeta> = store
-        .messages(id)
-        .into_iter()
-        .map(|m| (m.uid, m))
-        .collect();
+    let mut metas: HashMap<u32, MessageMeta> =
+        store.messages(id).into_iter().map(|m| (m.uid, m)).collect();
     // RFC 9051 6.4.5: BODY[...] without PEEK sets \Seen.
     if !read_only && attrs.iter().any(FetchAttr::sets_seen) {
         let unseen: Vec<u32> = targets
@@ -263,11 +260,7 @@ pub async fn fetch(
         } else {
             None
         };
-        let recent = rev1
-            && s
-                .selected
-                .as_ref()
-                .is_some_and(|v| v.recent.contains(&u));
+        let recent = rev1 && s.selected.as_ref().is_some_and(|v| v.recent.contains(&u));
         let mark = s.out.len();
         match render(&mut s.out, seq, meta, &attrs, raw.as_deref(), recent, false) {
             Rendered::Ok => {}
@@ -281,12 +274,22 @@ pub async fn fetch(
         }
     }
     if unknown_cte {
-        return s.no(tag, "[UNKNOWN-CTE] Cannot decode a part's transfer encoding");
+        return s.no(
+            tag,
+            "[UNKNOWN-CTE] Cannot decode a part's transfer encoding",
+        );
     }
     if failed {
         return s.no(tag, "[SERVERBUG] Some messages could not be read");
     }
-    s.ok(tag, if uid { "UID FETCH completed" } else { "FETCH completed" })
+    s.ok(
+        tag,
+        if uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -358,8 +361,7 @@ pub async fn store(
             continue;
         };
         let recent = rev1
-            && s
-                .selected
+            && s.selected
                 .as_ref()
                 .is_some_and(|v| v.recent.contains(&st.uid));
         if let Some(v) = s.selected.as_mut() {
@@ -405,5 +407,12 @@ pub async fn store(
             ),
         );
     }
-    s.ok(tag, if uid { "UID STORE completed" } else { "STORE completed" })
+    s.ok(
+        tag,
+        if uid {
+            "UID STORE completed"
+        } else {
+            "STORE completed"
+        },
+    )
 }

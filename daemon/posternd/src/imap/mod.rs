@@ -105,8 +105,7 @@ pub async fn run(
     let mut stream = ImapStream::new(Connection::Plain(tcp));
     if implicit_tls {
         // RFC 8314 3.3: TLS from the first byte.
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.start_tls(shared.tls.clone())).await
-        {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.start_tls(shared.tls.clone())).await {
             Ok(Ok(())) => {}
             other => {
                 tracing::debug!(event = "imap.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
@@ -196,16 +195,14 @@ impl Driver {
             }
             let item = match self.receiver.next() {
                 Some(item) => item,
-                None => {
-                    match self.fill(self.timeout()).await {
-                        Input::Data => continue,
-                        Input::Closed => return,
-                        Input::Timeout => {
-                            self.bye_timeout().await;
-                            return;
-                        }
+                None => match self.fill(self.timeout()).await {
+                    Input::Data => continue,
+                    Input::Closed => return,
+                    Input::Timeout => {
+                        self.bye_timeout().await;
+                        return;
                     }
-                }
+                },
             };
             match item {
                 Ok(Received::NeedContinuation { .. }) => {
@@ -369,11 +366,7 @@ impl Driver {
                 }
                 None => {}
             }
-            let mut feed = self
-                .session
-                .selected
-                .as_ref()
-                .and_then(|v| v.feed.clone());
+            let mut feed = self.session.selected.as_ref().and_then(|v| v.feed.clone());
             self.buf.clear();
             let changed = async {
                 match feed.as_mut() {

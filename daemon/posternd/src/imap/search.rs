@@ -182,12 +182,20 @@ pub fn search(
                 s.saved = hits.iter().map(|h| h.1).collect();
                 s.saved.sort_unstable();
             }
-            s.out.extend_from_slice(&postern_imap::search::esearch_response(
-                tag, uid, &r, &nums, modseq,
-            ));
+            s.out
+                .extend_from_slice(&postern_imap::search::esearch_response(
+                    tag, uid, &r, &nums, modseq,
+                ));
         }
     }
-    s.ok(tag, if uid { "UID SEARCH completed" } else { "SEARCH completed" })
+    s.ok(
+        tag,
+        if uid {
+            "UID SEARCH completed"
+        } else {
+            "SEARCH completed"
+        },
+    )
 }
 
 pub fn sort(
@@ -213,7 +221,9 @@ pub fn sort(
         .collect();
     let mut keyed = Vec::with_capacity(hits.len());
     for h in hits {
-        let Some(meta) = metas.get(&h.1) else { continue };
+        let Some(meta) = metas.get(&h.1) else {
+            continue;
+        };
         let raw = store.read_message(meta).unwrap_or_default();
         let key =
             postern_imap::search::sort_key(criteria, &raw, meta.internal_date, meta.size, h.0);
@@ -222,5 +232,12 @@ pub fn sort(
     keyed.sort_by(|a, b| postern_imap::search::compare(criteria, &a.0, &b.0));
     let hits: Vec<(u32, u32, u64)> = keyed.into_iter().map(|(_, h)| h).collect();
     report(s, tag, uid, &hits, returns, false, "SORT", true);
-    s.ok(tag, if uid { "UID SORT completed" } else { "SORT completed" })
+    s.ok(
+        tag,
+        if uid {
+            "UID SORT completed"
+        } else {
+            "SORT completed"
+        },
+    )
 }

@@ -29,9 +29,13 @@ pub enum Next {
     /// Send the output, then compress everything after it.
     Compress,
     /// `+ ` sent: read one line, then call [`Session::authenticate_line`].
-    AuthContinue { tag: String },
+    AuthContinue {
+        tag: String,
+    },
     /// `+ idling` sent: wait for DONE and report changes meanwhile.
-    Idle { tag: String },
+    Idle {
+        tag: String,
+    },
     /// BYE and tagged OK sent: close.
     Logout,
     /// BYE sent (too many failures): close.
@@ -251,7 +255,9 @@ impl Session {
         let selected = self.selected.is_some();
         // RFC 9051 6: commands valid only in some states.
         let state_ok = match &body {
-            C::Capability | C::Noop | C::Logout | C::Id(_) | C::Compress(_) => true,
+            C::Capability | C::Noop | C::Logout | C::Id(_) => true,
+            // RFC 4978 3: COMPRESS in the authenticated and selected states.
+            C::Compress(_) => authed,
             C::StartTls | C::Authenticate { .. } | C::Login { .. } => !authed,
             C::Check
             | C::Close
@@ -362,10 +368,7 @@ impl Session {
                 mailbox,
                 condstore,
                 qresync,
-            } => {
-                self.select(&tag, &mailbox, false, condstore, qresync)
-                    .await
-            }
+            } => self.select(&tag, &mailbox, false, condstore, qresync).await,
             C::Examine {
                 mailbox,
                 condstore,
@@ -453,17 +456,8 @@ impl Session {
                 flags,
                 unchanged_since,
             } => {
-                super::fetch::store(
-                    self,
-                    &tag,
-                    uid,
-                    &set,
-                    kind,
-                    silent,
-                    &flags,
-                    unchanged_since,
-                )
-                .await
+                super::fetch::store(self, &tag, uid, &set, kind, silent, &flags, unchanged_since)
+                    .await
             }
             C::Search {
                 uid,
@@ -641,7 +635,8 @@ impl Session {
         }
         if let Some(_old) = self.selected.take() {
             // RFC 9051 6.3.2 / RFC 7162 3.2.11: the previous mailbox is closed.
-            self.out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+            self.out
+                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
         }
         let name = match self.mailbox_name(mailbox) {
             Ok(n) => n,
@@ -693,9 +688,7 @@ impl Session {
                 .iter()
                 .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
             {
-                o.extend_from_slice(
-                    format!("* OK [UNSEEN {}] First unseen\r\n", i + 1).as_bytes(),
-                );
+                o.extend_from_slice(format!("* OK [UNSEEN {}] First unseen\r\n", i + 1).as_bytes());
             }
         }
         o.extend_from_slice(
@@ -707,11 +700,7 @@ impl Session {
         );
         // RFC 7162 3.1.2.1: HIGHESTMODSEQ always (we support persistent MODSEQ).
         o.extend_from_slice(
-            format!(
-                "* OK [HIGHESTMODSEQ {}] Highest\r\n",
-                info.highest_modseq
-            )
-            .as_bytes(),
+            format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", info.highest_modseq).as_bytes(),
         );
         if let Some(q) = qresync {
             // RFC 7162 3.2.5.1: resynchronise only when UIDVALIDITY is unchanged.
@@ -738,12 +727,22 @@ impl Session {
                 }
                 for (i, m) in metas.iter().enumerate() {
                     if m.modseq > q.modseq {
-                        o.extend_from_slice(format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes());
+                        o.extend_from_slice(
+                            format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
+                        );
                         encode::flag_list(o, &m.flags, false);
                         o.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
                     }
                 }
             }
+        }
+        if self.enabled.rev2 {
+            // RFC 9051 6.3.2: a LIST response for the selected mailbox.
+            let utf8 = self.utf8();
+            let o = &mut self.out;
+            o.extend_from_slice(b"* LIST () \"/\" ");
+            encode::mailbox(o, &name, utf8);
+            o.extend_from_slice(b"\r\n");
         }
         tracing::debug!(event = "imap.select", peer = %self.peer, mailbox = %name, read_only);
         self.selected = Some(view);
@@ -780,7 +779,13 @@ impl Session {
             return self.no(tag, "[ALREADYEXISTS] Mailbox already exists");
         }
         const USES: [&str; 7] = [
-            "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+            "\\All",
+            "\\Archive",
+            "\\Drafts",
+            "\\Flagged",
+            "\\Junk",
+            "\\Sent",
+            "\\Trash",
         ];
         let mut uses = Vec::new();
         for u in &special_use {
@@ -1130,7 +1135,12 @@ impl Session {
             .extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
     }
 
-    fn status(&mut self, tag: &str, mailbox: &Mailbox, items: &[StatusItem]) -> (&'static str, Next) {
+    fn status(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox,
+        items: &[StatusItem],
+    ) -> (&'static str, Next) {
         let name = match self.mailbox_name(mailbox) {
             Ok(n) => n,
             Err(e) => return self.bad(tag, &e),
