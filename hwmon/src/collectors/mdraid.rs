@@ -403,13 +403,18 @@ impl MdraidCollector {
             .or_else(|| a.action.as_ref().and_then(|x| x.1));
         let mismatch = sys.as_ref().and_then(|s| s.mismatch_cnt).unwrap_or(0);
 
-        // Readings (node_exporter node_md_* names map onto these).
+        // Readings (node_exporter node_md_* names map onto these); most telling first, as
+        // `hwmond status` shows the first few.
+        obs.reading(Reading::new("degraded", degraded as f64, Unit::Count));
+        if let Some(p) = percent {
+            obs.reading(Reading::new("sync_percent", p, Unit::Percent));
+        }
+        obs.reading(Reading::new("disks_active", in_sync as f64, Unit::Count));
         obs.reading(Reading::new(
             "disks_required",
             raid_disks as f64,
             Unit::Count,
         ));
-        obs.reading(Reading::new("disks_active", in_sync as f64, Unit::Count));
         obs.reading(Reading::new("disks_failed", faulty as f64, Unit::Count));
         obs.reading(Reading::new("disks_spare", spares as f64, Unit::Count));
         obs.reading(Reading::new(
@@ -417,12 +422,8 @@ impl MdraidCollector {
             rebuilding as f64,
             Unit::Count,
         ));
-        obs.reading(Reading::new("degraded", degraded as f64, Unit::Count));
         if let Some(b) = a.blocks {
             obs.reading(Reading::new("blocks", b as f64, Unit::Count));
-        }
-        if let Some(p) = percent {
-            obs.reading(Reading::new("sync_percent", p, Unit::Percent));
         }
         obs.reading(Reading::new("mismatch_cnt", mismatch as f64, Unit::Count));
         obs.attr("level", level.clone());
