@@ -11,7 +11,8 @@ Faults, each injected from the host and waited for in hwmond's events:
 - QMP `qom-set` of the NVMe device's `smart_critical_warning` -> the NVMe disk CRITICAL, and
   back to OK when cleared;
 - ipmi_sim console: a fan below its lower critical threshold -> the fan CRITICAL; a temperature
-  change -> the new reading in hwmond's state.
+  change -> the new reading in hwmond's state;
+- QMP `device_del` of the NVMe disk (hot removal) -> the disk CRITICAL.
 
 The detection latency of each (host clock: injection to the event's arrival on the host,
 which includes the virtio-serial hop) is printed at the end of the module. Timing is reported,
@@ -108,7 +109,8 @@ def env(tmp_path_factory, request):
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         lines = [f"guest boot (QEMU start to command channel up): {BOOT.get('ready', 0):.1f} s"]
         if "first_state" in BOOT:
-            lines.append(f"hwmond first state after boot: {BOOT['first_state']:.1f} s")
+            lines.append("hwmond's first complete state (from QEMU start): "
+                         f"{BOOT['first_state']:.1f} s")
         lines += [f"{name}: {sec:.2f} s" for name, sec in LATENCIES]
         capman = request.config.pluginmanager.getplugin("capturemanager")
         if reporter is not None and capman is not None:
@@ -260,3 +262,18 @@ def test_ipmi_sensors_through_kcs(env: Env):
     assert seen == target, f"CPU Temp stayed {seen} (wanted {target})"
     record("IPMI temperature reading changed -> seen in hwmond state (polled)",
            time.monotonic() - t_temp)
+
+
+def test_nvme_removal(env: Env):
+    """Last: the NVMe disk is gone for good. QMP device_del (ACPI PCI hot-unplug in the guest)
+    -> hwmond's smartctl cannot open a configured disk -> CRITICAL."""
+    g = env.guest
+    t_del = time.monotonic()
+    g.qmp("device_del", id="nvme0")
+    ev = g.wait_event(lambda e: e.get("component") == "disk/nvme0" and e.get("to") == "CRITICAL",
+                      90, after=t_del, what="disk/nvme0 CRITICAL after device_del")
+    record("NVMe hot-removed (QMP device_del) -> disk CRITICAL", ev.t - t_del)
+    assert g.cmd("[ ! -e /dev/nvme0 ]").rc == 0, "the guest still has /dev/nvme0"
+    state = env.state()
+    nvme = env.component(state, lambda i: i == "disk/nvme0")
+    assert nvme is not None and nvme["state"] == "CRITICAL", nvme
