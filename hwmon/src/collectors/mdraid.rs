@@ -813,6 +813,53 @@ unused devices: <none>
     }
 
     #[test]
+    fn redundancy_by_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Personalities : [raid6] [raid5] [raid4] [raid10]
+md0 : active raid6 sdd1[3] sdc1[2] sdb1[1]
+      2093056 blocks super 1.2 level 6, 512k chunk, algorithm 2 [4/3] [_UUU]
+
+md1 : active raid10 sdh1[3] sdg1[2] sdf1[1]
+      2093056 blocks super 1.2 512K chunks 2 near-copies [4/3] [_UUU]
+
+md2 : active raid5 sdk1[2]
+      2093056 blocks super 1.2 level 5, 512k chunk, algorithm 2 [3/1] [__U]
+
+md3 : active raid1 sdn1[2] sdm1[1] sdl1[0]
+      1046528 blocks super 1.2 [3/2] [UU_]
+
+unused devices: <none>
+";
+        std::fs::write(dir.path().join("mdstat"), text).unwrap();
+        let mut c = collector(dir.path());
+        let obs = c.collect();
+        let by = |n: &str| obs.iter().find(|o| o.component.name == n).unwrap();
+        // RAID6 missing one still survives another failure.
+        assert_eq!(by("md0").state, State::Warning, "{}", by("md0").reason);
+        // RAID10 missing one: that mirror pair has no copy left.
+        assert_eq!(by("md1").state, State::Critical);
+        assert!(by("md1").storage_unsafe.is_none());
+        // RAID5 missing two: data lost.
+        assert_eq!(by("md2").state, State::Critical);
+        assert!(by("md2").storage_unsafe.is_some());
+        // 3-way mirror missing one.
+        assert_eq!(by("md3").state, State::Warning);
+    }
+
+    #[test]
+    fn read_only_array_is_unsafe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mdstat"),
+            "md0 : active (read-only) raid1 sdb2[1] sda2[0]\n      10 blocks super 1.2 [2/2] [UU]\n",
+        )
+        .unwrap();
+        let o = collector(dir.path()).collect().remove(0);
+        assert_eq!(o.state, State::Critical);
+        assert_eq!(o.storage_unsafe.as_deref(), Some("array is read-only"));
+    }
+
+    #[test]
     fn detail_export() {
         let d = parse_detail_export("MD_LEVEL=raid1\nMD_DEVICES=2\nMD_UUID=a:b:c:d\n");
         assert_eq!(d["MD_LEVEL"], "raid1");

@@ -691,6 +691,27 @@ mod tests {
     }
 
     #[test]
+    fn scsi_drive_trip_and_grown_defects() {
+        // The fields smartctl --json prints for a SAS disk (smartctl 7.3 scsiPrintMain).
+        let j = serde_json::json!({
+            "smartctl": {"exit_status": 0},
+            "device": {"name": "/dev/sdc", "type": "scsi", "protocol": "SCSI"},
+            "model_name": "SEAGATE ST600MM0006",
+            "smart_status": {"passed": true},
+            "temperature": {"current": 52, "drive_trip": 50},
+            "scsi_grown_defect_list": 3,
+            "power_on_time": {"hours": 40000}
+        });
+        let mut c = collector();
+        let o = c.evaluate(&dev("sdc", true), &j);
+        assert_eq!(o.state, State::Critical, "{}", o.reason);
+        assert!(o.reason.contains("critical 50"), "{}", o.reason);
+        assert!(o.reason.contains("grown defect list 3"), "{}", o.reason);
+        assert!(o.storage_unsafe.is_some());
+        assert_eq!(o.get_reading("power_on_hours").unwrap().value, 40000.0);
+    }
+
+    #[test]
     fn nvme_spare_wear_and_limits() {
         let mut c = collector();
         let mut j = recorded("nvme0-healthy.json");
