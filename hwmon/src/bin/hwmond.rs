@@ -151,12 +151,20 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Status { json, once } => (|| {
-            let snap = match (
-                once,
-                api::fetch_state(&config.hwmond.socket, Duration::from_secs(10)),
-            ) {
-                (false, Ok(s)) => s,
-                _ => daemon::collect_once(&config, board).context("collecting")?,
+            let from_daemon = if once {
+                None
+            } else {
+                match api::fetch_state(&config.hwmond.socket, Duration::from_secs(10)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("hwmond: no daemon answers ({e}); collecting once");
+                        None
+                    }
+                }
+            };
+            let snap = match from_daemon {
+                Some(s) => s,
+                None => daemon::collect_once(&config, board).context("collecting")?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&snap)?);
