@@ -1009,10 +1009,10 @@ impl Session {
         let compiled: Vec<Vec<char>> = pats
             .iter()
             .map(|p| {
-                let full = if p.starts_with(DELIM) || reference.is_empty() {
+                // RFC 9051 6.3.9: the reference and the pattern are concatenated, unless the
+                // pattern is absolute.
+                let full = if p.starts_with(DELIM) {
                     p.clone()
-                } else if reference.ends_with(DELIM) {
-                    format!("{reference}{p}")
                 } else {
                     format!("{reference}{p}")
                 };
