@@ -258,9 +258,12 @@ def test_append_crash_round(crash_state, seed):
         threads = [threading.Thread(target=client, args=(srv.ports.imaps, prefix, t, seed, stop,
                                                          ledger, lock), daemon=True)
                    for t in range(THREADS)]
+        started = len(ledger.messages)
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.3, 2.5))
+        # Kill at a random moment once APPENDs flow (logins take a while on a loaded machine).
+        harness.wait_until(lambda: len(ledger.messages) > started, 30, 0.02, "a first APPEND")
+        time.sleep(rng.uniform(0.05, 2.0))
         srv.kill()
         stop.set()
         for t in threads:

@@ -319,11 +319,22 @@ def test_bad_inputs(stopped, tmp_path):
     assert p.returncode != 0  # neither --maildir nor --mbox
 
 
-def test_large_mbox_import_bounded_memory(make_server, tmp_path):
+def vm_hwm_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["offline", "daemon"])
+def test_large_mbox_import_bounded_memory(make_server, tmp_path, running):
     """20,000 messages (~200 MB) stream through with bounded memory: peak RSS of the CLI (which
-    holds the store, posternd stopped) stays far below the input size."""
+    holds the store when posternd is stopped) stays far below the input size, and so does the
+    growth of posternd's peak RSS when the import goes through it."""
     srv = make_server()
-    srv.stop()
+    if not running:
+        srv.stop()
     src = tmp_path / "large.mbox"
     count, size = 20_000, 10_000
     rng = random.Random(1)
@@ -352,6 +363,7 @@ def test_large_mbox_import_bounded_memory(make_server, tmp_path):
         assert proc.returncode == 0, (tmp_path / "err.txt").read_bytes()
         return (tmp_path / "out.txt").read_bytes(), usage.ru_maxrss
 
+    daemon_before = vm_hwm_kib(srv.proc.pid) if running else 0
     t0 = time.monotonic()
     out, peak_kib = run_measured("import", "--user", ALICE, "--mailbox", "Large", "--mbox", str(src))
     elapsed = time.monotonic() - t0
@@ -359,6 +371,11 @@ def test_large_mbox_import_bounded_memory(make_server, tmp_path):
     print(f"import of {count} messages ({total / 1e6:.0f} MB) in {elapsed:.1f}s, "
           f"CLI peak RSS {peak_kib / 1024:.1f} MiB")
     assert peak_kib < 64 * 1024, f"peak RSS {peak_kib} KiB for a {total} byte mbox"
+    if running:
+        grown = vm_hwm_kib(srv.proc.pid) - daemon_before
+        print(f"posternd peak RSS {daemon_before / 1024:.1f} -> "
+              f"{(daemon_before + grown) / 1024:.1f} MiB during the import")
+        assert grown < 64 * 1024, f"posternd peak RSS grew by {grown} KiB"
 
     # And back out: the export is the input byte for byte, also with bounded memory.
     dst = tmp_path / "large-out.mbox"
