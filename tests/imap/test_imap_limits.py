@@ -28,7 +28,11 @@ def test_malformed_commands_get_bad_and_the_session_survives(server):
             assert b" BAD " in r, (line, r)
         assert c.cmd("FETCH 1 FLAGS").status == "BAD"  # no mailbox selected
         c.ok("SELECT INBOX")
-        r = c.cmd("FETCH 1 FLAGS")
+        # An empty mailbox: 1:* names nothing, which is fine.
+        assert not c.ok("FETCH 1:* FLAGS").untagged
+        msg = make_message("one")
+        c.ok("APPEND INBOX {%d}" % len(msg), [msg])
+        r = c.cmd("FETCH 2 FLAGS")
         assert r.status == "BAD" and b"sequence" in r.tagged.lower(), r
         c.ok("NOOP")
 

@@ -1327,9 +1327,11 @@ impl Session {
             return false;
         }
         let n = self.selected.as_ref().map(View::exists).unwrap_or(0);
-        set.to_ranges(n.max(1))
-            .iter()
-            .any(|&(lo, hi)| hi > n || lo == 0)
+        if n == 0 {
+            // An empty mailbox: "1:*" and friends name nothing, which is not an error.
+            return false;
+        }
+        set.to_ranges(n).iter().any(|&(lo, hi)| hi > n || lo == 0)
     }
 
     async fn copy(

@@ -16,15 +16,18 @@ fn recent_marks() -> &'static Mutex<HashMap<MailboxId, u32>> {
     MARKS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Claims the UIDs from the mark up to `uidnext` as recent for the caller.
-fn claim_recent(mailbox: MailboxId, uids: &[u32]) -> Vec<u32> {
+/// The UIDs at or above the mark: recent for the caller. With `claim` the mark moves past
+/// them (SELECT); EXAMINE only looks (RFC 3501 6.3.2: \Recent is not cleared).
+fn claim_recent(mailbox: MailboxId, uids: &[u32], claim: bool) -> Vec<u32> {
     let Ok(mut marks) = recent_marks().lock() else {
         return Vec::new();
     };
     let mark = marks.entry(mailbox).or_insert(1);
     let claimed: Vec<u32> = uids.iter().copied().filter(|&u| u >= *mark).collect();
-    if let Some(&max) = uids.iter().max() {
-        *mark = (*mark).max(max.saturating_add(1));
+    if claim {
+        if let Some(&max) = uids.iter().max() {
+            *mark = (*mark).max(max.saturating_add(1));
+        }
     }
     claimed
 }
@@ -67,7 +70,7 @@ impl View {
         let feed = store.watch(id);
         let metas = store.messages(id);
         let uids: Vec<u32> = metas.iter().map(|m| m.uid).collect();
-        let recent = claim_recent(id, &uids).into_iter().collect();
+        let recent = claim_recent(id, &uids, !read_only).into_iter().collect();
         Some(View {
             id,
             name: info.name,
@@ -122,7 +125,7 @@ impl View {
                 self.known.insert(m.uid, m.modseq);
             }
             self.max_uid = *new.last().unwrap_or(&self.max_uid);
-            let claimed = claim_recent(self.id, &new);
+            let claimed = claim_recent(self.id, &new, !self.read_only);
             self.uids.extend_from_slice(&new);
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
             if how.rev1 {
