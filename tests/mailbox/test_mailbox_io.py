@@ -6,6 +6,7 @@ measured for peak RSS (ru_maxrss of the CLI process, from wait4)."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import random
 import re
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import ALICE, BOB, HOST, REMOTE_SENDER, make_message, split_trace
+from harness import (ALICE, BOB, HOST, REMOTE_SENDER, client_tls_context, make_message,
+                     split_trace)
 
 LETTERS = "DFPRST"
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -266,6 +268,21 @@ def test_import_into_running_daemon_beside_smtp(server, tmp_path):
     cli(server, "export", "--user", ALICE, "--maildir", str(live))
     live_files = sorted(((int(f.name.split(":")[0]), f.name, f.read_bytes())
                          for f in (live / "cur").iterdir()))
+    # Over IMAP, the same messages with the same UIDs and flags.
+    m = imaplib.IMAP4_SSL(HOST, server.ports.imaps, ssl_context=client_tls_context(), timeout=30)
+    m.login(ALICE, harness.PASSWORDS[ALICE])
+    assert m.select("INBOX", readonly=True)[0] == "OK"
+    typ, data = m.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+    assert typ == "OK", data
+    over_imap = []
+    for item in data:
+        if isinstance(item, tuple):
+            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+            seen = b"\\Seen" in re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1)
+            over_imap.append((uid, seen, item[1]))
+    m.logout()
+    assert [(u, b) for u, _, b in over_imap] == [(u, b) for u, _, b in live_files]
+    assert [s for _, s, _ in over_imap] == [n.endswith(":2,S") for _, n, _ in live_files]
     offline = server.export_all_uids(users=(ALICE,))[ALICE]
     assert [(u, b) for u, _, b in live_files] == offline
     smtp_got = [split_trace(b)[2] for _, b in offline if b.startswith(b"Return-Path:")]
