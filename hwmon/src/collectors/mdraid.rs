@@ -379,22 +379,21 @@ impl MdraidCollector {
             .or_else(|| Some(a.raid_disks?.saturating_sub(a.working?)))
             .unwrap_or_else(|| raid_disks.saturating_sub(in_sync));
 
-        let sync_action = sys
-            .as_ref()
-            .and_then(|s| s.sync_action.clone())
-            .filter(|s| s != "idle" && s != "frozen")
-            .or_else(|| {
-                // resync=PENDING / DELAYED (no percentage) is not running yet.
-                a.action
-                    .as_ref()
-                    .filter(|(_, pct)| pct.is_some())
-                    .map(|(x, _)| match x.as_str() {
-                        "recovery" => "recover".to_string(),
-                        other => other.to_string(),
-                    })
-            })
-            // An auto-read-only array has not been written since assembly: nothing runs.
-            .filter(|_| array_state != "read-auto");
+        // sysfs when it has sync_action (it is the kernel's current word), else mdstat.
+        let sync_action = match sys.as_ref().and_then(|s| s.sync_action.clone()) {
+            Some(action) => Some(action).filter(|s| s != "idle" && s != "frozen"),
+            // resync=PENDING / DELAYED (no percentage) is not running yet.
+            None => a
+                .action
+                .as_ref()
+                .filter(|(_, pct)| pct.is_some())
+                .map(|(x, _)| match x.as_str() {
+                    "recovery" => "recover".to_string(),
+                    other => other.to_string(),
+                }),
+        }
+        // An auto-read-only array has not been written since assembly: nothing runs.
+        .filter(|_| array_state != "read-auto");
         let percent = sys
             .as_ref()
             .and_then(|s| s.sync_completed)
