@@ -252,6 +252,13 @@ def test_nvme_wear_and_spare(env):
 
 # --- sysfs: hwmon (recorded), thermal, EDAC --------------------------------------------------
 
+def atomic_write(path: Path, text: str) -> None:
+    """Changes a value the way sysfs does: a reader sees the old or the new one, never ''."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def test_recorded_hwmon_sysfs(env):
     _, sock, tmp = env
     root = RECORDED / "hwmon"
@@ -290,10 +297,10 @@ def test_sysfs_tree_fan_stall_thermal_edac(env):
         assert component(s, "sensor/thermal/zone0-x86_pkg_temp")["state"] == "OK"
         assert component(s, "memory/mc0")["state"] == "OK"
         ev = d.events()
-        (chip / "fan1_input").write_text("0\n")
+        atomic_write(chip / "fan1_input", "0\n")
         seen = ev.until(lambda e: e["component"] == "fan/nct6779/fan1", what="fan stall")
         assert seen[-1]["to"] == "CRITICAL" and "stalled" in seen[-1]["reason"]
-        (mc / "ue_count").write_text("1\n")
+        atomic_write(mc / "ue_count", "1\n")
         seen = ev.until(lambda e: e["component"] == "memory/mc0" and e["name"] == "StateChanged",
                         what="EDAC UE")
         assert seen[-1]["to"] == "CRITICAL"
