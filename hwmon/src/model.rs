@@ -573,9 +573,6 @@ impl Health {
             let Some(status) = self.components.get(gone) else {
                 continue;
             };
-            if status.state == State::Unknown && status.collector != collector {
-                continue;
-            }
             if status.collector != collector {
                 // Another collector reports it now.
                 continue;
@@ -583,9 +580,9 @@ impl Health {
             let from = status.state;
             let readings = status.readings.clone();
             let reason = format!("no longer reported by the {collector} collector");
-            let seq = self.next_seq;
-            self.next_seq += 1;
             if from != State::Unknown {
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 events.push(Event {
                     seq,
                     timestamp_ms: now,
