@@ -5,6 +5,7 @@ pub mod cli;
 pub mod connection_limits;
 pub mod directory;
 pub mod files;
+pub mod health_gate;
 pub mod imap;
 pub mod mailbox_io;
 pub mod metrics;

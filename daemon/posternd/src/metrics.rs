@@ -27,6 +27,7 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub commit_bytes: Counter,
     pub pop3: crate::pop3::metrics::Pop3Metrics,
+    pub health_gate: crate::health_gate::GateMetrics,
     pub imap_connections: Family<Labels, Counter>,
     pub imap_connections_active: Gauge,
     pub imap_commands: Family<Labels, Counter>,
@@ -47,6 +48,7 @@ impl Metrics {
         let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let commit_bytes = Counter::default();
         let pop3 = crate::pop3::metrics::Pop3Metrics::register(&mut registry);
+        let health_gate = crate::health_gate::GateMetrics::register(&mut registry);
         let imap_connections = Family::<Labels, Counter>::default();
         let imap_connections_active = Gauge::default();
         let imap_commands = Family::<Labels, Counter>::default();
@@ -135,6 +137,7 @@ impl Metrics {
             commit_latency,
             commit_bytes,
             pop3,
+            health_gate,
             imap_connections,
             imap_connections_active,
             imap_commands,

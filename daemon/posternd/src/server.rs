@@ -30,6 +30,8 @@ pub struct Shared {
     pub connection_limits: Arc<ConnectionLimits>,
     /// POP3 limits, connection slots and maildrop locks.
     pub pop3: crate::pop3::Pop3State,
+    /// The storage gate (hwmond's verdict); see `crate::health_gate`.
+    pub health_gate: Arc<crate::health_gate::HealthGate>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -153,7 +155,15 @@ pub fn run(config: Config) -> Result<()> {
         }
     }
 
+    let health_gate = match &config.health.socket {
+        Some(socket) => {
+            crate::health_gate::HealthGate::start(socket.clone(), metrics.health_gate.clone())
+                .context("starting the storage health gate")?
+        }
+        None => crate::health_gate::HealthGate::disabled(metrics.health_gate.clone()),
+    };
     let shared = Arc::new(Shared {
+        health_gate,
         smtp_limits: smtp_limits(&config),
         connection_limits: ConnectionLimits::new(
             usize_of(config.smtp.max_connections),

@@ -237,6 +237,13 @@ impl Driver<'_> {
     }
 
     fn check_sender(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
+        // The storage gate first: while hwmond reports storage unsafe, no new transaction
+        // starts (RFC 5321 4.2.2: 451/452 at MAIL FROM; the sender retries later).
+        if let Some(reply) = self.shared.health_gate.check() {
+            tracing::warn!(event = "smtp.reject.storage_unsafe", peer = %self.peer, code = reply.code, detail = %reply.text);
+            self.shared.metrics.reject("storage_unsafe");
+            return Verdict::Reject(reply);
+        }
         let Some(user) = authenticated_as else {
             // MX: any sender (sender authentication arrives with SPF/DMARC).
             return Verdict::Accept;
@@ -284,6 +291,13 @@ impl Driver<'_> {
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
     /// sent by the session only after this returns Ok (DESIGN.md 3.3).
     async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
+        // Storage turned unsafe during the transaction: refuse rather than accept what the
+        // store may lose (DESIGN.md 3.3); the client retries the whole message.
+        if let Some(reply) = self.shared.health_gate.check() {
+            tracing::warn!(event = "smtp.reject.storage_unsafe", peer = %self.peer, code = reply.code, detail = %reply.text);
+            self.shared.metrics.reject("storage_unsafe");
+            return Err(reply);
+        }
         let accounts = self.shared.directory.snapshot();
         let users: BTreeSet<String> = envelope
             .rcpt_to
