@@ -208,10 +208,11 @@ def check(srv: Server, ledger: Ledger) -> dict:
             assert uid == ledger.uids[msgid], f"UID of {msgid} changed"
         ledger.uids[msgid] = uid
     found = {i for i in ledger.doubt if i in seen}
+    incomplete = len(ledger.must_not)
     ledger.must |= found
     ledger.must_not |= ledger.doubt - found
     ledger.doubt.clear()
-    return {"stored": len(seen), "in_doubt_found": len(found)}
+    return {"stored": len(seen), "in_doubt_found": len(found), "never_stored": incomplete}
 
 
 class CrashState:

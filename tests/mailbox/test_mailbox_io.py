@@ -407,3 +407,56 @@ def test_large_mbox_import_bounded_memory(make_server, tmp_path, running):
             assert x == y, "exported mbox differs from the imported one"
             if not x:
                 break
+
+
+def test_errors_through_the_daemon(server, tmp_path):
+    """Through a running posternd: a torn mbox stores what precedes the tear, names file and line,
+    and a rerun after the fix adds only the missing message."""
+    torn = tmp_path / "torn.mbox"
+    torn.write_bytes(b"From a Thu Jan  1 00:00:00 1970\nSubject: a\n\nA\n\n"
+                     b"From b Thu Jan  1 00:00:00 1970\nSubject: b\n\nhalf a li")
+    p = cli(server, "import", "--user", BOB, "--mailbox", "Torn", "--mbox", str(torn), check=False)
+    assert p.returncode != 0
+    assert f"{torn}:9: the file ends inside a line".encode() in p.stderr, p.stderr
+    assert b"imported 1 messages" in p.stderr, p.stderr
+    torn.write_bytes(torn.read_bytes() + b"ne\n")
+    p = cli(server, "import", "--user", BOB, "--mailbox", "Torn", "--mbox", str(torn))
+    assert summary_counts(p.stdout) == (1, 1)
+    p = cli(server, "export", "--user", BOB, "--mailbox", "Nope", "--mbox", str(tmp_path / "n"),
+            check=False)
+    assert p.returncode != 0 and b"no mailbox" in p.stderr, p.stderr
+    assert server.running
+    assert server.export(BOB, mailbox="Torn") == [b"Subject: a\r\n\r\nA\r\n",
+                                                   b"Subject: b\r\n\r\nhalf a line\r\n"]
+
+
+def test_admin_protocol_garbage(server):
+    """A broken client on the admin socket gets an error frame; the daemon keeps serving and
+    stores nothing from it."""
+    import socket as socketlib
+    path = str(server.data_dir / "admin.sock")
+
+    def session(lines: bytes) -> bytes:
+        with socketlib.socket(socketlib.AF_UNIX) as s:
+            s.settimeout(15)
+            s.connect(path)
+            s.sendall(lines)
+            s.shutdown(socketlib.SHUT_WR)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    out = session(b'mailbox-import {"user":"alice@example.test"}\nnot json\n')
+    assert out.startswith(b"ok\n") and b'"t":"error"' in out and b"bad frame" in out, out
+    out = session(b'mailbox-import {"user":"nobody@example.test"}\n')
+    assert out.startswith(b"error no such user"), out
+    # A message frame whose body is cut short by the end of the connection is not stored.
+    out = session(b'mailbox-import {"user":"alice@example.test"}\n'
+                  b'{"t":"message","mailbox":"Cut","flags":[],"internal_date":0,"size":100}\nshort')
+    assert b'"t":"error"' in out, out
+    assert session(b"ping\n") == b"pong\n"
+    assert server.export(ALICE, mailbox="INBOX") == []
+    p = cli(server, "export", "--user", ALICE, "--mailbox", "Cut", "--maildir", "/nonexistent/x",
+            check=False)
+    assert p.returncode != 0 and b"no mailbox" in p.stderr
