@@ -177,7 +177,8 @@ impl P {
     /// One mailbox (RFC 5322 3.4: name-addr / addr-spec); None when nothing usable.
     fn mailbox(&mut self) -> Option<Item> {
         let phrase = self.words();
-        let name = (!phrase.is_empty()).then(|| phrase.join(&b' '));
+        // An empty display name ("" <a@b>) is no name, as in Dovecot.
+        let name = Some(phrase.join(&b' ')).filter(|n| !n.is_empty());
         if self.is_special(b'<') {
             self.i += 1;
             // RFC 5322 4.4 obs-route = obs-domain-list ":"

@@ -546,9 +546,22 @@ fn build_part(
     };
     let len = buf.len();
     let header = range(p.offset_header, p.offset_body, len);
-    let body = range(p.offset_body, p.offset_end, len);
+    let mut body = range(p.offset_body, p.offset_end, len);
     let fields = header::fields(&buf[header.clone()]);
     let ct = content_type(&fields, digest_child);
+    if let (mail_parser::PartType::Multipart(_), Some(boundary)) = (&p.body, ct.param("boundary")) {
+        // A multipart ends with its close-delimiter line, line break included (Dovecot; the
+        // strict RFC 2046 5.1.1 reading gives that line break to the parent's delimiter).
+        let close = [&b"--"[..], boundary, b"--"].concat();
+        if buf[body.clone()].ends_with(&close) {
+            let rest = &buf[body.end..];
+            if rest.starts_with(b"\r\n") {
+                body.end += 2;
+            } else if rest.starts_with(b"\n") {
+                body.end += 1;
+            }
+        }
+    }
     let kind = if depth >= MAX_DEPTH {
         Kind::Leaf
     } else {
