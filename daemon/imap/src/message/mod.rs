@@ -571,7 +571,13 @@ fn build_part(
                 Kind::Multipart(
                     ids.iter()
                         .filter(|&&c| c as usize != id && (c as usize) < m.parts.len())
-                        .map(|&c| build_part(m, c as usize, buf, src, outer, depth + 1, digest))
+                        .map(|&c| {
+                            let mut child =
+                                build_part(m, c as usize, buf, src, outer, depth + 1, digest);
+                            // Children stay inside their parent's body.
+                            child.body.end = child.body.end.min(body.end).max(child.body.start);
+                            child
+                        })
                         .collect(),
                 )
             }
