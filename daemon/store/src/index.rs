@@ -90,6 +90,10 @@ pub(crate) struct MsgEntry {
     pub source: Option<(u32, u32)>,
     pub modseq: u64,
     pub flags: Vec<String>,
+    /// The newest flag change allocated and not yet committed (MODSEQ, flags): the next
+    /// change builds on it, so concurrent STOREs never lose each other's flags. Readers
+    /// still see only `flags`.
+    pub pending: Option<(u64, Vec<String>)>,
     pub internal_date: i64,
     pub size: u64,
     pub loc: Location,
@@ -298,6 +302,29 @@ impl Index {
             })
     }
 
+    /// A failed flag change: forget it as the base of later changes.
+    pub(crate) fn fail_flags(&mut self, mailbox: u32, uid: u32, modseq: u64) {
+        if let Some(e) = self
+            .mailboxes
+            .get_mut(&mailbox)
+            .and_then(|m| m.messages.get_mut(&uid))
+        {
+            if e.pending.as_ref().is_some_and(|p| p.0 == modseq) {
+                e.pending = None;
+            }
+        }
+        self.fail_modseq(mailbox, modseq);
+    }
+
+    /// The entry of a visible message, for a flag change.
+    pub(crate) fn entry_mut(&mut self, mailbox: u32, uid: u32) -> Option<&mut MsgEntry> {
+        let m = self.mailboxes.get_mut(&mailbox)?;
+        if uid >= m.uid_boundary() {
+            return None;
+        }
+        m.messages.get_mut(&uid)
+    }
+
     /// The committed entry of a visible message.
     pub(crate) fn entry(&self, mailbox: u32, uid: u32) -> Option<&MsgEntry> {
         let m = self.mailboxes.get(&mailbox)?;
@@ -357,6 +384,9 @@ impl Index {
                 if modseq > e.modseq {
                     e.modseq = modseq;
                     e.flags = flags;
+                }
+                if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
+                    e.pending = None;
                 }
             }
             m.modseq.settle(modseq, true);

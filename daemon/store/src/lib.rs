@@ -929,7 +929,7 @@ impl Store {
         }
         check_flags(flags)?;
         let mut outcome = FlagsOutcome::default();
-        let mut updates = Vec::new();
+        let mut updates: Vec<record::FlagChange> = Vec::new();
         {
             let mut ix = self.inner.index.lock().map_err(lock_err)?;
             if !ix.contains(mailbox.0) {
@@ -942,13 +942,18 @@ impl Store {
                 let Some(e) = ix.entry(mailbox.0, uid) else {
                     continue;
                 };
-                if unchanged_since.is_some_and(|us| e.modseq > us) {
+                // Build on the newest change, committed or still in flight.
+                let (cur_modseq, cur_flags) = match &e.pending {
+                    Some((m, f)) if *m > e.modseq => (*m, f.clone()),
+                    _ => (e.modseq, e.flags.clone()),
+                };
+                if unchanged_since.is_some_and(|us| cur_modseq > us) {
                     outcome.modified.push(uid);
                     continue;
                 }
                 let mut new: Vec<String> = match op {
                     FlagOp::Replace => Vec::new(),
-                    FlagOp::Add | FlagOp::Remove => e.flags.clone(),
+                    FlagOp::Add | FlagOp::Remove => cur_flags.clone(),
                 };
                 for f in flags {
                     let has = new.iter().position(|x| x.eq_ignore_ascii_case(f));
@@ -960,22 +965,34 @@ impl Store {
                         _ => {}
                     }
                 }
-                check_flags(&new)?;
-                let same = new.len() == e.flags.len()
+                if let Err(e) = check_flags(&new) {
+                    // Release what this call allocated so HIGHESTMODSEQ does not stall.
+                    for u in &updates {
+                        ix.fail_flags(mailbox.0, u.uid, u.modseq);
+                    }
+                    return Err(e);
+                }
+                let same = new.len() == cur_flags.len()
                     && new
                         .iter()
-                        .all(|f| e.flags.iter().any(|x| x.eq_ignore_ascii_case(f)));
+                        .all(|f| cur_flags.iter().any(|x| x.eq_ignore_ascii_case(f)));
                 if same && unchanged_since.is_none() {
                     outcome.unchanged.push(FlagState {
                         uid,
-                        modseq: e.modseq,
-                        flags: e.flags.clone(),
+                        modseq: cur_modseq,
+                        flags: cur_flags,
                     });
                     continue;
                 }
-                let modseq = ix
-                    .alloc_modseq(mailbox.0)
-                    .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+                let Some(modseq) = ix.alloc_modseq(mailbox.0) else {
+                    for u in &updates {
+                        ix.fail_flags(mailbox.0, u.uid, u.modseq);
+                    }
+                    return Err(StoreError::UnknownMailbox(mailbox.0));
+                };
+                if let Some(e) = ix.entry_mut(mailbox.0, uid) {
+                    e.pending = Some((modseq, new.clone()));
+                }
                 updates.push(record::FlagChange {
                     uid,
                     modseq,

@@ -274,6 +274,7 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                             source,
                             modseq: d.modseq,
                             flags: d.flags,
+                            pending: None,
                             internal_date,
                             size,
                             loc,
@@ -443,7 +444,7 @@ fn release(ix: &mut Index, op: &Op) {
         } => ix.fail_modseq(*mailbox, *modseq),
         Op::FlagsBatch { mailbox, updates } => {
             for u in updates {
-                ix.fail_modseq(*mailbox, u.modseq);
+                ix.fail_flags(*mailbox, u.uid, u.modseq);
             }
         }
         Op::Catalog(_) => {}
@@ -759,6 +760,7 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
                         source,
                         modseq: a.modseq,
                         flags: d.flags,
+                        pending: None,
                         internal_date,
                         size,
                         loc,

@@ -301,3 +301,35 @@ fn rename_refuses_a_taken_name_and_delete_closes_the_feed() {
     ));
     assert!(s.watch(a).is_none());
 }
+
+#[test]
+fn concurrent_flag_changes_build_on_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = open(dir.path(), BackendChoice::Portable);
+    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
+    s.append_blocking(0, req(mb, b"m")).unwrap();
+    // Both changes are computed before either commits: the second must include the first.
+    let seen = vec!["\\Seen".to_string()];
+    let flagged = vec!["\\Flagged".to_string()];
+    let (a, b) = rt.block_on(async {
+        tokio::join!(
+            s.update_flags(mb, &[1], FlagOp::Add, &seen, None),
+            s.update_flags(mb, &[1], FlagOp::Add, &flagged, None)
+        )
+    });
+    assert_eq!(a.unwrap().changed.len(), 1);
+    assert_eq!(b.unwrap().changed.len(), 1);
+    let flags = s.messages(mb)[0].flags.clone();
+    assert_eq!(flags, vec!["\\Seen".to_string(), "\\Flagged".to_string()]);
+    drop(s);
+    let s = open(dir.path(), BackendChoice::Portable);
+    assert_eq!(s.messages(mb)[0].flags.len(), 2);
+    // A refused change (invalid flag) leaves HIGHESTMODSEQ able to move on.
+    let before = s.mailbox(mb).unwrap().highest_modseq;
+    let bad = rt.block_on(s.update_flags(mb, &[1], FlagOp::Add, &["".into()], None));
+    assert!(bad.is_err());
+    rt.block_on(s.update_flags(mb, &[1], FlagOp::Add, &["$Ok".into()], None))
+        .unwrap();
+    assert!(s.mailbox(mb).unwrap().highest_modseq > before);
+}
