@@ -122,3 +122,19 @@ def test_condstore_select_and_changedsince(server):
         assert len(r.untagged) == 1 and r.untagged[0].startswith(b"* 3 FETCH"), r
         # Without QRESYNC, VANISHED is refused.
         assert c.cmd(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)").status == "BAD"
+
+
+def test_idle_reports_a_mailbox_deleted_by_another_session(server):
+    with raw_session(server) as c, raw_session(server) as o:
+        o.ok("CREATE Temp")
+        msg = make_message("temp")
+        o.ok(f"APPEND Temp {{{len(msg)}}}", [msg])
+        c.ok("SELECT Temp")
+        c.send(b"i IDLE\r\n")
+        assert c.read_response().startswith(b"+")
+        o.ok("DELETE Temp")
+        got = c.read_until(lambda r: r.endswith(b"EXPUNGE"), 10)
+        assert got and got[-1] == b"* 1 EXPUNGE", got
+        c.send(b"DONE\r\n")
+        assert c.wait("i").status == "OK"
+        assert c.cmd("FETCH 1 FLAGS").status == "BAD"

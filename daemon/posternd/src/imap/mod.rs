@@ -368,26 +368,22 @@ impl Driver {
             }
             let mut feed = self.session.selected.as_ref().and_then(|v| v.feed.clone());
             self.buf.clear();
+            // True when the feed ended (the mailbox was deleted).
             let changed = async {
                 match feed.as_mut() {
-                    Some(f) => {
-                        if f.changed().await.is_err() {
-                            // Mailbox deleted: report once, then wait for the client.
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending::<()>().await,
+                    Some(f) => f.changed().await.is_err(),
+                    None => std::future::pending::<bool>().await,
                 }
             };
             enum Woke {
                 Read(Result<std::io::Result<usize>, tokio::time::error::Elapsed>),
-                Changed,
+                Changed(bool),
             }
             let woke = {
                 let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf));
                 tokio::select! {
                     r = read => Woke::Read(r),
-                    _ = changed => Woke::Changed,
+                    closed = changed => Woke::Changed(closed),
                 }
             };
             match woke {
@@ -397,9 +393,10 @@ impl Driver {
                     self.bye_timeout().await;
                     return false;
                 }
-                Woke::Changed => {
-                    if let (Some(v), Some(f)) = (self.session.selected.as_mut(), feed) {
-                        v.feed = Some(f);
+                Woke::Changed(closed) => {
+                    if let Some(v) = self.session.selected.as_mut() {
+                        // A deleted mailbox: report it empty once, then only wait for DONE.
+                        v.feed = if closed { None } else { feed };
                     }
                     self.session.sync(true);
                 }
