@@ -45,6 +45,8 @@ fn render(
 ) -> Rendered {
     out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     let raw = raw.unwrap_or(&[]);
+    // Parsed once for every item that needs the MIME structure.
+    let msg = postern_imap::message::Message::parse(raw);
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !first {
@@ -77,15 +79,15 @@ fn render(
             }
             FetchAttr::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
-                out.extend_from_slice(&postern_imap::message::envelope(raw));
+                out.extend_from_slice(&msg.envelope());
             }
             FetchAttr::Body => {
                 out.extend_from_slice(b"BODY ");
-                out.extend_from_slice(&postern_imap::message::body_structure(raw, false));
+                out.extend_from_slice(&msg.body_structure(false));
             }
             FetchAttr::BodyStructure => {
                 out.extend_from_slice(b"BODYSTRUCTURE ");
-                out.extend_from_slice(&postern_imap::message::body_structure(raw, true));
+                out.extend_from_slice(&msg.body_structure(true));
             }
             FetchAttr::Rfc822 => {
                 out.extend_from_slice(b"RFC822 ");
@@ -97,7 +99,7 @@ fn render(
                     part: Vec::new(),
                     text: Some(SectionText::Header),
                 };
-                literal(out, &postern_imap::message::section(raw, &s));
+                literal(out, &msg.section(&s));
             }
             FetchAttr::Rfc822Text => {
                 out.extend_from_slice(b"RFC822.TEXT ");
@@ -105,7 +107,7 @@ fn render(
                     part: Vec::new(),
                     text: Some(SectionText::Text),
                 };
-                literal(out, &postern_imap::message::section(raw, &s));
+                literal(out, &msg.section(&s));
             }
             FetchAttr::BodySection {
                 section,
@@ -114,12 +116,12 @@ fn render(
             } => {
                 out.extend_from_slice(a.response_name().as_bytes());
                 out.push(b' ');
-                let data = postern_imap::message::section(raw, section);
+                let data = msg.section(section);
                 literal(out, partial(&data, *p));
             }
             FetchAttr::Binary {
                 part, partial: p, ..
-            } => match postern_imap::message::binary(raw, part) {
+            } => match msg.binary(part) {
                 Ok(data) => {
                     out.extend_from_slice(a.response_name().as_bytes());
                     out.push(b' ');
@@ -132,7 +134,7 @@ fn render(
                 }
                 Err(_) => return Rendered::UnknownCte,
             },
-            FetchAttr::BinarySize { part } => match postern_imap::message::binary(raw, part) {
+            FetchAttr::BinarySize { part } => match msg.binary(part) {
                 Ok(data) => {
                     out.extend_from_slice(
                         format!("{} {}", a.response_name(), data.len()).as_bytes(),
