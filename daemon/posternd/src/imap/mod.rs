@@ -153,7 +153,12 @@ impl Driver {
             return true;
         }
         let out = std::mem::take(&mut self.session.out);
-        self.stream.write_all(&out).await.is_ok()
+        // A client that stops reading is dropped after the session timeout.
+        let timeout = self.timeout();
+        matches!(
+            tokio::time::timeout(timeout, self.stream.write_all(&out)).await,
+            Ok(Ok(()))
+        )
     }
 
     fn timeout(&self) -> Duration {
