@@ -178,7 +178,8 @@ impl Session {
             "UTF8=ACCEPT",
         ]);
         let mut s = caps.join(" ");
-        if !self.compressed {
+        // RFC 4978 3: COMPRESS is a command of the authenticated state.
+        if self.user.is_some() && !self.compressed {
             s.push_str(" COMPRESS=DEFLATE");
         }
         s.push_str(&format!(
