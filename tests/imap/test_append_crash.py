@@ -208,11 +208,12 @@ def check(srv: Server, ledger: Ledger) -> dict:
             assert uid == ledger.uids[msgid], f"UID of {msgid} changed"
         ledger.uids[msgid] = uid
     found = {i for i in ledger.doubt if i in seen}
-    incomplete = len(ledger.must_not)
+    absent = len(ledger.doubt) - len(found)
     ledger.must |= found
     ledger.must_not |= ledger.doubt - found
     ledger.doubt.clear()
-    return {"stored": len(seen), "in_doubt_found": len(found), "never_stored": incomplete}
+    return {"stored": len(seen), "in_doubt_found": len(found),
+            "in_doubt_absent": absent}
 
 
 class CrashState:
