@@ -6,7 +6,9 @@ booted by qemu/run-guest (TCG only); its init (qemu/guest/init) serves two virti
 - the command channel: we send ``ID BASE64(command)``; the guest answers
   ``R ID RC BASE64(stdout) BASE64(stderr)`` ("-" for empty);
 - the event channel: hwmond's event stream, one JSON object a line (and the init's own boot
-  milestones, objects with a "guest" key).
+  milestones, objects with a "guest" key);
+- the kernel log channel: /dev/kmsg records, timestamped on arrival like the events, so that
+  the moment the guest kernel did something (md finished a rebuild) is known on the host clock.
 
 QMP (``qmp.sock``) drives the virtual hardware (NVMe ``smart_critical_warning``, ``device_del``).
 ipmi_sim (OpenIPMI) is the BMC behind ``ipmi-bmc-extern``; :class:`IpmiSim` starts it with a
@@ -104,6 +106,7 @@ class Guest:
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     events: list[Event] = field(default_factory=list)
+    kmsg: list[tuple[float, str]] = field(default_factory=list)  # (arrival, message text)
     bad_lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -116,6 +119,7 @@ class Guest:
         self._cmd_sock: socket.socket | None = None
         self._ev_sock: socket.socket | None = None
         self._qmp_sock: socket.socket | None = None
+        self._kmsg_sock: socket.socket | None = None
         self._qmp_file = None
         self._closed = False
 
@@ -135,6 +139,7 @@ class Guest:
         deadline = time.monotonic() + timeout
         self._ev_sock = _connect_unix(self.run_dir / "events.sock", deadline, self.proc)
         self._cmd_sock = _connect_unix(self.run_dir / "cmd.sock", deadline, self.proc)
+        self._kmsg_sock = _connect_unix(self.run_dir / "kmsg.sock", deadline, self.proc)
         self._qmp_sock = _connect_unix(self.run_dir / "qmp.sock", deadline, self.proc)
         self._qmp_sock.settimeout(timeout)
         self._qmp_file = self._qmp_sock.makefile("rwb")
@@ -142,7 +147,8 @@ class Guest:
         if "QMP" not in greeting:
             raise GuestError(f"unexpected QMP greeting {greeting}")
         self.qmp("qmp_capabilities")
-        for target, sock in ((self._read_events, self._ev_sock), (self._read_cmd, self._cmd_sock)):
+        for target, sock in ((self._read_events, self._ev_sock), (self._read_cmd, self._cmd_sock),
+                             (self._read_kmsg, self._kmsg_sock)):
             t = threading.Thread(target=target, args=(sock,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -183,7 +189,7 @@ class Guest:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock):
+        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock, self._kmsg_sock):
             if s is not None:
                 try:
                     s.close()
@@ -224,6 +230,29 @@ class Guest:
             with self._cond:
                 self.events.append(Event(t, obj if isinstance(obj, dict) else {"value": obj}, line))
                 self._cond.notify_all()
+
+    def _read_kmsg(self, sock: socket.socket) -> None:
+        # /dev/kmsg records: "PRIORITY,SEQ,USEC,FLAGS;MESSAGE" (Documentation/ABI/testing/dev-kmsg);
+        # continuation lines (" KEY=value") are dropped.
+        for t, line in self._lines(sock):
+            if ";" not in line or line.startswith(" "):
+                continue
+            with self._cond:
+                self.kmsg.append((t, line.split(";", 1)[1]))
+                self._cond.notify_all()
+
+    def wait_kmsg(self, text: str, timeout: float, after: float | None = None) -> float:
+        """Host arrival time of the first kernel log message containing `text`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, msg in self.kmsg:
+                    if (after is None or t >= after) and text in msg:
+                        return t
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GuestError(f"no kernel message {text!r} within {timeout} s")
+                self._cond.wait(remaining)
 
     def _read_cmd(self, sock: socket.socket) -> None:
         for t, line in self._lines(sock):
