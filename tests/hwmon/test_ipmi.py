@@ -35,11 +35,11 @@ def bmc(tmp_path):
 
 @pytest.fixture
 def peers(tmp_path):
-    cert, key = sim.make_cert(tmp_path)
+    ca, cert, key = sim.make_cert(tmp_path)
     smtp = sim.SmtpListener(cert, key)
     hook = sim.WebhookReceiver()
     syslog = sim.SyslogCollector()
-    yield {"smtp": smtp, "cert": cert, "webhook": hook, "syslog": syslog}
+    yield {"smtp": smtp, "cert": ca, "webhook": hook, "syslog": syslog}
     smtp.stop()
     hook.stop()
     syslog.stop()

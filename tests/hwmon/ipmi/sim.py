@@ -104,7 +104,8 @@ class Bmc:
     def ipmitool(self, *args: str, timeout: float = 30) -> str:
         r = subprocess.run(
             [IPMITOOL, "-I", "lanplus", "-H", "127.0.0.1", "-p", str(self.lan_port), "-U", USER,
-             "-P", PASSWORD, "-C", "3", *args], capture_output=True, text=True, timeout=timeout)
+             "-P", PASSWORD, "-C", "3", *args], capture_output=True, text=True, errors="replace",
+            timeout=timeout)
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -121,14 +122,22 @@ class Bmc:
         self.log.close()
 
 
-def make_cert(workdir: Path, name: str = "localhost") -> tuple[Path, Path]:
-    cert, key = workdir / "smtp-cert.pem", workdir / "smtp-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+def make_cert(workdir: Path, name: str = "localhost") -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for `name` signed by it: (ca, cert, key)."""
+    ca, ca_key = workdir / "ca.pem", workdir / "ca-key.pem"
+    cert, key, csr = workdir / "smtp-cert.pem", workdir / "smtp-key.pem", workdir / "smtp.csr"
+    ext = workdir / "smtp-ext.cnf"
+    ext.write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=critical,CA:FALSE\n"
+                   "extendedKeyUsage=serverAuth\n")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=60)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-days", "2", "-subj", "/CN=hwmon test CA", "-keyout", str(ca_key),
+        "-out", str(ca))
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return ca, cert, key
 
 
 class SmtpListener:
