@@ -134,7 +134,9 @@ pub struct Importer {
     store: Store,
     account: String,
     targets: HashMap<String, Target>,
-    next_shard: usize,
+    /// One shard per import: its commits are in order, so after a crash what is stored is a
+    /// prefix of the input and a rerun restores the input order too.
+    shard: usize,
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -146,11 +148,12 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 impl Importer {
     pub fn new(store: Store, account: String) -> Importer {
+        let shard = account.bytes().map(usize::from).sum::<usize>() % store.shard_count().max(1);
         Importer {
             store,
             account,
             targets: HashMap::new(),
-            next_shard: 0,
+            shard,
         }
     }
 
@@ -187,8 +190,7 @@ impl Importer {
         if message.body.len() > MAX_MESSAGE {
             bail!("message of {} bytes is too large", message.body.len());
         }
-        let shard = self.next_shard;
-        self.next_shard = (self.next_shard + 1) % self.store.shard_count().max(1);
+        let shard = self.shard;
         let hash = sha256(&message.body);
         let (id, duplicate) = {
             let target = self.target(&message.mailbox)?;
