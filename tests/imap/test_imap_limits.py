@@ -107,3 +107,26 @@ def test_compress_deflate(server):
         caps = c.ok("CAPABILITY").untagged[0]
         assert b"COMPRESS=DEFLATE" not in caps
     _ = zlib
+
+
+def test_random_garbage_never_crashes_the_server(make_server):
+    import random
+
+    srv = limited_server(make_server, max_errors=1000)
+    rng = random.Random(1234)
+    words = [b"FETCH", b"UID", b"STORE", b"SEARCH", b"APPEND", b"LIST", b"(", b")", b"[", b"]",
+             b"{5}", b"{3+}", b"~{2}", b"*", b"1:*", b"$", b'"', b"\\Seen", b"BODY[", b"<0.1>",
+             b"INBOX", b"\x00", b"\xff", b"%", b"RETURN", b"(MODSEQ 1)", b"NIL", b"-1",
+             b"4294967296", b"CHANGEDSINCE", b"OR", b"NOT"]
+    with raw_session(srv) as c:
+        c.ok("SELECT INBOX")
+        for i in range(300):
+            line = b" ".join(rng.choice(words) for _ in range(rng.randint(0, 12)))
+            c.send(f"g{i} ".encode() + line + b"\r\n")
+        # Literals announced above may swallow following lines; end them all.
+        c.send(b"\r\n" * 20 + b"zz NOOP\r\n")
+        got = c.read_until(lambda r: r.startswith(b"zz "), 30)
+        assert got and got[-1].startswith(b"zz "), got[-5:]
+    with raw_session(srv) as c:
+        c.ok("NOOP")
+    assert srv.running
