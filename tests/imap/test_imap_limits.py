@@ -130,3 +130,18 @@ def test_random_garbage_never_crashes_the_server(make_server):
     with raw_session(srv) as c:
         c.ok("NOOP")
     assert srv.running
+
+
+def test_hostile_list_patterns_and_multibyte_names(server):
+    with raw_session(server) as c:
+        c.ok("ENABLE UTF8=ACCEPT")
+        c.ok('CREATE "INBOé/x"'.encode())
+        c.ok('CREATE "abcdé"'.encode())
+        r = c.ok('LIST "" "abcdé*"'.encode())
+        assert len(r.untagged) == 1, r
+        c.ok('LIST "" "INBé*"'.encode())
+        # Exponential backtracking would take ages; dynamic programming answers at once.
+        pattern = "*a" * 200 + "b"
+        c.ok('CREATE "%s"' % ("a" * 300))
+        r = c.ok('LIST "" "%s"' % pattern)
+        assert not r.untagged

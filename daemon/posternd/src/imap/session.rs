@@ -80,24 +80,25 @@ fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
 }
 
 /// Glob match of an IMAP LIST pattern (RFC 9051 6.3.9: "*" matches anything, "%" anything
-/// but the hierarchy delimiter).
+/// but the hierarchy delimiter). Dynamic programming over (pattern, name) positions, so a
+/// hostile pattern ("*a*a*a*...") costs O(pattern x name), never exponential time.
 pub fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some('*') => (0..=name.len()).any(|i| pattern_matches(&pattern[1..], &name[i..])),
-        Some('%') => {
-            for i in 0..=name.len() {
-                if i > 0 && name[i - 1] == DELIM {
-                    break;
-                }
-                if pattern_matches(&pattern[1..], &name[i..]) {
-                    return true;
-                }
-            }
-            false
+    let (p, n) = (pattern.len(), name.len());
+    // row[j]: pattern[i..] matches name[j..], computed from the last pattern position up.
+    let mut next = vec![false; n + 1];
+    next[n] = true;
+    for i in (0..p).rev() {
+        let mut row = vec![false; n + 1];
+        for j in (0..=n).rev() {
+            row[j] = match pattern[i] {
+                '*' => next[j] || (j < n && row[j + 1]),
+                '%' => next[j] || (j < n && name[j] != DELIM && row[j + 1]),
+                c => j < n && name[j] == c && next[j + 1],
+            };
         }
-        Some(&c) => name.first() == Some(&c) && pattern_matches(&pattern[1..], &name[1..]),
+        next = row;
     }
+    next[0]
 }
 
 fn status_of_store(e: &StoreError) -> &'static str {
@@ -212,8 +213,10 @@ impl Session {
             .map_err(|e| format!("Invalid mailbox name: {e}"))?;
         let name = name.trim_end_matches(DELIM).to_string();
         // INBOX/child keeps the canonical INBOX prefix (RFC 9051 5.1).
-        if name.len() > 6 && name[..6].eq_ignore_ascii_case("INBOX/") {
-            return Ok(format!("INBOX/{}", &name[6..]));
+        if let (Some(head), Some(rest)) = (name.get(..6), name.get(6..)) {
+            if head.eq_ignore_ascii_case("INBOX/") && !rest.is_empty() {
+                return Ok(format!("INBOX/{rest}"));
+            }
         }
         if name.is_empty() || name.split(DELIM).any(str::is_empty) {
             return Err("Invalid mailbox name".into());
@@ -1018,10 +1021,11 @@ impl Session {
                     format!("{reference}{p}")
                 };
                 // INBOX is case-insensitive in patterns too.
-                let full = if full.len() >= 5 && full[..5].eq_ignore_ascii_case("INBOX") {
-                    format!("INBOX{}", &full[5..])
-                } else {
-                    full
+                let full = match (full.get(..5), full.get(5..)) {
+                    (Some(head), Some(rest)) if head.eq_ignore_ascii_case("INBOX") => {
+                        format!("INBOX{rest}")
+                    }
+                    _ => full,
                 };
                 full.chars().collect()
             })
@@ -1428,5 +1432,12 @@ mod tests {
         assert!(m("INBOX", "INBOX"));
         assert!(!m("INBOX", "INBOX/x"));
         assert!(m("%/%", "a/b"));
+        assert!(m("", ""));
+        assert!(!m("", "a"));
+        assert!(m("**", ""));
+        assert!(m("a%", "a"));
+        // Hostile patterns stay fast.
+        let long: String = "a".repeat(200);
+        assert!(!m(&"*a".repeat(60).replace("*a*a", "*a*b"), &long));
     }
 }
