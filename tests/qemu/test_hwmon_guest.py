@@ -79,9 +79,9 @@ class Env:
 
     def hwmond_log(self) -> str:
         try:
-            return self.guest.cmd("tail -n 60 /var/log/hwmond.log", timeout=10).out
-        except GuestError:
-            return "(no log)"
+            return self.guest.cmd("tail -n 80 /var/log/hwmond.log", timeout=10).out
+        except (GuestError, OSError):
+            return "(no log: the guest does not answer)"
 
 
 def _require(*tools: str) -> None:
