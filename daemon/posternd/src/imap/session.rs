@@ -101,6 +101,13 @@ pub fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
     next[0]
 }
 
+/// Whether `x` lies in sorted, merged, inclusive ranges (binary search: a set with many
+/// ranges over a large mailbox stays cheap).
+fn in_ranges(ranges: &[(u32, u32)], x: u32) -> bool {
+    let i = ranges.partition_point(|&(lo, _)| lo <= x);
+    i > 0 && ranges[i - 1].1 >= x
+}
+
 fn status_of_store(e: &StoreError) -> &'static str {
     match e {
         StoreError::UnknownMailbox(_) => "[NONEXISTENT] No such mailbox",
@@ -1308,7 +1315,7 @@ impl Session {
             v.uids
                 .iter()
                 .enumerate()
-                .filter(|(_, u)| ranges.iter().any(|(lo, hi)| lo <= u && *u <= hi))
+                .filter(|(_, &u)| in_ranges(&ranges, u))
                 .map(|(i, &u)| (i as u32 + 1, u))
                 .collect()
         } else {
@@ -1319,7 +1326,7 @@ impl Session {
                 .enumerate()
                 .filter(|(i, _)| {
                     let s = *i as u32 + 1;
-                    ranges.iter().any(|(lo, hi)| *lo <= s && s <= *hi)
+                    in_ranges(&ranges, s)
                 })
                 .map(|(i, &u)| (i as u32 + 1, u))
                 .collect()
@@ -1412,7 +1419,26 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_matches;
+    use super::{in_ranges, pattern_matches};
+
+    #[test]
+    fn ranges() {
+        let r = [(1, 3), (7, 7), (10, 20)];
+        for (x, want) in [
+            (0, false),
+            (1, true),
+            (3, true),
+            (4, false),
+            (7, true),
+            (8, false),
+            (15, true),
+            (20, true),
+            (21, false),
+        ] {
+            assert_eq!(in_ranges(&r, x), want, "{x}");
+        }
+        assert!(!in_ranges(&[], 1));
+    }
 
     fn m(p: &str, n: &str) -> bool {
         pattern_matches(
