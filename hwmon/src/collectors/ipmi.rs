@@ -129,9 +129,7 @@ pub fn build(
                 config.password.clone()
             } else {
                 std::fs::read_to_string(&config.password_file)
-                    .map_err(|e| {
-                        unavailable(format!("{}: {e}", config.password_file.display()))
-                    })?
+                    .map_err(|e| unavailable(format!("{}: {e}", config.password_file.display())))?
                     .trim_end_matches(['\r', '\n'])
                     .to_string()
             };
@@ -265,13 +263,19 @@ impl IpmiCollector {
         }
         let mut bmc = Observation::new(bmc_component());
         bmc.readings.push(Reading::new("up", 1.0, Unit::Bool));
-        bmc.readings
-            .push(Reading::new("sensors", self.sensors.len() as f64, Unit::Count));
+        bmc.readings.push(Reading::new(
+            "sensors",
+            self.sensors.len() as f64,
+            Unit::Count,
+        ));
         if self.sel_enabled {
             let sel = read_sel(conn, &mut self.sel)?;
             if let Some(info) = self.sel.last_info {
-                bmc.readings
-                    .push(Reading::new("sel_entries", f64::from(info.entries), Unit::Count));
+                bmc.readings.push(Reading::new(
+                    "sel_entries",
+                    f64::from(info.entries),
+                    Unit::Count,
+                ));
                 bmc.readings.push(Reading::new(
                     "sel_free_bytes",
                     f64::from(info.free_bytes),
@@ -536,10 +540,16 @@ fn observe(sensor: &Sensor, reading: Option<RawReading>) -> Observation {
             let s = reading.states;
             if s & 0b10_0110 != 0 {
                 state = State::Critical;
-                reason = format!("{label} {value} {}: BMC reports a critical threshold", unit.suffix());
+                reason = format!(
+                    "{label} {value} {}: BMC reports a critical threshold",
+                    unit.suffix()
+                );
             } else if s & 0b00_1001 != 0 {
                 state = State::Warning;
-                reason = format!("{label} {value} {}: BMC reports a non-critical threshold", unit.suffix());
+                reason = format!(
+                    "{label} {value} {}: BMC reports a non-critical threshold",
+                    unit.suffix()
+                );
             }
         }
         if unit == Unit::Rpm && value <= 0.0 {
@@ -566,10 +576,16 @@ fn observe(sensor: &Sensor, reading: Option<RawReading>) -> Observation {
 /// Power Supply sensor-specific states (table 42-3, sensor type 08h).
 fn observe_psu(o: &mut Observation, states: u16) {
     let bit = |b: u16| if states & b != 0 { 1.0 } else { 0.0 };
-    o.readings
-        .push(Reading::new("presence", bit(psu_offset::PRESENCE), Unit::Bool));
-    o.readings
-        .push(Reading::new("failure", bit(psu_offset::FAILURE), Unit::Bool));
+    o.readings.push(Reading::new(
+        "presence",
+        bit(psu_offset::PRESENCE),
+        Unit::Bool,
+    ));
+    o.readings.push(Reading::new(
+        "failure",
+        bit(psu_offset::FAILURE),
+        Unit::Bool,
+    ));
     o.readings.push(Reading::new(
         "predictive_failure",
         bit(psu_offset::PREDICTIVE_FAILURE),
@@ -590,9 +606,21 @@ fn observe_psu(o: &mut Observation, states: u16) {
             reasons.push(why.to_string());
         }
     };
-    flag(states & psu_offset::PRESENCE == 0, State::Critical, "not present");
-    flag(states & psu_offset::FAILURE != 0, State::Critical, "failure detected");
-    flag(states & psu_offset::AC_LOST != 0, State::Critical, "AC lost");
+    flag(
+        states & psu_offset::PRESENCE == 0,
+        State::Critical,
+        "not present",
+    );
+    flag(
+        states & psu_offset::FAILURE != 0,
+        State::Critical,
+        "failure detected",
+    );
+    flag(
+        states & psu_offset::AC_LOST != 0,
+        State::Critical,
+        "AC lost",
+    );
     flag(
         states & psu_offset::INPUT_LOST_OR_OUT_OF_RANGE != 0,
         State::Critical,

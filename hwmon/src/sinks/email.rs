@@ -246,7 +246,14 @@ impl Worker {
 
     fn deliver(&mut self, component: &ComponentId, events: &[Event]) {
         self.counter += 1;
-        let message = compose(&self.prefix, &self.host, &self.params, component, events, self.counter);
+        let message = compose(
+            &self.prefix,
+            &self.host,
+            &self.params,
+            component,
+            events,
+            self.counter,
+        );
         let mut wait = self.retry;
         for attempt in 1..=self.attempts {
             match smtp::send(&self.params, message.as_bytes()) {
@@ -370,7 +377,15 @@ pub fn compose(
     m.push_str("Content-Transfer-Encoding: 8bit\r\n");
     m.push_str("Auto-Submitted: auto-generated\r\n");
     let _ = write!(m, "X-Postern-Component: {component}\r\n");
-    let _ = write!(m, "X-Postern-State: {}\r\n", if recovered { "RECOVERED".to_string() } else { to_state.to_string() });
+    let _ = write!(
+        m,
+        "X-Postern-State: {}\r\n",
+        if recovered {
+            "RECOVERED".to_string()
+        } else {
+            to_state.to_string()
+        }
+    );
     m.push_str("\r\n");
     for line in body.lines() {
         m.push_str(line);
@@ -424,7 +439,14 @@ mod tests {
         assert!(!p.admit(&ev("StateChanged", State::Ok, State::Critical), t1));
         assert!(!p.admit(&ev("StateChanged", State::Critical, State::Ok), t1));
         // A different event name is news.
-        assert!(p.admit(&ev("SelLowerCriticalGoingLowAsserted", State::Ok, State::Critical), t1));
+        assert!(p.admit(
+            &ev(
+                "SelLowerCriticalGoingLowAsserted",
+                State::Ok,
+                State::Critical
+            ),
+            t1
+        ));
         // After the window: mailed again.
         let t2 = t0 + Duration::from_secs(61);
         assert!(p.admit(&ev("StateChanged", State::Ok, State::Critical), t2));

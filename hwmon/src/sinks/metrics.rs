@@ -143,10 +143,7 @@ fn answer(stream: TcpStream, page: &Mutex<String>) -> std::io::Result<()> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
-    reader
-        .by_ref()
-        .take(8192)
-        .read_line(&mut request_line)?;
+    reader.by_ref().take(8192).read_line(&mut request_line)?;
     // Skip the headers (bounded).
     for _ in 0..100 {
         let mut line = String::new();
@@ -161,10 +158,9 @@ fn answer(stream: TcpStream, page: &Mutex<String>) -> std::io::Result<()> {
     let mut out = stream;
     // RFC 9110 15: 200 for /metrics, 404 elsewhere, 405 for methods other than GET/HEAD.
     let (status, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            page.lock().map(|p| p.clone()).unwrap_or_default(),
-        ),
+        ("GET" | "HEAD", "/metrics") => {
+            ("200 OK", page.lock().map(|p| p.clone()).unwrap_or_default())
+        }
         ("GET" | "HEAD", _) => ("404 Not Found", "not found\n".to_string()),
         _ => ("405 Method Not Allowed", "method not allowed\n".to_string()),
     };
@@ -426,10 +422,22 @@ fn node_hwmon(f: &mut Families, c: &ComponentStatus) {
                 "node_hwmon_temp_celsius",
                 "Hardware monitor for temperature (input)",
             ),
-            Unit::Rpm => ("node_hwmon_fan_rpm", "Hardware monitor for fan revolutions per minute (input)"),
-            Unit::Volts => ("node_hwmon_in_volts", "Hardware monitor for voltage (input)"),
-            Unit::Amperes => ("node_hwmon_curr_amps", "Hardware monitor for current (input)"),
-            Unit::Watts => ("node_hwmon_power_watt", "Hardware monitor for power (input)"),
+            Unit::Rpm => (
+                "node_hwmon_fan_rpm",
+                "Hardware monitor for fan revolutions per minute (input)",
+            ),
+            Unit::Volts => (
+                "node_hwmon_in_volts",
+                "Hardware monitor for voltage (input)",
+            ),
+            Unit::Amperes => (
+                "node_hwmon_curr_amps",
+                "Hardware monitor for current (input)",
+            ),
+            Unit::Watts => (
+                "node_hwmon_power_watt",
+                "Hardware monitor for power (input)",
+            ),
             _ => continue,
         };
         f.add(
@@ -470,8 +478,16 @@ fn node_md(f: &mut Families, c: &ComponentStatus) {
         );
     }
     // node_exporter: one sample per state, 1 for the current one.
-    let array_state = c.attributes.get("array_state").map(String::as_str).unwrap_or("");
-    let sync = c.attributes.get("sync_action").map(String::as_str).unwrap_or("idle");
+    let array_state = c
+        .attributes
+        .get("array_state")
+        .map(String::as_str)
+        .unwrap_or("");
+    let sync = c
+        .attributes
+        .get("sync_action")
+        .map(String::as_str)
+        .unwrap_or("idle");
     let current = if array_state == "inactive" {
         "inactive"
     } else {
@@ -608,13 +624,17 @@ mod tests {
         let mut bmc = Observation::new(ComponentId::new(ComponentKind::Sensor, "ipmi-bmc"));
         bmc.attributes.insert("ipmi".into(), "bmc".into());
         bmc.readings.push(Reading::new("up", 1.0, Unit::Bool));
-        bmc.readings.push(Reading::new("sel_entries", 3.0, Unit::Count));
+        bmc.readings
+            .push(Reading::new("sel_entries", 3.0, Unit::Count));
         h.apply("ipmi", vec![fan, psu, bmc]);
         let mut md = Observation::new(ComponentId::new(ComponentKind::Array, "md0"));
         md.state = State::Critical;
-        md.readings.push(Reading::new("disks_required", 2.0, Unit::Count));
-        md.readings.push(Reading::new("disks_active", 1.0, Unit::Count));
-        md.readings.push(Reading::new("disks_failed", 1.0, Unit::Count));
+        md.readings
+            .push(Reading::new("disks_required", 2.0, Unit::Count));
+        md.readings
+            .push(Reading::new("disks_active", 1.0, Unit::Count));
+        md.readings
+            .push(Reading::new("disks_failed", 1.0, Unit::Count));
         md.attributes.insert("array_state".into(), "clean".into());
         md.attributes.insert("sync_action".into(), "idle".into());
         md.storage_unsafe = Some("degraded".into());
@@ -625,9 +645,12 @@ mod tests {
         h.apply("hwmon", vec![t]);
         let mut d = Observation::new(ComponentId::new(ComponentKind::Disk, "nvme0n1"));
         d.attributes.insert("model".into(), "QEMU NVMe Ctrl".into());
-        d.readings.push(Reading::new("smart_passed", 1.0, Unit::Bool));
-        d.readings.push(Reading::new("temperature", 31.0, Unit::Celsius));
-        d.readings.push(Reading::new("power_on_hours", 2.0, Unit::Hours));
+        d.readings
+            .push(Reading::new("smart_passed", 1.0, Unit::Bool));
+        d.readings
+            .push(Reading::new("temperature", 31.0, Unit::Celsius));
+        d.readings
+            .push(Reading::new("power_on_hours", 2.0, Unit::Hours));
         h.apply("smart", vec![d]);
         h.snapshot()
     }
@@ -658,7 +681,11 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
         // One HELP/TYPE per family.
-        assert_eq!(text.matches("# TYPE postern_hwmon_component_state ").count(), 1);
+        assert_eq!(
+            text.matches("# TYPE postern_hwmon_component_state ")
+                .count(),
+            1
+        );
         assert!(text.contains("# TYPE ipmi_up gauge"));
     }
 

@@ -97,8 +97,11 @@ mod tests {
     /// hwmond.reference.toml documents [ipmi] and [sinks.*] with their defaults.
     #[test]
     fn reference_sections_are_the_defaults() {
-        let c = Config::parse(REFERENCE_TOML, std::path::Path::new("/etc/postern/hwmond.toml"))
-            .unwrap();
+        let c = Config::parse(
+            REFERENCE_TOML,
+            std::path::Path::new("/etc/postern/hwmond.toml"),
+        )
+        .unwrap();
         assert_eq!(c.ipmi, crate::collectors::ipmi::IpmiConfig::default());
         assert_eq!(c.sinks, super::SinksConfig::default());
     }

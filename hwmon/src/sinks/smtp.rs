@@ -240,11 +240,9 @@ pub fn connect_tcp(server: &str, timeout: Duration) -> std::io::Result<TcpStream
 
 /// Sends one message (`message`: header and body with CRLF line ends) to every recipient.
 pub fn send(params: &SmtpParams, message: &[u8]) -> Result<(), SmtpError> {
-    let tcp = connect_tcp(&params.server, params.timeout).map_err(|source| {
-        SmtpError::Connect {
-            server: params.server.clone(),
-            source,
-        }
+    let tcp = connect_tcp(&params.server, params.timeout).map_err(|source| SmtpError::Connect {
+        server: params.server.clone(),
+        source,
     })?;
     let mut c = Client {
         stream: Some(Stream::Plain(tcp)),
@@ -297,10 +295,8 @@ pub fn send(params: &SmtpParams, message: &[u8]) -> Result<(), SmtpError> {
         }
         // RFC 4616: authzid NUL authcid NUL passwd.
         use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(
-            "\0{}\0{}",
-            params.username, params.password
-        ));
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{}\0{}", params.username, params.password));
         let _ = &caps;
         c.command(&format!("AUTH PLAIN {token}"), "AUTH", 235)?;
     }
@@ -413,7 +409,10 @@ mod tests {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
         // 2026-11-24T23:41:00.123Z
         assert_eq!(rfc3339(1_795_563_660_123), "2026-11-24T23:41:00.123Z");
-        assert_eq!(rfc5322_date(1_795_563_660_123), "Tue, 24 Nov 2026 23:41:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_563_660_123),
+            "Tue, 24 Nov 2026 23:41:00 +0000"
+        );
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 

@@ -81,7 +81,11 @@ impl SyslogSink {
                     format!("udp {addr}: only loopback collectors are allowed"),
                 ));
             }
-            let bind = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+            let bind = if addr.is_ipv6() {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
             Transport::Udp(UdpSocket::bind(bind).map_err(io)?, addr)
         };
         Ok(SyslogSink {
@@ -133,13 +137,7 @@ fn sd_escape(s: &str) -> String {
 }
 
 /// One RFC 5424 message for an event.
-pub fn format_event(
-    event: &Event,
-    facility: u8,
-    host: &str,
-    app: &str,
-    enterprise: u32,
-) -> String {
+pub fn format_event(event: &Event, facility: u8, host: &str, app: &str, enterprise: u32) -> String {
     let pri = u16::from(facility) * 8 + u16::from(severity(event.to));
     let msgid = sanitize(&event.name, 32);
     let sd = format!(
@@ -150,7 +148,10 @@ pub fn format_event(
         event.to,
         event.seq
     );
-    let mut msg = format!("{} {}: {} -> {}", event.component, event.name, event.from, event.to);
+    let mut msg = format!(
+        "{} {}: {} -> {}",
+        event.component, event.name, event.from, event.to
+    );
     if !event.reason.is_empty() {
         msg.push_str(": ");
         msg.push_str(&event.reason);
@@ -172,7 +173,13 @@ impl Sink for SyslogSink {
     }
 
     fn event(&mut self, event: &Event, _snapshot: &Snapshot) {
-        let line = format_event(event, self.facility, &self.host, &self.app_name, self.enterprise);
+        let line = format_event(
+            event,
+            self.facility,
+            &self.host,
+            &self.app_name,
+            self.enterprise,
+        );
         // Datagram sends do not block for long; a missing syslog daemon must not stall us.
         let result = match &self.transport {
             Transport::Unix(sock, path) => sock.send_to(line.as_bytes(), path).map(|_| ()),

@@ -129,7 +129,10 @@ impl WebhookSink {
         let url = Url::parse(&config.url).map_err(|e| config_error("webhook", e))?;
         for h in &config.headers {
             if !h.contains(':') || h.contains(['\r', '\n']) {
-                return Err(config_error("webhook", format!("headers: bad header {h:?}")));
+                return Err(config_error(
+                    "webhook",
+                    format!("headers: bad header {h:?}"),
+                ));
             }
         }
         let tls = if url.https {

@@ -86,12 +86,14 @@ impl Conn {
     /// AES-CBC-128: cipher suite 3, the one ipmi-rs 0.6 negotiates).
     pub fn open(target: &Target, timeout: Duration) -> Result<Conn, ConnError> {
         match target {
-            Target::Device { path } => ipmi_rs::File::new(path, timeout)
-                .map(Conn::Device)
-                .map_err(|source| ConnError::Open {
-                    path: path.clone(),
-                    source,
-                }),
+            Target::Device { path } => {
+                ipmi_rs::File::new(path, timeout)
+                    .map(Conn::Device)
+                    .map_err(|source| ConnError::Open {
+                        path: path.clone(),
+                        source,
+                    })
+            }
             Target::Lan {
                 host,
                 port,
@@ -99,12 +101,11 @@ impl Conn {
                 password,
             } => {
                 let addr = format!("{host}:{port}");
-                let mut rmcp = Rmcp::new(addr.as_str(), timeout).map_err(|e| {
-                    ConnError::Activate {
+                let mut rmcp =
+                    Rmcp::new(addr.as_str(), timeout).map_err(|e| ConnError::Activate {
                         addr: addr.clone(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 // ipmi-rs 0.6 unwraps one malformed RAKP 4 reply instead of returning an
                 // error; a hostile or broken BMC must not take hwmond down with it.
                 let activated = catch_unwind(AssertUnwindSafe(|| {
@@ -199,9 +200,7 @@ impl Conn {
                 }
                 // 33.12: the reservation was cancelled (the repository changed): renew it
                 // and read the record again.
-                Err(e)
-                    if e.completion_code() == Some(cc::RESERVATION_CANCELLED) && retries < 3 =>
-                {
+                Err(e) if e.completion_code() == Some(cc::RESERVATION_CANCELLED) && retries < 3 => {
                     retries += 1;
                     reservation = self.reserve(netfn::STORAGE, 0x22)?;
                 }

@@ -58,12 +58,7 @@ impl SelRecord {
             READING_SENSOR_SPECIFIC => sensor_specific_name(self.sensor_type, offset),
             _ => None,
         };
-        name.unwrap_or_else(|| {
-            format!(
-                "event type {:#04x} offset {offset}",
-                self.reading_type
-            )
-        })
+        name.unwrap_or_else(|| format!("event type {:#04x} offset {offset}", self.reading_type))
     }
 
     /// Stable event name for the health model: `Sel` + the description in CamelCase +
