@@ -54,6 +54,14 @@ def build_guest(out: pathlib.Path = DEFAULT_GUEST, hwmond: bool | None = None,
     return out
 
 
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """argv run so that the child is SIGKILLed when the test process dies, however it dies
+    (setpriv --pdeathsig, util-linux): no QEMU or ipmi_sim outlives a killed test run."""
+    if shutil.which("setpriv") is None:
+        return argv
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -134,8 +142,9 @@ class Guest:
             cmd += ["--append", self.append]
         self.started_at = time.monotonic()
         with open(self.run_dir / "qemu.log", "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(_die_with_parent(cmd), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         self._ev_sock = _connect_unix(self.run_dir / "events.sock", deadline, self.proc)
         self._cmd_sock = _connect_unix(self.run_dir / "cmd.sock", deadline, self.proc)
@@ -373,7 +382,8 @@ class IpmiSim:
         )
         with open(self.work_dir / "ipmi_sim.log", "wb") as log:
             self.proc = subprocess.Popen(
-                ["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu), "-s", str(state)],
+                _die_with_parent(["ipmi_sim", "-n", "-c", str(conf), "-f", str(self.emu),
+                                  "-s", str(state)]),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # SIGPIPE stays ignored (as in Python): ipmi_sim dies of it when a console or
                 # the QEMU connection goes away while it writes.
