@@ -182,7 +182,11 @@ impl Conn {
                 let total = 5 + usize::from(record[4]);
                 while record.len() < total {
                     let n = (total - record.len()).min(PIECE);
-                    let part = self.get_sdr(reservation, id, record.len() as u8, n as u8)?;
+                    // The offset is one byte (33.12); a record longer than that is cut.
+                    let Ok(offset) = u8::try_from(record.len()) else {
+                        break;
+                    };
+                    let part = self.get_sdr(reservation, id, offset, n as u8)?;
                     if part.len() <= 2 {
                         break;
                     }
