@@ -11,7 +11,8 @@ Faults, each injected from the host and waited for in hwmond's events:
 - QMP `qom-set` of the NVMe device's `smart_critical_warning` -> the NVMe disk CRITICAL, and
   back to OK when cleared;
 - ipmi_sim console: a fan below its lower critical threshold -> the fan CRITICAL; a temperature
-  change -> the new reading in hwmond's state;
+  change -> the new reading in hwmond's state; PSU1's "failure detected" bit -> the PSU
+  CRITICAL;
 - QMP `device_del` of the NVMe disk (hot removal) -> the disk CRITICAL.
 
 The detection latency of each (host clock: injection to the event's arrival on the host,
@@ -43,11 +44,12 @@ from postern_guest import Guest, GuestError, IpmiSim, build_guest
 IPMI_DIR = REPO / "tests" / "hwmon" / "ipmi"
 SOCKET = "/run/postern/hwmond.sock"
 # Sensor numbers and raw values from tests/hwmon/ipmi/postern.emu (FAN1: RPM = raw * 60, lower
-# critical 600 RPM; CPU Temp: degrees C = raw).
+# critical 600 RPM; CPU Temp: degrees C = raw; PSU1: sensor-specific, bit 1 failure).
 FAN1 = 0x20
 FAN1_OK_RAW = 90
 FAN1_STALLED_RAW = 5
 CPU_TEMP = 0x30
+PSU1 = 0x10
 
 LATENCIES: list[tuple[str, float]] = []
 BOOT: dict[str, float] = {}
@@ -273,6 +275,25 @@ def test_ipmi_sensors_through_kcs(env: Env):
     assert seen == target, f"CPU Temp stayed {seen} (wanted {target})"
     record("IPMI temperature reading changed -> seen in hwmond state (polled)",
            time.monotonic() - t_temp)
+
+
+def test_ipmi_psu_failure(env: Env):
+    """PSU1's sensor-specific offset 1, failure detected (IPMI 2.0 table 42-3)."""
+    g = env.guest
+    sim = env.sim
+
+    def psu1(to: str):
+        return lambda e: e.get("component") == "psu/PSU1" and e.get("to") == to
+
+    t_fail = time.monotonic()
+    sim.console(f"sensor_set_bit 0x20 0 {PSU1:#x} 1 1 1")
+    ev = g.wait_event(psu1("CRITICAL"), 60, after=t_fail, what="psu/PSU1 CRITICAL")
+    record("IPMI PSU1 failure asserted (ipmi_sim) -> PSU CRITICAL", ev.t - t_fail)
+
+    t_ok = time.monotonic()
+    sim.console(f"sensor_set_bit 0x20 0 {PSU1:#x} 1 0 1")
+    ev = g.wait_event(psu1("OK"), 60, after=t_ok, what="psu/PSU1 back to OK")
+    record("IPMI PSU1 failure deasserted -> PSU OK", ev.t - t_ok)
 
 
 def test_nvme_removal(env: Env):
