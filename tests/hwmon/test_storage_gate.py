@@ -103,3 +103,45 @@ def test_hwmond_down_keeps_accepting(gated):
     assert send(srv.ports.mx, "while hwmond is down")[0] == 250
     assert gate_metric(srv, "postern_health_gate_poll_errors_total") >= 1
     assert "health.gate.unreachable" in srv.log()
+
+
+def test_full_data_filesystem_gives_452_until_space_is_freed(make_server, tmp_path):
+    """A full data filesystem (a 1 MiB tmpfs filled up): 452 4.3.1 (RFC 3463 "mail system
+    full"); freeing the space brings back 250."""
+    mnt = tmp_path / "data"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (not root)")
+    d = None
+    try:
+        sock = tmp_path / "hwmond.sock"
+        cfg = write_config(tmp_path / "hwmond.toml", base_config(
+            tmp_path / "root", sock,
+            filesystem={"enable": True, "mounts": [], "data_mounts": [str(mnt)],
+                        "interval_secs": 0.2}))
+        d = Hwmond(cfg, sock, tmp_path / "hwmond.log")
+        srv = make_server(start=False)
+        with open(srv.cfg, "a") as f:
+            f.write(f'\n[health]\nsocket = "{sock}"\n')
+        srv.start()
+        assert send(srv.ports.mx, "room")[0] == 250
+        with open(mnt / "fill", "wb") as f:
+            try:
+                f.write(b"\0" * (1024 * 1024))
+            except OSError:
+                pass
+        d.wait_state(lambda s: not s["storage"]["safe"], what="filesystem full")
+        wait_until(lambda: gate_metric(srv, "postern_health_gate_closed") == 1, 10,
+                   what="gate closed")
+        code, text = send(srv.ports.mx, "no room")
+        assert (code, text[:6]) == (452, b"4.3.1 "), (code, text)
+        (mnt / "fill").unlink()
+        d.wait_state(lambda s: s["storage"]["safe"], what="space freed")
+        wait_until(lambda: gate_metric(srv, "postern_health_gate_closed") == 0, 10,
+                   what="gate open")
+        assert send(srv.ports.mx, "room again")[0] == 250
+    finally:
+        if d:
+            d.stop()
+        subprocess.run(["umount", str(mnt)], capture_output=True)
