@@ -20,6 +20,7 @@ Usage: benches/compare-imap.sh [options]
   --seconds S         measured seconds of the mix (default 30; --quick: 5)
   --warmup S          seconds of the mix before measuring (default 10; --quick: 2)
   --selects N         SELECTs of each kind in the select test (default 50; --quick: 10)
+  --weights W         operation weights of the mix, "op=w,..." (default: imap-load's)
   --idle "K1 K2"      idle connection counts (default "1000 10000"; --quick: "200")
   --tls on|off        on (default): implicit TLS (imaps) for every connection to both servers;
                       off: plaintext IMAP for both
@@ -44,6 +45,7 @@ CLIENTS=10
 SECS=""
 WARMUP=""
 SELECTS=""
+WEIGHTS=""
 IDLE=""
 TLS=on
 LOAD_CLIENTS=1
@@ -62,6 +64,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS="$2"; shift ;;
     --warmup) WARMUP="$2"; shift ;;
     --selects) SELECTS="$2"; shift ;;
+    --weights) WEIGHTS="$2"; shift ;;
     --idle) IDLE="$2"; shift ;;
     --tls) TLS="$2"; shift ;;
     --load-clients) LOAD_CLIENTS="$2"; shift ;;
@@ -467,8 +470,10 @@ done
 # operations per client) on the same data.
 for s in $SERVERS; do
     log "$s: mix, $CLIENTS clients, ${WARMUP}s warm-up + ${SECS}s"
+    weights=()
+    [ -n "$WEIGHTS" ] && weights=(--weights "$WEIGHTS")
     out="$("$LOAD" mix $(common_args "$s") --clients "$CLIENTS" --duration "$SECS" \
-        --warmup "$WARMUP" --json 2>"$WORK/mix-$s.err")" \
+        --warmup "$WARMUP" "${weights[@]}" --json 2>"$WORK/mix-$s.err")" \
         || log "$s: mix had errors: $(tr '\n' ' ' <"$WORK/mix-$s.err" | cut -c1-400)"
     [ -n "$out" ] || out=null
     record "$s" mix "" "$out"
@@ -484,9 +489,10 @@ MIN_AVAIL_KB=$((3 * 1024 * 1024))
 declare -A PER_CONN_KB
 for k in $IDLE; do
     for s in $SERVERS; do
-        # Refuse a run that would exhaust the machine's memory: estimate from the last count.
+        # Skip a run that would exhaust the machine's memory: estimate from the last count
+        # (the guard below still stops a run that goes beyond the estimate).
         if [ -n "${PER_CONN_KB[$s]:-}" ]; then
-            need=$((PER_CONN_KB[$s] * k * 12 / 10 + 2 * 1024 * 1024))
+            need=$((PER_CONN_KB[$s] * k + MIN_AVAIL_KB))
             if [ "$need" -gt "$(mem_avail_kb)" ]; then
                 log "$s: skipping $k idle connections: about $((need / 1024)) MiB needed, $(( $(mem_avail_kb) / 1024 )) MiB available"
                 record "$s" idle "\"connections\":$k," 'null'
