@@ -326,3 +326,34 @@ def test_alert_mail_through_posternd(tmp_path, bmc, server):
     assert len(alert) == 1, msgs
     assert b"Subject: [hwmond] CRITICAL psu/PSU1: failure detected" in alert[0]
     assert b"with ESMTPS" in alert[0] or b"TLS" in alert[0], alert[0][:600]
+
+
+def test_new_sel_entries_become_events(tmp_path, bmc):
+    """Entries added to the BMC's SEL after start are read once each (from the last record id
+    seen) and emitted as named events; a sensor the SDR does not describe lands on the BMC
+    component. Entries present at start are history, not news."""
+    d, port = start(tmp_path, bmc)
+    try:
+        snap = d.wait_state(lambda s: any(c["id"] == "sensor/ipmi-bmc"
+                                          for c in s["components"]), what="BMC component")
+        before = reading(component(snap, "sensor/ipmi-bmc"), "sel_entries")
+        ev = d.events()
+        # A system event record (type 02h): memory (0Ch) sensor 0x60, sensor-specific (6Fh),
+        # offset 1 = uncorrectable ECC; generator 0x20, EvM rev 04h (IPMI 2.0 32.1).
+        bmc.command("sel_add 0x20 0x02 0x00 0x00 0x00 0x00 0x20 0x00 0x04 0x0c 0x60 0x6f "
+                    "0x01 0xff 0xff")
+        seen = ev.until(lambda e: e["name"] == "SelUncorrectableECCAsserted", what="SEL event")
+        assert seen[-1]["component"] == "sensor/ipmi-bmc"
+        # A second entry for a described sensor goes to its component (PSU2 predictive
+        # failure, offset 2), and the first one is not repeated.
+        bmc.command("sel_add 0x20 0x02 0x00 0x00 0x00 0x00 0x20 0x00 0x04 0x08 0x11 0x6f "
+                    "0x02 0xff 0xff")
+        seen = ev.until(lambda e: e["name"] == "SelPredictiveFailureAsserted", what="PSU2 SEL")
+        assert seen[-1]["component"] == "psu/PSU2"
+        assert "SelUncorrectableECCAsserted" not in [e["name"] for e in seen]
+        ev.close()
+        d.wait_state(lambda s: reading(component(s, "sensor/ipmi-bmc"), "sel_entries")
+                     == before + 2, what="SEL count + 2")
+        assert sim.scrape(port)["ipmi_sel_logs_count"] == before + 2
+    finally:
+        assert d.stop() == 0
