@@ -145,3 +145,24 @@ def test_hostile_list_patterns_and_multibyte_names(server):
         c.ok('CREATE "%s"' % ("a" * 300))
         r = c.ok('LIST "" "%s"' % pattern)
         assert not r.untagged
+
+
+def test_login_deadline_is_total_not_per_read(make_server):
+    import time
+
+    srv = limited_server(make_server, timeout_login_secs=2)
+    with RawIMAP(srv.ports.imap) as c:
+        # A NOOP every half second keeps reading alive, but not past the login deadline.
+        deadline = time.monotonic() + 10
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                c.send(b"n NOOP\r\n")
+                r = c.read_response()
+                while not r.startswith(b"n ") and not r.startswith(b"* BYE"):
+                    r = c.read_response()
+                closed = r.startswith(b"* BYE")
+            except Exception:
+                closed = True
+            time.sleep(0.5)
+        assert closed, "session stayed unauthenticated past the login deadline"

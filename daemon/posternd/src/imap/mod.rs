@@ -121,6 +121,8 @@ pub async fn run(
         stream,
         errors: 0,
         buf: Vec::with_capacity(64 * 1024),
+        login_deadline: tokio::time::Instant::now()
+            + Duration::from_secs(shared.config.imap.timeout_login_secs.max(1)),
     };
     driver.serve().await;
     driver.stream.shutdown().await;
@@ -135,6 +137,7 @@ struct Driver {
     stream: ImapStream,
     errors: u64,
     buf: Vec<u8>,
+    login_deadline: tokio::time::Instant,
 }
 
 enum Input {
@@ -161,12 +164,17 @@ impl Driver {
         )
     }
 
+    /// How long to wait for the client now: the idle timeout once logged in; before that,
+    /// what is left of the login deadline (a client trickling bytes cannot stay
+    /// unauthenticated longer than `timeout_login_secs`).
     fn timeout(&self) -> Duration {
         let imap = &self.shared().config.imap;
         if self.session.user.is_some() {
             Duration::from_secs(imap.timeout_idle_secs.max(1))
         } else {
-            Duration::from_secs(imap.timeout_login_secs.max(1))
+            self.login_deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(1))
         }
     }
 
