@@ -86,25 +86,31 @@ impl Inboxes {
     }
 
     /// Every user has an INBOX (RFC 9051 5.1) and the special-use mailboxes (RFC 6154 2)
-    /// from the moment the daemon knows the user, not only after a first delivery. A user's
-    /// set is created once (when the INBOX is first made), so a user who deletes Junk does
-    /// not get it back at the next reload. Blocking: run it off the event loops.
+    /// from the moment the daemon knows the user, not only after a first delivery.
+    /// Blocking: run it off the event loops.
     pub fn provision(&self, users: &[String]) {
         for user in users {
-            let fresh = self.store.find_mailbox(user, "INBOX").is_none();
             if let Err(error) = self.ensure_inbox(user) {
                 tracing::error!(event = "store.mailbox_failed", user = %user, error = %format!("{error:#}"));
-                continue;
             }
-            if !fresh {
-                continue;
-            }
+        }
+    }
+
+    /// Creates the INBOX and, for an account that has nothing else yet, the special-use
+    /// mailboxes. A user who deletes some of them does not get them back; one left with an
+    /// INBOX alone (a new account, or one interrupted by a crash while being set up) does.
+    fn create_user_mailboxes(store: &Store, user: &str) -> Result<MailboxId> {
+        let inbox = store
+            .ensure_mailbox(user, "INBOX", None)
+            .with_context(|| format!("creating INBOX of {user}"))?;
+        if store.mailboxes(user).len() == 1 {
             for (name, special_use) in DEFAULT_MAILBOXES {
-                if let Err(error) = self.store.ensure_mailbox(user, name, Some(special_use)) {
+                if let Err(error) = store.ensure_mailbox(user, name, Some(special_use)) {
                     tracing::error!(event = "store.mailbox_failed", user = %user, mailbox = name, error = %error);
                 }
             }
         }
+        Ok(inbox.id)
     }
 
     pub async fn inbox(&self, user: &str) -> Result<MailboxId> {
@@ -115,12 +121,11 @@ impl Inboxes {
         let owner = user.to_string();
         // Creation is rare and synchronous (one durable catalogue record): keep it off the
         // worker's event loop.
-        let info = tokio::task::spawn_blocking(move || store.ensure_mailbox(&owner, "INBOX", None))
+        let id = tokio::task::spawn_blocking(move || Self::create_user_mailboxes(&store, &owner))
             .await
-            .context("mailbox creation task")?
-            .with_context(|| format!("creating INBOX of {user}"))?;
-        self.remember(user, info.id);
-        Ok(info.id)
+            .context("mailbox creation task")??;
+        self.remember(user, id);
+        Ok(id)
     }
 
     fn cached(&self, user: &str) -> Option<MailboxId> {
@@ -137,11 +142,8 @@ impl Inboxes {
         if let Some(id) = self.cached(user) {
             return Ok(id);
         }
-        let info = self
-            .store
-            .ensure_mailbox(user, "INBOX", None)
-            .with_context(|| format!("creating INBOX of {user}"))?;
-        self.remember(user, info.id);
-        Ok(info.id)
+        let id = Self::create_user_mailboxes(&self.store, user)?;
+        self.remember(user, id);
+        Ok(id)
     }
 }
