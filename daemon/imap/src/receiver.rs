@@ -370,8 +370,16 @@ impl CommandReceiver {
     /// Answers an overlong line: `line_end` is the offset of its LF from `pos` when it is
     /// complete; otherwise the rest is skipped as it arrives.
     fn line_too_long(&mut self, line_end: Option<usize>) -> ReceiveError {
+        // The tag is looked for in the first max_line + 1 bytes only, so that the answer does
+        // not depend on how much of the line has arrived (found by the command_receiver fuzz
+        // target: a tag longer than the line limit).
         let tag = if self.command.is_empty() {
-            tag_of(&self.input[self.pos..])
+            let end = self.input.len().min(
+                self.pos
+                    .saturating_add(self.limits.max_line)
+                    .saturating_add(1),
+            );
+            tag_of(&self.input[self.pos..end])
         } else {
             self.current_tag()
         };
@@ -616,6 +624,19 @@ mod tests {
             assert_eq!(e.tag.as_deref(), Some("a1"));
             assert_eq!(cmd(&out[1]), &CommandBody::Noop);
         }
+    }
+
+    #[test]
+    fn overlong_tag_answer_does_not_depend_on_split() {
+        // Fuzz finding: a tag longer than the line limit was echoed when the whole line had
+        // arrived and not when it came in pieces.
+        let mut input = vec![b'o'; 240];
+        input.extend_from_slice(b" NOOP\r\na2 NOOP\r\n");
+        let whole = run(&input, input.len(), limits());
+        assert_eq!(whole, run(&input, 1, limits()));
+        let Err(e) = &whole[0] else { panic!() };
+        assert_eq!(e.tag, None);
+        assert_eq!(cmd(&whole[1]), &CommandBody::Noop);
     }
 
     #[test]
