@@ -30,9 +30,11 @@ pub struct EmailConfig {
     pub from: String,
     /// The admin address(es).
     pub to: Vec<String>,
-    /// `opportunistic` (STARTTLS when offered), `required`, or `none`.
+    /// `opportunistic` (STARTTLS when offered, certificate checked only with `ca_file`),
+    /// `required` (verified STARTTLS), or `none`.
     pub tls: TlsMode,
-    /// PEM file of CAs to trust (or the server's certificate); empty = the system bundle.
+    /// PEM file of CAs to trust; empty = the system bundle (`required`) or none
+    /// (`opportunistic`).
     pub ca_file: String,
     /// Name the server certificate must carry; empty = the host part of `server`.
     pub tls_name: String,

@@ -15,10 +15,11 @@ use rustls::pki_types::{CertificateDer, ServerName};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
-    /// STARTTLS when the server offers it (RFC 3207), plain otherwise.
+    /// STARTTLS when the server offers it (RFC 3207), plain otherwise; the certificate is
+    /// verified only when a CA file is configured (RFC 7435 opportunistic security).
     #[default]
     Opportunistic,
-    /// STARTTLS or fail.
+    /// STARTTLS with a verified certificate (the CA file, else the system bundle), or fail.
     Required,
     /// Never (loopback to a local MTA only).
     None,
@@ -62,7 +63,8 @@ pub struct SmtpParams {
     pub from: String,
     pub to: Vec<String>,
     pub tls: TlsMode,
-    /// PEM file of trusted CAs (or the server's own certificate); empty = the system bundle.
+    /// PEM file of trusted CAs; empty = the system bundle when `tls` is `required`, no
+    /// authentication when it is `opportunistic`.
     pub ca_file: String,
     /// Name to verify the certificate against; empty = the host part of `server`.
     pub tls_name: String,
@@ -198,6 +200,71 @@ pub fn tls_client_config(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, Str
     Ok(Arc::new(config))
 }
 
+/// RFC 7435 opportunistic security for `tls = "opportunistic"` without a `ca_file`: the
+/// session is encrypted (handshake signatures are still checked, so the keys are sound) but the
+/// server's certificate is not authenticated, as MTAs do at Postfix's `may` level. Set
+/// `ca_file` (or `tls = "required"`) to authenticate the server.
+#[derive(Debug)]
+struct Unauthenticated(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unauthenticated {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client configuration for opportunistic STARTTLS without a CA file (see
+/// [`Unauthenticated`]).
+pub fn tls_unauthenticated_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Unauthenticated(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Opens a TLS session over `tcp` verifying `name`.
 pub fn tls_connect(
     tcp: TcpStream,
@@ -273,7 +340,12 @@ pub fn send(params: &SmtpParams, message: &[u8]) -> Result<(), SmtpError> {
         let Some(Stream::Plain(tcp)) = c.stream.take() else {
             return Err(SmtpError::Tls("not a plain connection".into()));
         };
-        let config = tls_client_config(&params.ca_file).map_err(SmtpError::Tls)?;
+        let config = if params.tls == TlsMode::Opportunistic && params.ca_file.is_empty() {
+            tls_unauthenticated_config()
+        } else {
+            tls_client_config(&params.ca_file)
+        }
+        .map_err(SmtpError::Tls)?;
         let name = if params.tls_name.is_empty() {
             host_of(&params.server)
         } else {
