@@ -143,12 +143,17 @@ def client(port, prefix, tid, seed, stop, ledger, lock):
             cont = c.line()
             if not cont.startswith(b"+"):
                 return
-            # The literal goes in pieces, so that some kills land in the middle of one.
-            cut = rng.randrange(len(msg))
-            c.send(msg[:cut])
-            if rng.random() < 0.3:
-                time.sleep(0.005)
-            c.send(msg[cut:] + b"\r\n")
+            # The literal goes in pieces, slowly for some messages, so that kills land in the
+            # middle of literals as well as between the last byte and the tagged OK.
+            slow = rng.random() < 0.3
+            pieces = sorted(rng.sample(range(1, len(msg)), 3))
+            start = 0
+            for end in pieces + [len(msg)]:
+                c.send(msg[start:end])
+                start = end
+                if slow and end < len(msg):
+                    time.sleep(0.02)
+            c.send(b"\r\n")
             with lock:
                 ledger.must_not.discard(msgid)
                 ledger.doubt.add(msgid)
@@ -292,7 +297,9 @@ def test_append_crash_round(crash_state, seed):
         ledger.must_not.discard(msgid)
         ledger.must.add(msgid)
         srv.stop()
+        cut = sum(1 for i in ledger.must_not if i.startswith(prefix + "-t"))
         stats = check(srv, ledger)
+        stats["cut_mid_literal"] = cut
         print(f"seed {seed}: {stats}, acked total {len(ledger.must)}")
         assert len(ledger.must) > 0
         ok = True
