@@ -10,7 +10,6 @@ import imaplib
 import os
 import random
 import re
-import shutil
 import smtplib
 import subprocess
 import threading
