@@ -13,14 +13,13 @@
 pub mod command;
 pub mod receiver;
 pub mod response;
-mod sasl;
 mod session;
 
 use std::time::Duration;
 
 pub use command::{Command, ParseError};
+pub use postern_sasl::SaslError;
 pub use receiver::{LineError, LineReceiver};
-pub use sasl::SaslError;
 pub use session::Session;
 
 /// Per-session limits. Defaults match the `[pop3]` configuration defaults.

@@ -8,14 +8,14 @@ use std::time::Duration;
 use crate::command::{self, Command, MsgNum, ParseError};
 use crate::receiver::{LineError, LineReceiver};
 use crate::response::{self, err, ok};
-use crate::sasl;
 use crate::{
     events, Action, Answer, MaildropError, MessageInfo, ReadError, SessionEvent, SessionParams,
 };
+use postern_sasl::SaslError;
 
 /// RFC 5034 4 lifts RFC 2449's command length limit for SASL exchanges; a client response
 /// line may be as long as an SMTP AUTH line (RFC 4954 4: 12288 octets).
-const AUTH_LINE_MAX: usize = 12288;
+const AUTH_LINE_MAX: usize = postern_sasl::MAX_RESPONSE_LINE;
 /// Pipelined commands are answered together until this much output waits to be sent;
 /// beyond it the driver flushes first, so pipelined LIST/RETR cannot pile up memory.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -450,7 +450,7 @@ impl Session {
                     return self.reply_err(err(None, "Unsupported authentication mechanism"));
                 }
                 match initial {
-                    Some(text) => self.plain(&text),
+                    Some(text) => self.plain(text.as_bytes()),
                     None => {
                         // RFC 5034 4: "+ " and an empty challenge.
                         self.mode = Mode::AuthPlain;
@@ -612,24 +612,23 @@ impl Session {
 
     /// The client's response line after "+ " (RFC 5034 4).
     fn auth_response(&mut self, line: &[u8]) {
-        if line == b"*" {
+        if postern_sasl::is_cancel(line) {
             // RFC 5034 4: the client cancelled the exchange.
             return self.reply_err(err(None, "Authentication cancelled"));
         }
-        match std::str::from_utf8(line) {
-            Ok(text) => self.plain(text),
-            Err(_) => self.reply_err(err(None, "Invalid base64 data")),
-        }
+        self.plain(line)
     }
 
-    fn plain(&mut self, text: &str) {
-        match sasl::decode(text).and_then(|raw| sasl::parse_plain(&raw)) {
+    fn plain(&mut self, response: &[u8]) {
+        match postern_sasl::decode_response(response)
+            .and_then(|raw| postern_sasl::parse_plain(&raw))
+        {
             Ok((username, password)) => self.authenticate("PLAIN", username, password),
-            Err(sasl::SaslError::Base64) => {
+            Err(SaslError::Base64) => {
                 // RFC 5034 4: a response that is not valid base64 fails the exchange.
                 self.reply_err(err(None, "Invalid base64 data"))
             }
-            Err(sasl::SaslError::Malformed) => {
+            Err(SaslError::Malformed | SaslError::Authorization) => {
                 self.log(events::AUTH_FAILED, String::new());
                 self.reply_err(err(Some("AUTH"), "Authentication failed"))
             }

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use postern_pop3::response::unstuff;
 use postern_pop3::*;
 
@@ -148,7 +146,7 @@ impl Driver {
 }
 
 fn b64(s: &str) -> String {
-    STANDARD.encode(s)
+    postern_sasl::encode(s.as_bytes())
 }
 
 // ------------------------------------------------------------------ AUTHORIZATION

@@ -9,14 +9,13 @@
 
 mod data;
 mod reply;
-mod sasl;
 mod session;
 
 use std::time::Duration;
 
 pub use data::{DataError, DataReader};
+pub use postern_sasl::SaslError;
 pub use reply::Reply;
-pub use sasl::SaslError;
 pub use session::Session;
 
 /// Which listener accepted the connection (DESIGN.md 2: MX on 25, submission on 587 with

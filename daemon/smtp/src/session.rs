@@ -10,13 +10,14 @@ use smtp_proto::{
     MAIL_BODY_8BITMIME, MAIL_SMTPUTF8,
 };
 
+use postern_sasl::SaslError;
+
 use crate::data::{DataError, DataReader};
 use crate::reply::Reply;
-use crate::sasl::{self, SaslError};
 use crate::{events, Action, Answer, Envelope, ListenerKind, SessionEvent, SessionParams, Verdict};
 
 /// RFC 4954 4: an AUTH command line or response line may be up to 12288 octets.
-const AUTH_LINE_MAX: usize = 12288;
+const AUTH_LINE_MAX: usize = postern_sasl::MAX_RESPONSE_LINE;
 /// Room for one network read on top of the limits when bounding the input buffer.
 const INPUT_SLACK: usize = 64 * 1024;
 
@@ -978,7 +979,7 @@ impl Session {
         } else if mechanism == AUTH_LOGIN {
             if initial.is_empty() {
                 self.mode = Mode::AuthLoginUser;
-                self.send(format!("334 {}\r\n", sasl::encode("Username:")).into_bytes());
+                self.send(format!("334 {}\r\n", postern_sasl::encode(b"Username:")).into_bytes());
             } else {
                 self.mode = Mode::AuthLoginUser;
                 self.auth_line(initial.as_bytes());
@@ -992,27 +993,35 @@ impl Session {
     /// response this is called with mode Command.
     fn auth_line(&mut self, text: &[u8]) {
         let mode = std::mem::replace(&mut self.mode, Mode::Command);
-        let Ok(text) = std::str::from_utf8(text) else {
-            return self.reply(Reply::esc(501, 5, 5, 2, "Invalid base64 data"));
-        };
-        if text == "*" {
+        if postern_sasl::is_cancel(text) {
             // RFC 4954 4: the client cancelled the exchange.
             return self.reply(Reply::esc(501, 5, 0, 0, "Authentication cancelled"));
         }
+        // Spaces around the base64 text are tolerated (some clients pad the line).
+        let start = text.iter().position(|&b| b != b' ').unwrap_or(text.len());
+        let end = text
+            .iter()
+            .rposition(|&b| b != b' ')
+            .map_or(start, |e| e + 1);
+        let text = &text[start..end];
         match mode {
-            Mode::AuthLoginUser => match sasl::parse_login_step(text) {
+            Mode::AuthLoginUser => match postern_sasl::decode_text(text) {
                 Ok(username) => {
                     self.mode = Mode::AuthLoginPass { username };
-                    self.send(format!("334 {}\r\n", sasl::encode("Password:")).into_bytes());
+                    self.send(
+                        format!("334 {}\r\n", postern_sasl::encode(b"Password:")).into_bytes(),
+                    );
                 }
                 Err(e) => self.sasl_error(e, String::new()),
             },
-            Mode::AuthLoginPass { username } => match sasl::parse_login_step(text) {
+            Mode::AuthLoginPass { username } => match postern_sasl::decode_text(text) {
                 Ok(password) => self.authenticate("LOGIN", username, password),
                 Err(e) => self.sasl_error(e, username),
             },
             // AuthPlain, or Command for PLAIN with an initial response.
-            _ => match sasl::decode(text).and_then(|raw| sasl::parse_plain(&raw)) {
+            _ => match postern_sasl::decode_response(text)
+                .and_then(|raw| postern_sasl::parse_plain(&raw))
+            {
                 Ok((username, password)) => self.authenticate("PLAIN", username, password),
                 Err(e) => self.sasl_error(e, String::new()),
             },
@@ -1023,7 +1032,7 @@ impl Session {
         match err {
             // RFC 4954 4: undecodable base64 -> 501 5.5.2.
             SaslError::Base64 => self.reply(Reply::esc(501, 5, 5, 2, "Invalid base64 data")),
-            SaslError::Malformed => {
+            SaslError::Malformed | SaslError::Authorization => {
                 self.log(events::AUTH_FAILED, username);
                 self.reply(Reply::esc(
                     535,
