@@ -33,6 +33,8 @@ Usage: benches/compare-imap.sh [options]
   --pipeline W        APPENDs in flight per connection (default 16, with LITERAL+)
   --servers LIST      "posternd dovecot" (default) or one of them
   --port-base P       posternd imap P, imaps P+1; Dovecot imap P+2, imaps P+3 (default 24143)
+  --same-hash         Dovecot verifies posternd's own Argon2id hash of the password ({ARGON2ID},
+                      the same parameters) instead of {PLAIN}: the same LOGIN work on both
   --bin-dir DIR       use posternd, postern and imap-load from DIR instead of building them
   --keep              keep the temporary directory (configs, logs, mailboxes)
   -h, --help          this text
@@ -56,6 +58,7 @@ SERVERS="posternd dovecot"
 PORT_BASE=24143
 KEEP=0
 BIN_DIR=""
+SAME_HASH=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -75,6 +78,7 @@ while [ $# -gt 0 ]; do
     --port-base) PORT_BASE="$2"; shift ;;
     --keep) KEEP=1 ;;
     --bin-dir) BIN_DIR="$2"; shift ;;
+    --same-hash) SAME_HASH=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare-imap.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -353,6 +357,31 @@ EOF
         t1=$(date +%s.%N)
         POPULATE_PD="{\"mode\":\"import\",\"count\":$MESSAGES,\"wall_s\":$(python3 -c "print(round($t1 - $t0, 3))")}"
         rm -rf "$WORK/import"
+    fi
+    if [ "$SAME_HASH" = 1 ] && has_server dovecot; then
+        # passwd-file is re-read when it changes; nobody has logged in yet.
+        hash="$(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+def find(o, mine):
+    # The user object: under a key equal to the address, or holding the address as a value.
+    if isinstance(o, dict):
+        mine = mine or sys.argv[2] in [v for v in o.values() if isinstance(v, str)]
+        h = o.get("password_hash")
+        if mine and isinstance(h, str) and h.startswith("$argon2id$"):
+            return h
+        for k, v in o.items():
+            h = find(v, mine or k == sys.argv[2])
+            if h: return h
+    elif isinstance(o, list):
+        for v in o:
+            h = find(v, mine)
+            if h: return h
+print(find(d, False) or "")' "$PD/data/accounts.json" "$USER_NAME")"
+        [ -n "$hash" ] || die "no Argon2id hash for $USER_NAME in $PD/data/accounts.json"
+        printf '%s:{ARGON2ID}%s:65534:65534::%s/home/bench::\n' "$USER_NAME" "$hash" "$DV" >"$DV/users.new"
+        chmod 644 "$DV/users.new"
+        mv "$DV/users.new" "$DV/users"
+        log "dovecot: password as posternd's Argon2id hash ($(printf '%s' "$hash" | cut -d'$' -f4))"
     fi
     log "starting posternd on 127.0.0.1:$PORT_PD/$PORT_PD_TLS ($PD)"
     "$POSTERND" --config "$PD/postern.toml" >"$PD/posternd.log" 2>&1 &
