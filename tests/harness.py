@@ -419,27 +419,70 @@ class Closed(Exception):
     pass
 
 
-class RawSMTP:
-    """A byte-exact SMTP client over a plain or TLS socket, for tests that must control every byte."""
+class RawClient:
+    """The byte-exact transport every raw protocol client shares (RawSMTP here, RawPOP3 in
+    tests/pop3, RawIMAP in tests/imap): a plain or TLS socket, a receive buffer, CRLF lines,
+    the TLS upgrade and closing. Subclasses read their greeting in __init__."""
 
     def __init__(self, port: int, tls: bool = False, timeout: float = SOCK_TIMEOUT):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock)
         self.buf = b""
-        self.banner = self.reply()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def _fill(self) -> None:
+        """Receive once into the buffer; Closed at EOF."""
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise Closed(f"connection closed; partial {self.buf[:200]!r}")
+        self.buf += chunk
+
     def _readline(self) -> bytes:
         while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise Closed(f"connection closed; partial {self.buf!r}")
-            self.buf += chunk
+            self._fill()
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
+
+    def start_tls(self) -> None:
+        """Upgrade after the server accepted STARTTLS/STLS. Nothing may follow its answer
+        (RFC 3207 4 / RFC 2595 4: no response injection)."""
+        assert not self.buf, f"data after the TLS command's answer: {self.buf!r}"
+        self.sock = client_tls_context().wrap_socket(self.sock)
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection (EOF) within `timeout`, sending nothing."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        assert data == b"" and not self.buf, f"unexpected data {self.buf + data!r}"
+        return True
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class RawSMTP(RawClient):
+    """A byte-exact SMTP client over a plain or TLS socket, for tests that must control every byte."""
+
+    def __init__(self, port: int, tls: bool = False, timeout: float = SOCK_TIMEOUT):
+        super().__init__(port, tls, timeout)
+        self.banner = self.reply()
 
     def reply(self) -> Reply:
         lines = []
@@ -465,8 +508,7 @@ class RawSMTP:
     def starttls(self) -> None:
         r = self.cmd("STARTTLS")
         assert r.code == 220, r
-        assert not self.buf, "data after STARTTLS reply"
-        self.sock = client_tls_context().wrap_socket(self.sock)
+        self.start_tls()
 
     def replies_until_closed(self, timeout: float = 5.0) -> tuple[list[Reply], bool]:
         """Read every reply until the peer closes or `timeout` passes without data.
@@ -482,18 +524,6 @@ class RawSMTP:
             return out, False
         except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return out, True
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 def dot_stuff(msg: bytes) -> bytes:

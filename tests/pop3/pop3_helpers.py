@@ -7,10 +7,9 @@ import base64
 import poplib
 import smtplib
 import socket
-import ssl
 
-from harness import (ALICE, HOST, PASSWORDS, REMOTE_SENDER, SOCK_TIMEOUT, client_tls_context,
-                     make_message)
+from harness import (ALICE, HOST, PASSWORDS, REMOTE_SENDER, SOCK_TIMEOUT, RawClient,
+                     client_tls_context, make_message)
 
 
 def with_pop3_config(srv, **pop3) -> None:
@@ -60,31 +59,15 @@ def retr_bytes(p: poplib.POP3, n: int) -> bytes:
     return b"".join(l + b"\r\n" for l in lines)
 
 
-class Closed(Exception):
-    pass
-
-
-class RawPOP3:
-    """A byte-exact POP3 client over a plain or TLS socket."""
+class RawPOP3(RawClient):
+    """A byte-exact POP3 client over a plain or TLS socket (transport: harness.RawClient)."""
 
     def __init__(self, port: int, tls: bool = False, timeout: float = SOCK_TIMEOUT):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        if tls:
-            self.sock = client_tls_context().wrap_socket(self.sock)
-        self.buf = b""
+        super().__init__(port, tls, timeout)
         self.greeting = self.line()
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
     def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise Closed(f"connection closed; partial {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        return self._readline()
 
     def multiline(self) -> list[bytes]:
         """The lines of a multi-line body up to the terminator, still byte-stuffed."""
@@ -104,32 +87,7 @@ class RawPOP3:
     def stls(self) -> None:
         r = self.cmd("STLS")
         assert r.startswith(b"+OK"), r
-        assert not self.buf, "data after the STLS response"
-        self.sock = client_tls_context().wrap_socket(self.sock)
-
-    def closed_by_peer(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection (EOF) within `timeout`, sending nothing."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-        except (socket.timeout, TimeoutError):
-            return False
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-        assert data == b"" and not self.buf, f"unexpected data {self.buf + data!r}"
-        return True
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
+        self.start_tls()
 
 
 def export_with_flags(srv, user: str = ALICE, restart: bool = True) -> list[tuple[int, str, bytes]]:

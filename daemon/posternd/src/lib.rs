@@ -7,6 +7,7 @@ pub mod directory;
 pub mod files;
 pub mod health_gate;
 pub mod imap;
+pub mod login;
 pub mod mailbox_io;
 pub mod metrics;
 pub mod pop3;

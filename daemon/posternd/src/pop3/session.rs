@@ -13,6 +13,7 @@ use postern_store::{FlagOp, MailboxId, MessageMeta, StoreError};
 use tokio::net::TcpStream;
 
 use super::MaildropLock;
+use crate::login::{self, Attempt, Service};
 use crate::server::Shared;
 use crate::smtp::connection::Connection;
 
@@ -20,8 +21,6 @@ use crate::smtp::connection::Connection;
 const READ_CHUNK: usize = 16 * 1024;
 /// A TLS handshake that takes longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A failed authentication is answered after this delay, to slow password guessing.
-const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// Serves one POP3 connection until it ends: port 110 (`implicit_tls` false, STLS) or 995.
 pub async fn run(
@@ -182,18 +181,17 @@ impl Driver<'_> {
                     username,
                     password,
                 } => {
-                    let ok = self.authenticate(&username, password).await;
-                    if ok {
-                        tracing::info!(event = "pop3.auth.succeeded", peer = %self.peer, user = %username, mechanism);
-                    } else {
-                        self.shared.metrics.pop3.auth_failures.inc();
-                        tracing::warn!(event = "pop3.auth.failed", peer = %self.peer, user = %username, mechanism);
-                        // Flush what came before, then make the guesser wait.
-                        if !self.flush().await {
-                            return;
-                        }
-                        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                    // Flush what came before: a failed check waits before it is answered.
+                    if !self.flush().await {
+                        return;
                     }
+                    let attempt = Attempt {
+                        service: Service::Pop3,
+                        peer: self.peer,
+                        mechanism,
+                        username: &username,
+                    };
+                    let ok = login::verify(self.shared, attempt, password).await;
                     session.resolve(Answer::Auth(ok));
                 }
                 Action::LoadMaildrop { username } => {
@@ -238,15 +236,6 @@ impl Driver<'_> {
         } else if name == events::TIMEOUT {
             metrics.reject("timeout");
         }
-    }
-
-    async fn authenticate(&self, username: &str, password: String) -> bool {
-        let accounts = self.shared.directory.snapshot();
-        let user = username.to_string();
-        // argon2id costs tens of milliseconds of CPU: keep it off the event loop.
-        tokio::task::spawn_blocking(move || accounts.verify_password(&user, &password))
-            .await
-            .unwrap_or(false)
     }
 
     async fn load_maildrop(&mut self, username: &str) -> Result<Vec<MessageInfo>, MaildropError> {

@@ -13,6 +13,7 @@ use postern_store::{AppendRequest, AppendTarget};
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
+use crate::login::{self, Attempt, Service};
 use crate::server::Shared;
 use crate::trace_headers::{received, return_path, TraceInfo};
 
@@ -170,13 +171,13 @@ impl Driver<'_> {
                     username,
                     password,
                 } => {
-                    let ok = self.authenticate(&username, password).await;
-                    if ok {
-                        tracing::info!(event = "smtp.auth.succeeded", peer = %self.peer, user = %username, mechanism);
-                    } else {
-                        self.shared.metrics.auth_failures.inc();
-                        tracing::warn!(event = "smtp.auth.failed", peer = %self.peer, user = %username, mechanism);
-                    }
+                    let attempt = Attempt {
+                        service: Service::Smtp,
+                        peer: self.peer,
+                        mechanism,
+                        username: &username,
+                    };
+                    let ok = login::verify(self.shared, attempt, password).await;
                     session.resolve(Answer::Auth(ok));
                 }
                 Action::CheckSender {
@@ -225,15 +226,6 @@ impl Driver<'_> {
                 }
             }
         }
-    }
-
-    async fn authenticate(&self, username: &str, password: String) -> bool {
-        let accounts = self.shared.directory.snapshot();
-        let user = username.to_string();
-        // argon2id costs tens of milliseconds of CPU: keep it off the event loop.
-        tokio::task::spawn_blocking(move || accounts.verify_password(&user, &password))
-            .await
-            .unwrap_or(false)
     }
 
     fn check_sender(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
