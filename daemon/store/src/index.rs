@@ -413,11 +413,22 @@ impl Index {
     }
 
     pub(crate) fn messages(&self, mailbox: u32) -> Vec<MessageMeta> {
+        self.messages_where(mailbox, |_, _| true)
+    }
+
+    /// Visible messages for which `keep(uid, entry)` holds, in UID order; only those are
+    /// copied out, so a caller that needs a few messages of a large mailbox pays for a few.
+    pub(crate) fn messages_where(
+        &self,
+        mailbox: u32,
+        keep: impl Fn(u32, &MsgEntry) -> bool,
+    ) -> Vec<MessageMeta> {
         let Some(m) = self.mailboxes.get(&mailbox) else {
             return Vec::new();
         };
         m.messages
             .range(..m.uid_boundary())
+            .filter(|(&uid, e)| keep(uid, e))
             .map(|(&uid, e)| MessageMeta {
                 mailbox: MailboxId(mailbox),
                 uid,
@@ -432,6 +443,77 @@ impl Index {
                     .unwrap_or((MailboxId(mailbox), uid)),
             })
             .collect()
+    }
+
+    /// The given visible messages (absent and invisible UIDs skipped), in the given order.
+    pub(crate) fn messages_by_uid(&self, mailbox: u32, uids: &[u32]) -> Vec<MessageMeta> {
+        let Some(m) = self.mailboxes.get(&mailbox) else {
+            return Vec::new();
+        };
+        let boundary = m.uid_boundary();
+        uids.iter()
+            .filter(|&&uid| uid < boundary)
+            .filter_map(|&uid| {
+                let e = m.messages.get(&uid)?;
+                Some(MessageMeta {
+                    mailbox: MailboxId(mailbox),
+                    uid,
+                    modseq: e.modseq,
+                    flags: e.flags.clone(),
+                    internal_date: e.internal_date,
+                    size: e.size,
+                    location: e.loc,
+                    source: e
+                        .source
+                        .map(|(m, u)| (MailboxId(m), u))
+                        .unwrap_or((MailboxId(mailbox), uid)),
+                })
+            })
+            .collect()
+    }
+
+    /// Counts over the visible messages in one pass, copying nothing per message.
+    pub(crate) fn summary(&self, mailbox: u32) -> crate::MailboxSummary {
+        let mut out = crate::MailboxSummary::default();
+        let Some(m) = self.mailboxes.get(&mailbox) else {
+            return out;
+        };
+        for (_, e) in m.messages.range(..m.uid_boundary()) {
+            out.messages += 1;
+            out.size += e.size;
+            let mut seen = false;
+            for f in &e.flags {
+                if f.eq_ignore_ascii_case("\\Seen") {
+                    seen = true;
+                } else if f.eq_ignore_ascii_case("\\Deleted") {
+                    out.deleted += 1;
+                } else if !f.starts_with('\\')
+                    && !out.keywords.iter().any(|k| k.eq_ignore_ascii_case(f))
+                {
+                    out.keywords.push(f.clone());
+                }
+            }
+            if !seen {
+                out.unseen += 1;
+                if out.first_unseen.is_none() {
+                    out.first_unseen = u32::try_from(out.messages).ok();
+                }
+            }
+        }
+        out
+    }
+
+    /// UIDs of the visible messages, ascending.
+    pub(crate) fn uids(&self, mailbox: u32) -> Vec<u32> {
+        self.mailboxes
+            .get(&mailbox)
+            .map(|m| {
+                m.messages
+                    .range(..m.uid_boundary())
+                    .map(|(&u, _)| u)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// After recovery: counters continue past everything the log holds (including

@@ -132,6 +132,22 @@ pub struct MailboxInfo {
     pub exists: u32,
 }
 
+/// Counts over a mailbox's visible messages ([`Store::summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxSummary {
+    pub messages: u64,
+    /// Messages without `\Seen`.
+    pub unseen: u64,
+    /// Sequence number (1-based, UID order) of the first message without `\Seen`.
+    pub first_unseen: Option<u32>,
+    /// Messages with `\Deleted`.
+    pub deleted: u64,
+    /// Sum of message sizes.
+    pub size: u64,
+    /// Keywords (flags not starting with a backslash) in use, first spelling kept.
+    pub keywords: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendRequest {
     /// The message exactly as it will be stored and read back.
@@ -887,6 +903,45 @@ impl Store {
     /// included). `changed()` fails once the mailbox is deleted.
     pub fn watch(&self, mailbox: MailboxId) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.index.lock().ok()?.watch(mailbox.0)
+    }
+
+    /// Message count, unseen and deleted counts, first unseen and keywords in use, from one
+    /// pass over the index (SELECT and STATUS on large mailboxes).
+    pub fn summary(&self, mailbox: MailboxId) -> MailboxSummary {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.summary(mailbox.0))
+            .unwrap_or_default()
+    }
+
+    /// UIDs of the visible messages, ascending: a large mailbox's sequence map without
+    /// copying every message's metadata.
+    pub fn uids(&self, mailbox: MailboxId) -> Vec<u32> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.uids(mailbox.0))
+            .unwrap_or_default()
+    }
+
+    /// Visible messages whose MODSEQ is above `modseq` (new ones and flag changes, RFC 7162
+    /// 3.1.4.1), in UID order.
+    pub fn messages_changed_since(&self, mailbox: MailboxId, modseq: u64) -> Vec<MessageMeta> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.messages_where(mailbox.0, |_, e| e.modseq > modseq))
+            .unwrap_or_default()
+    }
+
+    /// The visible messages among `uids`, in that order; others are skipped.
+    pub fn messages_by_uid(&self, mailbox: MailboxId, uids: &[u32]) -> Vec<MessageMeta> {
+        self.inner
+            .index
+            .lock()
+            .map(|ix| ix.messages_by_uid(mailbox.0, uids))
+            .unwrap_or_default()
     }
 
     /// UIDs expunged with a MODSEQ greater than `modseq` (QRESYNC VANISHED,

@@ -25,7 +25,20 @@ struct Args {
     dev: bool,
 }
 
+/// Argon2id needs 19 MiB per password check. glibc raises its mmap threshold after the
+/// first such buffer is freed, so later ones come from the checking thread's heap arena and
+/// stay there: every blocking thread that ever verified a login would keep 19 MiB, which
+/// dominated the memory of idle IMAP connections. A fixed threshold (setting it turns the
+/// dynamic adjustment off) keeps large buffers in mmap, returned to the system on free.
+fn keep_large_allocations_in_mmap() {
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_large_allocations_in_mmap();
     let args = Args::parse();
     let config = if args.dev {
         Config::dev()

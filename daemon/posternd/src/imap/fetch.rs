@@ -207,8 +207,13 @@ pub async fn fetch(
             );
         }
     }
-    let mut metas: HashMap<u32, MessageMeta> =
-        store.messages(id).into_iter().map(|m| (m.uid, m)).collect();
+    // Only the messages asked for are copied out of the index.
+    let wanted: Vec<u32> = targets.iter().map(|&(_, u)| u).collect();
+    let mut metas: HashMap<u32, MessageMeta> = store
+        .messages_by_uid(id, &wanted)
+        .into_iter()
+        .map(|m| (m.uid, m))
+        .collect();
     // RFC 9051 6.4.5: BODY[...] without PEEK sets \Seen.
     if !read_only && attrs.iter().any(FetchAttr::sets_seen) {
         let unseen: Vec<u32> = targets

@@ -664,15 +664,10 @@ impl Session {
             return self.no(tag, "[NONEXISTENT] No such mailbox");
         };
         let store = &self.shared.store;
-        let metas = store.messages(info.id);
-        let mut keywords: Vec<String> = Vec::new();
-        for m in &metas {
-            for f in &m.flags {
-                if !f.starts_with('\\') && !keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
-                    keywords.push(f.clone());
-                }
-            }
-        }
+        // One pass over the index, nothing copied per message: SELECT stays cheap on large
+        // mailboxes.
+        let summary = store.summary(info.id);
+        let keywords = summary.keywords;
         let kw = if keywords.is_empty() {
             String::new()
         } else {
@@ -695,11 +690,8 @@ impl Session {
         o.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
         if !self.enabled.rev2 {
             o.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
-            if let Some(i) = metas
-                .iter()
-                .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
-            {
-                o.extend_from_slice(format!("* OK [UNSEEN {}] First unseen\r\n", i + 1).as_bytes());
+            if let Some(seq) = summary.first_unseen {
+                o.extend_from_slice(format!("* OK [UNSEEN {seq}] First unseen\r\n").as_bytes());
             }
         }
         o.extend_from_slice(
@@ -736,10 +728,10 @@ impl Session {
                         .as_bytes(),
                     );
                 }
-                for (i, m) in metas.iter().enumerate() {
-                    if m.modseq > q.modseq {
+                for m in store.messages_changed_since(info.id, q.modseq) {
+                    if let Some(seq) = view.seq_of(m.uid) {
                         o.extend_from_slice(
-                            format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
+                            format!("* {seq} FETCH (UID {} FLAGS ", m.uid).as_bytes(),
                         );
                         encode::flag_list(o, &m.flags, false);
                         o.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
@@ -1118,23 +1110,17 @@ impl Session {
     }
 
     fn status_line(&mut self, info: &MailboxInfo, items: &[StatusItem]) {
-        let metas = self.shared.store.messages(info.id);
+        let summary = self.shared.store.summary(info.id);
         let mut parts = Vec::new();
         for item in items {
             let v: u64 = match item {
-                StatusItem::Messages => metas.len() as u64,
+                StatusItem::Messages => summary.messages,
                 StatusItem::Recent => 0,
                 StatusItem::UidNext => u64::from(info.uidnext),
                 StatusItem::UidValidity => u64::from(info.uidvalidity),
-                StatusItem::Unseen => metas
-                    .iter()
-                    .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
-                    .count() as u64,
-                StatusItem::Deleted => metas
-                    .iter()
-                    .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                    .count() as u64,
-                StatusItem::Size => metas.iter().map(|m| m.size).sum(),
+                StatusItem::Unseen => summary.unseen,
+                StatusItem::Deleted => summary.deleted,
+                StatusItem::Size => summary.size,
                 StatusItem::HighestModSeq => info.highest_modseq,
                 StatusItem::AppendLimit => self.shared.config.imap.max_literal_size,
             };
@@ -1372,13 +1358,7 @@ impl Session {
         }
         let src = v.id;
         let wanted: Vec<u32> = self.resolve(set, uid).into_iter().map(|(_, u)| u).collect();
-        let metas: Vec<_> = self
-            .shared
-            .store
-            .messages(src)
-            .into_iter()
-            .filter(|m| wanted.binary_search(&m.uid).is_ok())
-            .collect();
+        let metas = self.shared.store.messages_by_uid(src, &wanted);
         if metas.is_empty() {
             // RFC 9051 6.4.7: nothing to copy is not an error.
             let word = if is_move { "MOVE" } else { "COPY" };

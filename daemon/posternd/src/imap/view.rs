@@ -40,8 +40,13 @@ pub struct View {
     pub uids: Vec<u32>,
     /// Messages expunged by others and not yet reported to this client.
     pub gone: HashSet<u32>,
-    /// MODSEQ of each message as last reported (or as of SELECT).
+    /// MODSEQ of messages this session itself reported since the last sync (its own FETCH
+    /// and STORE responses), so a sync does not report them again.
     pub known: HashMap<u32, u64>,
+    /// The mailbox's HIGHESTMODSEQ as of the last sync: every change at or below it has
+    /// been reported. Syncing asks the store only for what is newer, so a command on an
+    /// unchanged large mailbox costs nothing.
+    pub synced_modseq: u64,
     /// The highest UID this view includes.
     pub max_uid: u32,
     pub recent: HashSet<u32>,
@@ -68,15 +73,15 @@ impl View {
     pub fn open(store: &Store, id: MailboxId, read_only: bool, condstore: bool) -> Option<View> {
         let info = store.mailbox(id)?;
         let feed = store.watch(id);
-        let metas = store.messages(id);
-        let uids: Vec<u32> = metas.iter().map(|m| m.uid).collect();
+        let uids = store.uids(id);
         let recent = claim_recent(id, &uids, !read_only).into_iter().collect();
         Some(View {
             id,
             name: info.name,
             read_only,
             max_uid: uids.last().copied().unwrap_or(0),
-            known: metas.iter().map(|m| (m.uid, m.modseq)).collect(),
+            known: HashMap::new(),
+            synced_modseq: info.highest_modseq,
             uids,
             gone: HashSet::new(),
             recent,
@@ -96,56 +101,79 @@ impl View {
 
     /// Brings the view up to date with the store and writes the untagged responses.
     pub fn sync(&mut self, store: &Store, how: Reporting, out: &mut Vec<u8>) {
-        if store.mailbox(self.id).is_none() {
+        let Some(info) = store.mailbox(self.id) else {
             // Deleted by another session: every message is gone.
             self.deleted = true;
-        }
-        let metas: Vec<MessageMeta> = if self.deleted {
-            Vec::new()
-        } else {
-            store.messages(self.id)
-        };
-        let current: HashMap<u32, &MessageMeta> = metas.iter().map(|m| (m.uid, m)).collect();
-        for &uid in &self.uids {
-            if !current.contains_key(&uid) {
-                self.gone.insert(uid);
+            self.gone.extend(self.uids.iter().copied());
+            if how.allow_expunge {
+                self.report_expunged(how.qresync, out);
             }
+            return;
+        };
+        if info.highest_modseq > self.synced_modseq {
+            let since = self.synced_modseq;
+            // Expunges and changes both carry a MODSEQ above `since` (RFC 7162 3.1.2.1).
+            for uid in store.vanished_since(self.id, since) {
+                if self.seq_of(uid).is_some() {
+                    self.gone.insert(uid);
+                }
+            }
+            let changed = store.messages_changed_since(self.id, since);
+            self.report_new(&changed, how, out);
+            self.report_flag_changes(&changed, how, out);
+            self.synced_modseq = info.highest_modseq;
+            self.known.retain(|_, &mut m| m > info.highest_modseq);
         }
         if how.allow_expunge && !self.gone.is_empty() {
             self.report_expunged(how.qresync, out);
         }
-        // New messages: UIDs only grow (RFC 9051 2.3.1.1).
-        let new: Vec<u32> = metas
+    }
+
+    /// New messages: UIDs only grow (RFC 9051 2.3.1.1), so they are the changes above
+    /// `max_uid`.
+    fn report_new(&mut self, changed: &[MessageMeta], how: Reporting, out: &mut Vec<u8>) {
+        let new: Vec<u32> = changed
             .iter()
             .map(|m| m.uid)
             .filter(|&u| u > self.max_uid)
             .collect();
-        if !new.is_empty() {
-            for m in metas.iter().filter(|m| m.uid > self.max_uid) {
-                self.known.insert(m.uid, m.modseq);
-            }
-            self.max_uid = *new.last().unwrap_or(&self.max_uid);
-            let claimed = claim_recent(self.id, &new, !self.read_only);
-            self.uids.extend_from_slice(&new);
-            out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
-            if how.rev1 {
-                self.recent.extend(claimed);
-                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent.len()).as_bytes());
-            }
+        let Some(&last) = new.last() else {
+            return;
+        };
+        for m in changed.iter().filter(|m| m.uid > self.max_uid) {
+            self.known.insert(m.uid, m.modseq);
         }
-        // Flag changes by others (RFC 9051 7.5.2 FETCH, with MODSEQ under CONDSTORE).
-        for (i, &uid) in self.uids.iter().enumerate() {
-            let Some(m) = current.get(&uid) else { continue };
-            let known = self.known.get(&uid).copied().unwrap_or(0);
-            if m.modseq > known {
-                self.known.insert(uid, m.modseq);
-                out.extend_from_slice(format!("* {} FETCH (UID {uid} FLAGS ", i + 1).as_bytes());
-                encode::flag_list(out, &m.flags, how.rev1 && self.recent.contains(&uid));
-                if self.condstore {
-                    out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
-                }
-                out.extend_from_slice(b")\r\n");
+        self.max_uid = last;
+        let claimed = claim_recent(self.id, &new, !self.read_only);
+        self.uids.extend_from_slice(&new);
+        out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
+        if how.rev1 {
+            self.recent.extend(claimed);
+            out.extend_from_slice(format!("* {} RECENT\r\n", self.recent.len()).as_bytes());
+        }
+    }
+
+    /// Flag changes by others (RFC 9051 7.5.2 FETCH, with MODSEQ under CONDSTORE).
+    fn report_flag_changes(&mut self, changed: &[MessageMeta], how: Reporting, out: &mut Vec<u8>) {
+        for m in changed {
+            let Some(seq) = self.seq_of(m.uid) else {
+                continue;
+            };
+            if self.gone.contains(&m.uid) {
+                continue;
             }
+            let known = self.known.get(&m.uid).copied().unwrap_or(0);
+            if m.modseq <= known {
+                continue;
+            }
+            self.known.insert(m.uid, m.modseq);
+            let uid = m.uid;
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
+            encode::flag_list(out, &m.flags, how.rev1 && self.recent.contains(&uid));
+            if self.condstore {
+                out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+            }
+            out.extend_from_slice(b")\r\n");
         }
     }
 
