@@ -11,13 +11,10 @@ import ssl
 import time
 import zlib
 
-from harness import ALICE, BOB, HOST, PASSWORDS, SOCK_TIMEOUT, client_tls_context, make_message
+from harness import (ALICE, BOB, HOST, PASSWORDS, SOCK_TIMEOUT, Closed, RawClient,  # noqa: F401
+                     client_tls_context, make_message)
 
 LITERAL_RE = re.compile(rb"~?\{(\d+)\}$")
-
-
-class Closed(Exception):
-    pass
 
 
 class Response:
@@ -42,15 +39,13 @@ class Response:
         return f"Response({self.text()!r})"
 
 
-class RawIMAP:
+class RawIMAP(RawClient):
     """An IMAP client that controls every byte. Responses are returned with literal data
-    inline (the `{n}\\r\\n` announcement kept), one entry per response."""
+    inline (the `{n}\\r\\n` announcement kept), one entry per response. The transport is
+    harness.RawClient, with COMPRESS=DEFLATE layered on send and _fill."""
 
     def __init__(self, port: int, tls: bool = False, timeout: float = SOCK_TIMEOUT):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        if tls:
-            self.sock = client_tls_context().wrap_socket(self.sock)
-        self.buf = b""
+        super().__init__(port, tls, timeout)
         self.n = 0
         self.inflate = None
         self.deflate = None
@@ -71,10 +66,7 @@ class RawIMAP:
         self.buf += chunk
 
     def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        return self._readline()
 
     def _exact(self, n: int) -> bytes:
         while len(self.buf) < n:
@@ -144,9 +136,8 @@ class RawIMAP:
         return r
 
     def starttls(self) -> None:
-        r = self.ok("STARTTLS")
-        assert not self.buf
-        self.sock = client_tls_context().wrap_socket(self.sock)
+        self.ok("STARTTLS")
+        self.start_tls()
 
     def login(self, user: str = ALICE) -> Response:
         return self.ok(f'LOGIN "{user}" "{PASSWORDS[user]}"')
@@ -172,19 +163,6 @@ class RawIMAP:
         finally:
             self.sock.settimeout(SOCK_TIMEOUT)
         return got
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
 
 def raw_session(server, user: str = ALICE) -> RawIMAP:
     """A logged-in raw session over IMAPS."""

@@ -1,26 +1,18 @@
 //! AUTHENTICATE (RFC 9051 6.2.2, SASL-IR RFC 4959) and LOGIN (RFC 9051 6.2.3).
 
-use base64::Engine;
-
 use super::CommandBody;
 use crate::parser::{PResult, ParseError, Parser};
 
 /// Decodes one SASL response line (RFC 9051 6.2.2: BASE64, or "=" for an empty response
 /// with SASL-IR, RFC 4959 3). Used for the initial response and for continuation lines read
 /// with [`CommandReceiver::next_line`](crate::receiver::CommandReceiver::next_line).
+/// The decoding is postern-sasl's, shared with SMTP and POP3.
 pub fn decode_sasl_response(line: &[u8]) -> Result<Vec<u8>, ParseError> {
-    if line == b"=" {
-        return Ok(Vec::new());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(line)
-        .map_err(|_| ParseError::new("invalid base64 in SASL response"))
+    postern_sasl::decode_response(line).map_err(ParseError::new)
 }
 
-/// RFC 9051 6.2.2: a continuation line of "*" cancels the exchange.
-pub fn is_sasl_cancel(line: &[u8]) -> bool {
-    line == b"*"
-}
+/// RFC 9051 6.2.2: a continuation line of "*" cancels the exchange (postern-sasl's check).
+pub use postern_sasl::is_cancel as is_sasl_cancel;
 
 pub(super) fn authenticate(p: &mut Parser<'_>) -> PResult<CommandBody> {
     // authenticate = "AUTHENTICATE" SP auth-type [SP initial-resp]

@@ -3,19 +3,19 @@
 //! (STARTTLS, AUTHENTICATE continuations, IDLE, COMPRESS) return a [`Next`] step.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use postern_imap::command::{Command, CommandBody, Flag, ListReturn, ListSelect, StatusItem};
 use postern_imap::mutf7::Mailbox;
 use postern_imap::sequence::SequenceSet;
+use postern_sasl::SaslError;
 use postern_store::{AppendRequest, AppendTarget, MailboxId, MailboxInfo, StoreError};
 
 use super::encode;
 use super::view::{Reporting, View};
+use crate::login::{self, Attempt, Service};
 use crate::server::Shared;
 
-/// Pause after a failed login, so guessing is slow (RFC 9051 11.1 leaves the policy open).
-const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(500);
 /// Failed logins per connection before BYE.
 pub const MAX_AUTH_FAILURES: u32 = 3;
 /// Hierarchy delimiter (HELPERS-CONTEXT: store names use "/").
@@ -538,22 +538,20 @@ impl Session {
         password: String,
         mechanism: &'static str,
     ) -> (&'static str, Next) {
-        let accounts = self.shared.directory.snapshot();
-        let name = user.clone();
-        // argon2id is expensive: off the event loop.
-        let ok = tokio::task::spawn_blocking(move || accounts.verify_password(&name, &password))
-            .await
-            .unwrap_or(false);
-        if ok {
-            tracing::info!(event = "imap.login", peer = %self.peer, user = %user, mechanism);
+        // RFC 9051 11.1 leaves the guessing policy open: the failure delay and the event are
+        // the same as for SMTP and POP3 (crate::login).
+        let attempt = Attempt {
+            service: Service::Imap,
+            peer: self.peer,
+            mechanism,
+            username: &user,
+        };
+        if login::verify(&self.shared, attempt, password).await {
             self.user = Some(user);
             let caps = self.capabilities();
             return self.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));
         }
         self.auth_failures += 1;
-        self.shared.metrics.imap_auth_failures.inc();
-        tracing::warn!(event = "imap.login_failed", peer = %self.peer, user = %user, mechanism, failures = self.auth_failures);
-        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
         tagged(
             &mut self.out,
             tag,
@@ -568,32 +566,24 @@ impl Session {
         ("NO", Next::Continue)
     }
 
-    /// RFC 4616: message = [authzid] NUL authcid NUL passwd.
+    /// RFC 4616: message = [authzid] NUL authcid NUL passwd (postern-sasl).
     pub async fn authenticate_plain(&mut self, tag: &str, data: &[u8]) -> (&'static str, Next) {
-        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-        let [authz, authc, pass] = parts.as_slice() else {
-            return self.bad(tag, "Malformed PLAIN response");
-        };
-        let (Ok(authz), Ok(authc), Ok(pass)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(authc),
-            std::str::from_utf8(pass),
-        ) else {
-            return self.bad(tag, "Malformed PLAIN response");
-        };
-        if !authz.is_empty() && authz != authc {
-            return self.no(tag, "[AUTHORIZATIONFAILED] Cannot act as another user");
+        match postern_sasl::parse_plain(data) {
+            Ok((user, password)) => self.login(tag, user, password, "PLAIN").await,
+            Err(SaslError::Authorization) => {
+                self.no(tag, "[AUTHORIZATIONFAILED] Cannot act as another user")
+            }
+            Err(_) => self.bad(tag, "Malformed PLAIN response"),
         }
-        self.login(tag, authc.to_string(), pass.to_string(), "PLAIN")
-            .await
     }
 
     /// The continuation line of AUTHENTICATE.
     pub async fn authenticate_line(&mut self, tag: &str, line: &[u8]) -> (&'static str, Next) {
-        if postern_imap::command::is_sasl_cancel(line) {
+        // RFC 9051 6.2.2: "*" cancels the exchange.
+        if postern_sasl::is_cancel(line) {
             return self.bad(tag, "Authentication cancelled");
         }
-        match postern_imap::command::decode_sasl_response(line) {
+        match postern_sasl::decode_response(line) {
             Ok(data) => self.authenticate_plain(tag, &data).await,
             Err(e) => self.bad(tag, &e.to_string()),
         }
