@@ -7,11 +7,10 @@ import imaplib
 import re
 import smtplib
 import socket
-import ssl
 import time
 import zlib
 
-from harness import (ALICE, BOB, HOST, PASSWORDS, SOCK_TIMEOUT, Closed, RawClient,  # noqa: F401
+from harness import (ALICE, BOB, HOST, PASSWORDS, SOCK_TIMEOUT, Closed, RawClient,
                      client_tls_context, make_message)
 
 LITERAL_RE = re.compile(rb"~?\{(\d+)\}$")
