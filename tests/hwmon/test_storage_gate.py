@@ -5,7 +5,9 @@ is healthy again, mail is accepted (250) and delivered. hwmond down: mail is acc
 
 from __future__ import annotations
 
+import imaplib
 import smtplib
+import ssl
 import subprocess
 import time
 
@@ -82,7 +84,15 @@ def test_failed_array_refuses_mail_until_repaired(gated):
          "--to", ALICE, "--timeout", "10"], capture_output=True, text=True, timeout=60)
     # swaks marks an error reply "<**" (plain) or "<~*" (inside TLS).
     assert "<~* 451 4.3.5 " in out.stdout, out.stdout[-2000:]
-    assert gate_metric(srv, "postern_health_gate_refusals_total") >= 2
+    # IMAP APPEND is gated too: NO [UNAVAILABLE] (RFC 5530), nothing stored.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with imaplib.IMAP4_SSL(HOST, srv.ports.imaps, ssl_context=ctx, timeout=10) as imap:
+        imap.login(ALICE, harness.PASSWORDS[ALICE])
+        typ, data = imap.append("INBOX", None, None, make_message(subject="appended"))
+        assert typ == "NO" and b"[UNAVAILABLE]" in data[0], (typ, data)
+    assert gate_metric(srv, "postern_health_gate_refusals_total") >= 3
 
     set_md_scenario(root, "healthy")
     d.wait_state(lambda s: s["storage"]["safe"], what="storage safe again")

@@ -7,44 +7,54 @@ use super::encode;
 use super::session::{Next, Session};
 
 /// (sequence number, UID, MODSEQ) of every message matching `criteria`, ascending.
-fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u64)>, String> {
+///
+/// Runs on the blocking pool: a body or header search reads every message of the mailbox,
+/// and the worker's other sessions must not wait for it.
+async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u64)>, String> {
     let Some(v) = s.selected.as_ref() else {
         return Err("No mailbox selected".into());
     };
-    let store = &s.shared.store;
+    let store = s.shared.store.clone();
     let metas = store.messages(v.id);
-    let by_uid: std::collections::HashMap<u32, &postern_store::MessageMeta> =
-        metas.iter().map(|m| (m.uid, m)).collect();
     let saved_seqs: Vec<u32> = s.saved.iter().filter_map(|&u| v.seq_of(u)).collect();
     let saved_uids = s.saved.clone();
     let exists = v.exists();
     let max_uid = v.max_uid;
-    let mut out = Vec::new();
-    for (i, &uid) in v.uids.iter().enumerate() {
-        let Some(meta) = by_uid.get(&uid) else {
-            continue;
-        };
-        let seq = i as u32 + 1;
-        let recent = v.recent.contains(&uid);
-        let ctx = postern_imap::search::MessageContext {
-            seq,
-            uid,
-            flags: &meta.flags,
-            recent,
-            modseq: meta.modseq,
-            internal_date: meta.internal_date,
-            size: meta.size,
-            max_seq: exists,
-            max_uid,
-            saved_seqs: &saved_seqs,
-            saved_uids: &saved_uids,
-        };
-        let raw = || store.read_message(meta).ok();
-        if postern_imap::search::matches(criteria, &ctx, raw) {
-            out.push((seq, uid, meta.modseq));
+    let view_uids = v.uids.clone();
+    let recent = v.recent.clone();
+    let criteria = criteria.clone();
+    let evaluate = move || {
+        let by_uid: std::collections::HashMap<u32, &postern_store::MessageMeta> =
+            metas.iter().map(|m| (m.uid, m)).collect();
+        let mut out = Vec::new();
+        for (i, &uid) in view_uids.iter().enumerate() {
+            let Some(meta) = by_uid.get(&uid) else {
+                continue;
+            };
+            let seq = i as u32 + 1;
+            let ctx = postern_imap::search::MessageContext {
+                seq,
+                uid,
+                flags: &meta.flags,
+                recent: recent.contains(&uid),
+                modseq: meta.modseq,
+                internal_date: meta.internal_date,
+                size: meta.size,
+                max_seq: exists,
+                max_uid,
+                saved_seqs: &saved_seqs,
+                saved_uids: &saved_uids,
+            };
+            let raw = || store.read_message(meta).ok();
+            if postern_imap::search::matches(&criteria, &ctx, raw) {
+                out.push((seq, uid, meta.modseq));
+            }
         }
-    }
-    Ok(out)
+        out
+    };
+    tokio::task::spawn_blocking(evaluate)
+        .await
+        .map_err(|_| "[SERVERBUG] Search failed".to_string())
 }
 
 fn has_modseq_key(k: &SearchKey) -> bool {
@@ -141,7 +151,7 @@ fn report(
     s.out.extend_from_slice(line.as_bytes());
 }
 
-pub fn search(
+pub async fn search(
     s: &mut Session,
     tag: &str,
     uid: bool,
@@ -157,7 +167,7 @@ pub fn search(
         // RFC 7162 3.1.5: a MODSEQ search key enables CONDSTORE.
         s.enabled.condstore = true;
     }
-    let hits = match matching(s, criteria) {
+    let hits = match matching(s, criteria).await {
         Ok(h) => h,
         Err(e) => return s.no(tag, &e),
     };
@@ -198,7 +208,7 @@ pub fn search(
     )
 }
 
-pub fn sort(
+pub async fn sort(
     s: &mut Session,
     tag: &str,
     uid: bool,
@@ -206,7 +216,7 @@ pub fn sort(
     search: &SearchKey,
     returns: Option<Vec<SearchReturn>>,
 ) -> (&'static str, Next) {
-    let hits = match matching(s, search) {
+    let hits = match matching(s, search).await {
         Ok(h) => h,
         Err(e) => return s.no(tag, &e),
     };

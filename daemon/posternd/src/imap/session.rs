@@ -475,14 +475,16 @@ impl Session {
                 charset,
                 criteria,
                 returns,
-            } => super::search::search(self, &tag, uid, charset.as_deref(), &criteria, returns),
+            } => {
+                super::search::search(self, &tag, uid, charset.as_deref(), &criteria, returns).await
+            }
             C::Sort {
                 uid,
                 criteria,
                 search,
                 returns,
                 ..
-            } => super::search::sort(self, &tag, uid, &criteria, &search, returns),
+            } => super::search::sort(self, &tag, uid, &criteria, &search, returns).await,
             C::Copy { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, false).await,
             C::Move { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, true).await,
         };
@@ -1184,6 +1186,14 @@ impl Session {
         }
         if messages.iter().any(|m| m.data.is_empty()) {
             return self.no(tag, "[CANNOT] Empty message");
+        }
+        // The storage gate (hwmond's verdict), as SMTP answers 451: refuse what storage may
+        // not keep. RFC 5530 3: UNAVAILABLE is temporary; the client retries later.
+        if self.shared.health_gate.check().is_some() {
+            return self.no(
+                tag,
+                "[UNAVAILABLE] Storage cannot keep mail safely now; try again later",
+            );
         }
         let mut uids = Vec::new();
         for m in messages {
