@@ -1,7 +1,7 @@
 """Test harness for the Postern system tests.
 
-Starts the real `posternd` binary with a temporary configuration (the agreed schema in
-docs/HELPERS-CONTEXT.md), provisions accounts through the real `postern` CLI, and offers small
+Starts the real `posternd` binary with a temporary configuration (the schema of
+daemon/config/reference.toml), provisions accounts through the real `postern` CLI, and offers small
 clients (raw socket SMTP, TLS contexts, mailbox export) with every wait bounded in time.
 Only loopback addresses are used.
 """

@@ -18,7 +18,7 @@ use crate::server::Shared;
 
 /// Failed logins per connection before BYE.
 pub const MAX_AUTH_FAILURES: u32 = 3;
-/// Hierarchy delimiter (HELPERS-CONTEXT: store names use "/").
+/// Hierarchy delimiter: store mailbox names use "/" (docs/INTERNALS.md).
 const DELIM: char = '/';
 
 /// What the driver must do after a command.
