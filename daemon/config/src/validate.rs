@@ -379,6 +379,28 @@ impl Validator<'_> {
         Some(addr)
     }
 
+    /// Every listed key of `section` must be at least 1.
+    fn at_least_one(&mut self, section: &'static str, keys: &[(&'static str, u64)]) {
+        for &(key, value) in keys {
+            if value == 0 {
+                self.error(
+                    &[Key(section), Key(key)],
+                    format!("{key} must be at least 1"),
+                );
+            }
+        }
+    }
+
+    /// A per-IP connection limit above the section's total could never apply.
+    fn per_ip_within_total(&mut self, section: &'static str, total: u64, per_ip: u64) {
+        if per_ip > total {
+            self.error(
+                &[Key(section), Key("max_connections_per_ip")],
+                format!("max_connections_per_ip = {per_ip} exceeds max_connections = {total}"),
+            );
+        }
+    }
+
     fn smtp(&mut self, s: &crate::SmtpConfig) {
         let at = |k| [Key("smtp"), Key(k)];
         // RFC 5321 4.5.3.1.7: a server must accept messages of at least 64K octets.
@@ -421,27 +443,18 @@ impl Validator<'_> {
                 ),
             );
         }
-        for (key, value) in [
-            ("max_commands", s.max_commands),
-            ("max_errors", s.max_errors),
-            ("max_connections", s.max_connections),
-            ("max_connections_per_ip", s.max_connections_per_ip),
-            ("timeout_command_secs", s.timeout_command_secs),
-            ("timeout_data_secs", s.timeout_data_secs),
-        ] {
-            if value == 0 {
-                self.error(&at(key), format!("{key} must be at least 1"));
-            }
-        }
-        if s.max_connections_per_ip > s.max_connections {
-            self.error(
-                &at("max_connections_per_ip"),
-                format!(
-                    "max_connections_per_ip = {} exceeds max_connections = {}",
-                    s.max_connections_per_ip, s.max_connections
-                ),
-            );
-        }
+        self.at_least_one(
+            "smtp",
+            &[
+                ("max_commands", s.max_commands),
+                ("max_errors", s.max_errors),
+                ("max_connections", s.max_connections),
+                ("max_connections_per_ip", s.max_connections_per_ip),
+                ("timeout_command_secs", s.timeout_command_secs),
+                ("timeout_data_secs", s.timeout_data_secs),
+            ],
+        );
+        self.per_ip_within_total("smtp", s.max_connections, s.max_connections_per_ip);
     }
 
     fn imap(&mut self, s: &crate::ImapConfig) {
@@ -466,26 +479,17 @@ impl Validator<'_> {
                 ),
             );
         }
-        for (key, value) in [
-            ("max_literal_size", s.max_literal_size),
-            ("timeout_login_secs", s.timeout_login_secs),
-            ("max_errors", s.max_errors),
-            ("max_connections", s.max_connections),
-            ("max_connections_per_ip", s.max_connections_per_ip),
-        ] {
-            if value == 0 {
-                self.error(&at(key), format!("{key} must be at least 1"));
-            }
-        }
-        if s.max_connections_per_ip > s.max_connections {
-            self.error(
-                &at("max_connections_per_ip"),
-                format!(
-                    "max_connections_per_ip = {} exceeds max_connections = {}",
-                    s.max_connections_per_ip, s.max_connections
-                ),
-            );
-        }
+        self.at_least_one(
+            "imap",
+            &[
+                ("max_literal_size", s.max_literal_size),
+                ("timeout_login_secs", s.timeout_login_secs),
+                ("max_errors", s.max_errors),
+                ("max_connections", s.max_connections),
+                ("max_connections_per_ip", s.max_connections_per_ip),
+            ],
+        );
+        self.per_ip_within_total("imap", s.max_connections, s.max_connections_per_ip);
     }
 
     fn pop3(&mut self, s: &crate::Pop3Config) {
@@ -510,25 +514,16 @@ impl Validator<'_> {
                 ),
             );
         }
-        for (key, value) in [
-            ("timeout_login_secs", s.timeout_login_secs),
-            ("max_errors", s.max_errors),
-            ("max_connections", s.max_connections),
-            ("max_connections_per_ip", s.max_connections_per_ip),
-        ] {
-            if value == 0 {
-                self.error(&at(key), format!("{key} must be at least 1"));
-            }
-        }
-        if s.max_connections_per_ip > s.max_connections {
-            self.error(
-                &at("max_connections_per_ip"),
-                format!(
-                    "max_connections_per_ip = {} exceeds max_connections = {}",
-                    s.max_connections_per_ip, s.max_connections
-                ),
-            );
-        }
+        self.at_least_one(
+            "pop3",
+            &[
+                ("timeout_login_secs", s.timeout_login_secs),
+                ("max_errors", s.max_errors),
+                ("max_connections", s.max_connections),
+                ("max_connections_per_ip", s.max_connections_per_ip),
+            ],
+        );
+        self.per_ip_within_total("pop3", s.max_connections, s.max_connections_per_ip);
     }
 
     fn store(&mut self, s: &crate::StoreConfig) {

@@ -25,9 +25,6 @@ use crate::smtp::connection::Connection;
 use session::{Next, Session};
 use stream::ImapStream;
 
-/// A TLS handshake that takes longer than this is abandoned.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// IMAP's own connection limits (config.imap), shared by every worker.
 fn limits(shared: &Shared) -> Arc<ConnectionLimits> {
     static LIMITS: OnceLock<Arc<ConnectionLimits>> = OnceLock::new();
@@ -105,10 +102,10 @@ pub async fn run(
     let mut stream = ImapStream::new(Connection::Plain(tcp));
     if implicit_tls {
         // RFC 8314 3.3: TLS from the first byte.
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.start_tls(shared.tls.clone())).await {
-            Ok(Ok(())) => {}
-            other => {
-                tracing::debug!(event = "imap.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
+        match stream.start_tls(shared.tls.clone()).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::debug!(event = "imap.tls.handshake_failed", %peer, %error);
                 return;
             }
         }
@@ -293,13 +290,13 @@ impl Driver {
                     tracing::warn!(event = "imap.tls.plaintext_injection", peer = %self.session.peer, bytes = injected.len());
                 }
                 let tls = self.shared().tls.clone();
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.stream.start_tls(tls)).await {
-                    Ok(Ok(())) => {
+                match self.stream.start_tls(tls).await {
+                    Ok(()) => {
                         self.session.tls = true;
                         true
                     }
-                    other => {
-                        tracing::debug!(event = "imap.tls.handshake_failed", peer = %self.session.peer, error = ?other.ok().and_then(|r| r.err()));
+                    Err(error) => {
+                        tracing::debug!(event = "imap.tls.handshake_failed", peer = %self.session.peer, %error);
                         false
                     }
                 }

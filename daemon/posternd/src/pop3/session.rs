@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use postern_pop3::{
     events, Action, Answer, MaildropError, MessageInfo, ReadError, Session, SessionParams,
@@ -19,9 +18,6 @@ use crate::smtp::connection::Connection;
 
 /// Bytes read from the socket per call; the session buffers what it needs.
 const READ_CHUNK: usize = 16 * 1024;
-/// A TLS handshake that takes longer than this is abandoned.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves one POP3 connection until it ends: port 110 (`implicit_tls` false, STLS) or 995.
 pub async fn run(
     shared: Arc<Shared>,
@@ -67,11 +63,10 @@ pub async fn run(
     let mut conn = Connection::Plain(tcp);
     let handshake_ok = if implicit_tls {
         // RFC 8314 3.3: implicit TLS from the first byte.
-        let handshake = conn.start_tls(shared.tls.clone());
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(())) => true,
-            other => {
-                tracing::debug!(event = "pop3.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
+        match conn.start_tls(shared.tls.clone()).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(event = "pop3.tls.handshake_failed", %peer, %error);
                 false
             }
         }
@@ -167,11 +162,10 @@ impl Driver<'_> {
                     if !self.flush().await {
                         return;
                     }
-                    let handshake = self.conn.start_tls(self.shared.tls.clone());
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(())) => session.tls_started(),
-                        other => {
-                            tracing::debug!(event = "pop3.tls.handshake_failed", peer = %self.peer, error = ?other.ok().and_then(|r| r.err()));
+                    match self.conn.start_tls(self.shared.tls.clone()).await {
+                        Ok(()) => session.tls_started(),
+                        Err(error) => {
+                            tracing::debug!(event = "pop3.tls.handshake_failed", peer = %self.peer, %error);
                             return;
                         }
                     }

@@ -8,6 +8,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+/// Longest a TLS handshake may take, for every service.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub enum Connection {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -43,12 +46,16 @@ impl Connection {
         };
     }
 
-    /// Runs the TLS handshake over the plaintext stream (STARTTLS, or implicit TLS on 465).
+    /// Runs the TLS handshake over the plaintext stream (STARTTLS, STLS, or implicit TLS),
+    /// bounded by [`HANDSHAKE_TIMEOUT`] so a silent client cannot hold the connection.
     pub async fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
         let Connection::Plain(stream) = std::mem::replace(self, Connection::Closed) else {
             return Err(io::Error::other("TLS already active"));
         };
-        let tls = TlsAcceptor::from(config).accept(stream).await?;
+        let handshake = TlsAcceptor::from(config).accept(stream);
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         *self = Connection::Tls(Box::new(tls));
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use postern_smtp::{
     events, Action, Answer, Envelope, ListenerKind, Reply, Session, SessionParams, Verdict,
@@ -19,9 +19,6 @@ use crate::trace_headers::{received, return_path, TraceInfo};
 
 /// Bytes read from the socket per call; the session buffers what it needs.
 const READ_CHUNK: usize = 64 * 1024;
-/// A TLS handshake that takes longer than this is abandoned.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub fn listener_label(kind: ListenerKind) -> &'static str {
     match kind {
         ListenerKind::Mx => "mx",
@@ -75,14 +72,10 @@ pub async fn run(
     let mut conn = Connection::Plain(tcp);
     if kind == ListenerKind::Submissions {
         // RFC 8314 3.3: implicit TLS from the first byte.
-        let handshake = conn.start_tls(shared.tls.clone());
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(())) => {}
-            other => {
-                tracing::debug!(event = "smtp.tls.handshake_failed", %peer, error = ?other.ok().and_then(|r| r.err()));
-                shared.metrics.connections_active.dec();
-                return;
-            }
+        if let Err(error) = conn.start_tls(shared.tls.clone()).await {
+            tracing::debug!(event = "smtp.tls.handshake_failed", %peer, %error);
+            shared.metrics.connections_active.dec();
+            return;
         }
     }
     let limits = shared.smtp_limits.clone();
@@ -157,11 +150,10 @@ impl Driver<'_> {
                     if !self.flush().await {
                         return;
                     }
-                    let handshake = self.conn.start_tls(self.shared.tls.clone());
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(())) => session.tls_started(),
-                        other => {
-                            tracing::debug!(event = "smtp.tls.handshake_failed", peer = %self.peer, error = ?other.ok().and_then(|r| r.err()));
+                    match self.conn.start_tls(self.shared.tls.clone()).await {
+                        Ok(()) => session.tls_started(),
+                        Err(error) => {
+                            tracing::debug!(event = "smtp.tls.handshake_failed", peer = %self.peer, %error);
                             return;
                         }
                     }
