@@ -177,6 +177,9 @@ pub struct ImapConfig {
     pub max_connections_per_ip: u64,
     /// Storage quota per account in bytes (QUOTA, RFC 9208). 0 = unlimited.
     pub quota_bytes: u64,
+    /// Memory for the header fields SEARCH reads (Subject, From, To, Cc, Bcc, Date), kept per
+    /// message after the first search, in MiB. 0 = no cache: every search reads the mail.
+    pub search_cache_mb: u64,
 }
 
 impl Default for ImapConfig {
@@ -190,6 +193,7 @@ impl Default for ImapConfig {
             max_connections: 20_000,
             max_connections_per_ip: 100,
             quota_bytes: 0,
+            search_cache_mb: 256,
         }
     }
 }

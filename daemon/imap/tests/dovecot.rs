@@ -185,7 +185,7 @@ fn maildir_flags(f: &str) -> Vec<String> {
 
 #[test]
 fn search_and_sort_match_dovecot() {
-    use postern_imap::search::{compare, matches, sort_key, MessageContext};
+    use postern_imap::search::{compare, matches, sort_key, HeaderSummary, MessageContext};
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
     let mut names: Vec<_> = std::fs::read_dir(root.join("messages"))
@@ -243,7 +243,12 @@ fn search_and_sort_match_dovecot() {
                         saved_seqs: &[],
                         saved_uids: &[],
                     };
-                    matches(&criteria, &ctx, || Some(msgs[i].clone()))
+                    let read = matches(&criteria, &ctx, None, || Some(msgs[i].clone()));
+                    // posternd answers header keys from cached summaries: they must agree.
+                    let summary = HeaderSummary::new(&msgs[i]);
+                    let cached = matches(&criteria, &ctx, Some(&summary), || Some(msgs[i].clone()));
+                    assert_eq!(read, cached, "{program}: message {i}: summary disagrees");
+                    read
                 })
                 .map(|i| i as u32 + 1)
                 .collect()

@@ -32,6 +32,8 @@ pub struct Shared {
     pub pop3: crate::pop3::Pop3State,
     /// The storage gate (hwmond's verdict); see `crate::health_gate`.
     pub health_gate: Arc<crate::health_gate::HealthGate>,
+    /// Header fields of searched messages, shared by every IMAP session.
+    pub header_cache: Arc<crate::imap::HeaderCache>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -171,6 +173,9 @@ pub fn run(config: Config) -> Result<()> {
         ),
         inboxes: Inboxes::new(store.clone()),
         pop3: crate::pop3::Pop3State::new(&config),
+        header_cache: Arc::new(crate::imap::HeaderCache::new(
+            usize_of(config.imap.search_cache_mb).saturating_mul(1 << 20),
+        )),
         config,
         store: store.clone(),
         directory,

@@ -2,6 +2,7 @@
 //! threads after each commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::{MailboxId, MailboxInfo, MessageMeta};
 
@@ -113,6 +114,10 @@ pub(crate) struct MailboxState {
     /// Expunged UIDs and the MODSEQ of their expunge, for QRESYNC VANISHED
     /// (RFC 7162 3.2.5.2). Kept for the mailbox's life.
     pub vanished: BTreeMap<u32, u64>,
+    /// The visible UIDs, ascending, built on first use and dropped whenever the visible set
+    /// changes (delivery, expunge, a moved UID boundary). Flag changes keep it, so every
+    /// IMAP session on an unchanged mailbox shares one copy of its sequence map.
+    uid_snapshot: Option<Arc<Vec<u32>>>,
     /// Fired with HIGHESTMODSEQ after every commit that changes it (the change feed).
     /// Dropped with the mailbox, which ends every receiver's `changed()` with an error.
     notify: tokio::sync::watch::Sender<u64>,
@@ -226,6 +231,7 @@ impl Index {
                 modseq: ModseqTracker::new(1),
                 messages: BTreeMap::new(),
                 vanished: BTreeMap::new(),
+                uid_snapshot: None,
                 notify: tokio::sync::watch::Sender::new(1),
             },
         );
@@ -365,6 +371,7 @@ impl Index {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
             m.messages.insert(a.uid, entry);
             m.uids.resolve(u64::from(a.uid));
+            m.uid_snapshot = None;
             m.modseq.settle(a.modseq, true);
             m.notify();
         }
@@ -373,6 +380,7 @@ impl Index {
     pub(crate) fn fail_delivery(&mut self, a: Alloc) {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
             m.uids.resolve(u64::from(a.uid));
+            m.uid_snapshot = None;
             m.modseq.settle(a.modseq, false);
             m.notify();
         }
@@ -400,6 +408,7 @@ impl Index {
                 m.messages.remove(u);
                 m.vanished.insert(*u, modseq);
             }
+            m.uid_snapshot = None;
             m.modseq.settle(modseq, true);
             m.notify();
         }
@@ -504,6 +513,18 @@ impl Index {
     }
 
     /// UIDs of the visible messages, ascending.
+    /// HIGHESTMODSEQ and the visible UIDs as of it, shared: the snapshot is built once per
+    /// change of the visible set, not per caller.
+    pub(crate) fn uid_snapshot(&mut self, mailbox: u32) -> Option<(u64, Arc<Vec<u32>>)> {
+        let m = self.mailboxes.get_mut(&mailbox)?;
+        let b = m.uid_boundary();
+        let uids = m
+            .uid_snapshot
+            .get_or_insert_with(|| Arc::new(m.messages.range(..b).map(|(&u, _)| u).collect()))
+            .clone();
+        Some((m.modseq.visible_max, uids))
+    }
+
     pub(crate) fn uids(&self, mailbox: u32) -> Vec<u32> {
         self.mailboxes
             .get(&mailbox)
@@ -526,6 +547,7 @@ impl Index {
         for (id, m) in self.mailboxes.iter_mut() {
             let uid = max_uid.get(id).copied().unwrap_or(0);
             m.uids = Watermark::new(u64::from(uid) + 1);
+            m.uid_snapshot = None;
             let ms = max_modseq.get(id).copied().unwrap_or(1).max(1);
             m.modseq = ModseqTracker::new(ms);
             m.notify.send_replace(ms);
@@ -537,6 +559,7 @@ impl Index {
         match self.mailboxes.get_mut(&mailbox) {
             Some(m) => {
                 m.messages.insert(uid, entry);
+                m.uid_snapshot = None;
                 true
             }
             None => false,
@@ -568,6 +591,7 @@ impl Index {
                 m.messages.remove(u);
                 m.vanished.insert(*u, modseq);
             }
+            m.uid_snapshot = None;
         }
     }
 }

@@ -925,6 +925,13 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// HIGHESTMODSEQ and the visible UIDs as of that MODSEQ, ascending, read together. The
+    /// vector is shared by every caller until a delivery or expunge changes the mailbox, so
+    /// many sessions on one large mailbox hold one sequence map (None: no such mailbox).
+    pub fn uid_snapshot(&self, mailbox: MailboxId) -> Option<(u64, Arc<Vec<u32>>)> {
+        self.inner.index.lock().ok()?.uid_snapshot(mailbox.0)
+    }
+
     /// Visible messages whose MODSEQ is above `modseq` (new ones and flag changes, RFC 7162
     /// 3.1.4.1), in UID order.
     pub fn messages_changed_since(&self, mailbox: MailboxId, modseq: u64) -> Vec<MessageMeta> {

@@ -133,7 +133,10 @@ fuzz_target!(|data: &[u8]| {
     let cmd = format!("a SEARCH {PROGRAM}\r\n");
     let c = parse_command(cmd.as_bytes(), ParseOptions::default()).expect("program parses");
     if let CommandBody::Search { criteria, .. } = c.body {
-        let _ = matches(&criteria, &ctx, || Some(data.to_vec()));
+        let summary = postern_imap::search::HeaderSummary::new(data);
+        let read = matches(&criteria, &ctx, None, || Some(data.to_vec()));
+        let cached = matches(&criteria, &ctx, Some(&summary), || Some(data.to_vec()));
+        assert_eq!(read, cached, "the header summary disagrees with the message");
     }
     let crit: Vec<SortCriterion> = [
         SortKey::Arrival,

@@ -100,8 +100,7 @@ impl Content {
             header_text.push('\n');
             headers.push((name, value));
         }
-        let sent = crate::message::parse_mime_headers(&raw)
-            .and_then(|m| m.date().and_then(|d| Date::new(d.year, d.month, d.day)));
+        let sent = sent_date_of(&raw);
         Content {
             raw,
             headers,
@@ -126,6 +125,92 @@ impl Content {
     }
 }
 
+/// The header fields SEARCH keys name most (SUBJECT, FROM, TO, CC, BCC and the SENT* keys'
+/// Date:), decoded and lower-cased as [`Content`] decodes them, small enough to keep for
+/// every message of a large mailbox. A server caches one per message so that a header
+/// search reads no message bytes (Dovecot keeps the same fields in its index cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSummary {
+    /// The fields' values in [`SUMMARY_FIELDS`] order, one after another; several fields
+    /// of one name are joined by NUL, which no search string holds (it has no NUL, or the
+    /// message is read instead).
+    text: Box<str>,
+    /// Where each field's values end in `text`.
+    ends: [u32; SUMMARY_FIELDS.len()],
+    /// Bit i: the message has field i at all (an empty search string matches any message
+    /// that has the field, RFC 9051 6.4.4).
+    present: u8,
+    sent: Option<Date>,
+}
+
+/// The header fields a [`HeaderSummary`] holds, lower-case.
+pub const SUMMARY_FIELDS: [&str; 5] = ["subject", "from", "to", "cc", "bcc"];
+
+impl HeaderSummary {
+    /// Reads the fields from a message (the header is enough).
+    pub fn new(raw: &[u8]) -> HeaderSummary {
+        let split = header_end(raw);
+        let mut values: [String; SUMMARY_FIELDS.len()] = Default::default();
+        let mut present = 0u8;
+        for f in header_fields(&raw[..split]) {
+            let Some(i) = SUMMARY_FIELDS
+                .iter()
+                .position(|n| f.name.eq_ignore_ascii_case(n.as_bytes()))
+            else {
+                continue;
+            };
+            if present & (1 << i) != 0 {
+                values[i].push('\0');
+            }
+            present |= 1 << i;
+            values[i].push_str(&decode_header_value(f.value).to_lowercase());
+        }
+        let mut text = String::with_capacity(values.iter().map(String::len).sum());
+        let mut ends = [0u32; SUMMARY_FIELDS.len()];
+        for (i, v) in values.iter().enumerate() {
+            text.push_str(v);
+            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        }
+        HeaderSummary {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+            sent: sent_date_of(raw),
+        }
+    }
+
+    /// Whether a field `name` of the message contains `needle` (lower-case); None when the
+    /// summary cannot tell (a field it does not hold, or a needle with NUL).
+    fn field_contains(&self, name: &str, needle: &str) -> Option<bool> {
+        let i = SUMMARY_FIELDS
+            .iter()
+            .position(|n| name.eq_ignore_ascii_case(n))?;
+        if needle.contains('\0') {
+            return None;
+        }
+        if self.present & (1 << i) == 0 {
+            return Some(false);
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(
+            self.text
+                .get(start..self.ends[i] as usize)?
+                .contains(needle),
+        )
+    }
+
+    /// Heap bytes held, for a cache's memory bound.
+    pub fn heap_size(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// The Date: field's calendar date in its own zone (SENT* keys).
+fn sent_date_of(raw: &[u8]) -> Option<Date> {
+    crate::message::parse_mime_headers(raw)
+        .and_then(|m| m.date().and_then(|d| Date::new(d.year, d.month, d.day)))
+}
+
 fn header_end(raw: &[u8]) -> usize {
     let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4);
     let lf = memchr::memmem::find(raw, b"\n\n").map(|i| i + 2);
@@ -138,6 +223,7 @@ fn header_end(raw: &[u8]) -> usize {
 
 struct Eval<'a, F: FnOnce() -> Option<Vec<u8>>> {
     ctx: &'a MessageContext<'a>,
+    summary: Option<&'a HeaderSummary>,
     loader: Option<F>,
     content: OnceCell<Option<Content>>,
     now: i64,
@@ -165,11 +251,19 @@ impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
         // Date: the message counts as sent on 1-Jan-1970, as in Dovecot (SORT, RFC 5256 3,
         // uses the internal date instead).
         let epoch = Date::from_unix(0, 0);
+        if let Some(s) = self.summary {
+            return s.sent.unwrap_or(epoch);
+        }
         self.content().and_then(|c| c.sent).unwrap_or(epoch)
     }
 
     fn text_key(&mut self, header: Option<&str>, needle: &str, body: bool) -> bool {
         let needle = needle.to_lowercase();
+        if let (Some(h), Some(s)) = (header, self.summary) {
+            if let Some(found) = s.field_contains(h, &needle) {
+                return found;
+            }
+        }
         let Some(c) = self.content() else {
             return false;
         };
@@ -244,11 +338,28 @@ impl<F: FnOnce() -> Option<Vec<u8>>> Eval<'_, F> {
     }
 }
 
-/// Whether the message matches `key`. `raw` loads the message bytes; it runs at most once,
-/// and only if a key needs the header or body.
+/// Whether a program reads header fields a [`HeaderSummary`] holds: a server with summaries
+/// cached passes one to [`matches`] and the message is not read for them.
+pub fn uses_summary(key: &SearchKey) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.iter().any(uses_summary),
+        K::Not(k) => uses_summary(k),
+        K::Or(a, b) => uses_summary(a) || uses_summary(b),
+        K::Bcc(_) | K::Cc(_) | K::From(_) | K::To(_) | K::Subject(_) => true,
+        K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) => true,
+        K::Header(name, _) => SUMMARY_FIELDS.iter().any(|n| name.eq_ignore_ascii_case(n)),
+        _ => false,
+    }
+}
+
+/// Whether the message matches `key`. `summary`, when given, answers the keys on the fields
+/// it holds; `raw` loads the message bytes for the others: it runs at most once, and only
+/// if a key needs the header or body.
 pub fn matches(
     key: &SearchKey,
     ctx: &MessageContext<'_>,
+    summary: Option<&HeaderSummary>,
     raw: impl FnOnce() -> Option<Vec<u8>>,
 ) -> bool {
     let now = std::time::SystemTime::now()
@@ -257,6 +368,7 @@ pub fn matches(
         .unwrap_or(0);
     let mut e = Eval {
         ctx,
+        summary,
         loader: Some(raw),
         content: OnceCell::new(),
         now,

@@ -60,7 +60,12 @@ fn check(s: &str) -> bool {
     let saved = [1, 3];
     let c = ctx(&flags, &saved);
     let (_, key) = program(s);
-    matches(&key, &c, || Some(MSG.to_vec()))
+    let read = matches(&key, &c, None, || Some(MSG.to_vec()));
+    // The cached header summary must answer exactly as reading the message does.
+    let summary = HeaderSummary::new(MSG);
+    let cached = matches(&key, &c, Some(&summary), || Some(MSG.to_vec()));
+    assert_eq!(read, cached, "{s}: summary disagrees with the message");
+    read
 }
 
 #[test]
@@ -172,20 +177,62 @@ fn body_loaded_lazily_and_once() {
         Some(MSG.to_vec())
     };
     let (_, key) = program("UNSEEN UID 30 LARGER 1");
-    assert!(matches(&key, &c, load));
+    assert!(matches(&key, &c, None, load));
     assert_eq!(calls.get(), 0);
     let load = || {
         calls.set(calls.get() + 1);
         Some(MSG.to_vec())
     };
     let (_, key) = program("OR SUBJECT x OR FROM y OR BODY z TEXT meeting");
-    assert!(matches(&key, &c, load));
+    assert!(matches(&key, &c, None, load));
     assert_eq!(calls.get(), 1);
     // A failed load matches no text key.
     let (_, key) = program("SUBJECT meeting");
-    assert!(!matches(&key, &c, || None));
+    assert!(!matches(&key, &c, None, || None));
     let (_, key) = program("NOT SUBJECT meeting");
-    assert!(matches(&key, &c, || None));
+    assert!(matches(&key, &c, None, || None));
+}
+
+#[test]
+fn summary_answers_header_keys_without_reading() {
+    let flags = vec![];
+    let c = ctx(&flags, &[]);
+    let summary = HeaderSummary::new(MSG);
+    let (_, key) = program("OR SUBJECT meeting OR FROM nobody SENTSINCE 1-Jan-2000");
+    assert!(uses_summary(&key));
+    assert!(matches(&key, &c, Some(&summary), || panic!("read")));
+    let (_, key) = program("HEADER X-Other x");
+    assert!(!uses_summary(&key));
+    let (_, key) = program("BODY x");
+    assert!(!uses_summary(&key));
+}
+
+#[test]
+fn summary_keeps_every_field_of_a_name() {
+    let msg = b"To: First <a@example.org>\r\nSubject: =?UTF-8?Q?Caf=C3=A9?=\r\n\
+To: Second <b@example.org>\r\nCc:\r\n\r\nbody\r\n";
+    let flags = vec![];
+    let c = ctx(&flags, &[]);
+    let summary = HeaderSummary::new(msg);
+    for (program_text, want) in [
+        ("TO first", true),
+        ("TO second", true),
+        ("TO b@example", true),
+        ("SUBJECT CAF", true),
+        // Decoded (RFC 2047), not the raw encoded word.
+        ("SUBJECT =?UTF-8", false),
+        // An empty string matches messages that have the field (Cc: is present, empty).
+        ("CC \"\"", true),
+        ("BCC \"\"", false),
+        ("HEADER To \"\"", true),
+        ("FROM \"\"", false),
+    ] {
+        let (_, key) = program(program_text);
+        let read = matches(&key, &c, None, || Some(msg.to_vec()));
+        let cached = matches(&key, &c, Some(&summary), || panic!("read"));
+        assert_eq!(read, want, "{program_text} reading the message");
+        assert_eq!(cached, want, "{program_text} from the summary");
+    }
 }
 
 #[test]
@@ -206,7 +253,7 @@ fn deep_programs_are_bounded() {
     }
     let flags = vec![];
     let c = ctx(&flags, &[]);
-    let _ = matches(&k, &c, || None);
+    let _ = matches(&k, &c, None, || None);
     // Dropping a deep Box chain recursively would overflow too; unwind it iteratively.
     while let SearchKey::Not(inner) = k {
         k = *inner;

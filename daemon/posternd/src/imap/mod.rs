@@ -7,6 +7,7 @@
 
 mod encode;
 mod fetch;
+mod header_cache;
 mod search;
 mod session;
 mod stream;
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 use postern_imap::receiver::{CommandReceiver, Limits, ReceiveErrorKind, Received};
 use tokio::net::TcpStream;
+
+pub use header_cache::HeaderCache;
 
 use crate::connection_limits::{ConnectionLimits, Refusal};
 use crate::server::Shared;

@@ -1,21 +1,27 @@
 //! SEARCH (RFC 9051 6.4.4) with ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and MODSEQ
 //! (RFC 7162 3.1.5), and SORT (RFC 5256). Matching and sort keys come from postern-imap.
 
+use std::sync::Arc;
+
 use postern_imap::command::{SearchKey, SearchReturn, SortCriterion};
+use postern_imap::search::HeaderSummary;
 
 use super::encode;
 use super::session::{Next, Session};
 
 /// (sequence number, UID, MODSEQ) of every message matching `criteria`, ascending.
 ///
-/// Runs on the blocking pool: a body or header search reads every message of the mailbox,
-/// and the worker's other sessions must not wait for it.
+/// Runs on the blocking pool: a body search, or the first header search of a mailbox,
+/// reads every message, and the worker's other sessions must not wait for it. Header keys
+/// are answered from the shared [`HeaderCache`](super::HeaderCache) once it holds the
+/// mailbox.
 async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u64)>, String> {
     let Some(v) = s.selected.as_ref() else {
         return Err("No mailbox selected".into());
     };
     let store = s.shared.store.clone();
-    let metas = store.messages(v.id);
+    let cache = s.shared.header_cache.clone();
+    let mailbox = v.id;
     let saved_seqs: Vec<u32> = s.saved.iter().filter_map(|&u| v.seq_of(u)).collect();
     let saved_uids = s.saved.clone();
     let exists = v.exists();
@@ -24,11 +30,21 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u6
     let recent = v.recent.clone();
     let criteria = criteria.clone();
     let evaluate = move || {
-        let by_uid: std::collections::HashMap<u32, &postern_store::MessageMeta> =
-            metas.iter().map(|m| (m.uid, m)).collect();
+        let metas = store.messages(mailbox);
+        let summaries = if cache.enabled() && postern_imap::search::uses_summary(&criteria) {
+            summaries_of(&store, &cache, mailbox, &metas)
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::new();
+        // The view's UIDs and the store's messages both ascend: walk them together.
+        let mut next = 0;
         for (i, &uid) in view_uids.iter().enumerate() {
-            let Some(meta) = by_uid.get(&uid) else {
+            while metas.get(next).is_some_and(|m| m.uid < uid) {
+                next += 1;
+            }
+            let Some(meta) = metas.get(next).filter(|m| m.uid == uid) else {
+                // Expunged by another session, not yet reported to this one.
                 continue;
             };
             let seq = i as u32 + 1;
@@ -45,8 +61,9 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u6
                 saved_seqs: &saved_seqs,
                 saved_uids: &saved_uids,
             };
+            let summary = summaries.get(next).and_then(|s| s.as_deref());
             let raw = || store.read_message(meta).ok();
-            if postern_imap::search::matches(&criteria, &ctx, raw) {
+            if postern_imap::search::matches(&criteria, &ctx, summary, raw) {
                 out.push((seq, uid, meta.modseq));
             }
         }
@@ -55,6 +72,46 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u6
     tokio::task::spawn_blocking(evaluate)
         .await
         .map_err(|_| "[SERVERBUG] Search failed".to_string())
+}
+
+/// The header summary of each of `metas` (None where the message cannot be read), from
+/// the cache, reading and caching the ones it lacks. Filling holds the mailbox's fill
+/// lock, so concurrent first searches read a cold mailbox once.
+fn summaries_of(
+    store: &postern_store::Store,
+    cache: &super::HeaderCache,
+    mailbox: postern_store::MailboxId,
+    metas: &[postern_store::MessageMeta],
+) -> Vec<Option<Arc<HeaderSummary>>> {
+    let sources: Vec<_> = metas.iter().map(|m| m.source).collect();
+    let mut summaries = cache.lookup(&sources);
+    if summaries.iter().all(Option::is_some) {
+        return summaries;
+    }
+    let fill = cache.fill_lock(mailbox);
+    let _filling = fill.lock();
+    // Whoever held the lock before may have read them meanwhile.
+    let missing: Vec<usize> = (0..metas.len())
+        .filter(|&i| summaries[i].is_none())
+        .collect();
+    let again = cache.lookup(&missing.iter().map(|&i| sources[i]).collect::<Vec<_>>());
+    let mut read = Vec::new();
+    for (&i, cached) in missing.iter().zip(again) {
+        let summary = match cached {
+            Some(s) => s,
+            None => match store.read_message(&metas[i]) {
+                Ok(raw) => {
+                    let s = Arc::new(HeaderSummary::new(&raw));
+                    read.push((sources[i], s.clone()));
+                    s
+                }
+                Err(_) => continue,
+            },
+        };
+        summaries[i] = Some(summary);
+    }
+    cache.insert(read);
+    summaries
 }
 
 fn has_modseq_key(k: &SearchKey) -> bool {

@@ -103,9 +103,24 @@ pub fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
 
 /// Whether `x` lies in sorted, merged, inclusive ranges (binary search: a set with many
 /// ranges over a large mailbox stays cheap).
-fn in_ranges(ranges: &[(u32, u32)], x: u32) -> bool {
-    let i = ranges.partition_point(|&(lo, _)| lo <= x);
-    i > 0 && ranges[i - 1].1 >= x
+/// The (sequence number, UID) pairs of `uids` (the sequence map, UIDs ascending) that the
+/// sorted, merged `ranges` name, by UID or by sequence number. Each range is one slice of
+/// the map, found by binary search, not a walk over a large mailbox.
+fn select_ranges(uids: &[u32], ranges: &[(u32, u32)], by_uid: bool) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for &(lo, hi) in ranges {
+        let (start, end) = if by_uid {
+            (
+                uids.partition_point(|&u| u < lo),
+                uids.partition_point(|&u| u <= hi),
+            )
+        } else {
+            let n = uids.len();
+            ((lo.max(1) as usize - 1).min(n), (hi as usize).min(n))
+        };
+        out.extend((start..end).map(|i| (i as u32 + 1, uids[i])));
+    }
+    out
 }
 
 fn status_of_store(e: &StoreError) -> &'static str {
@@ -1295,28 +1310,8 @@ impl Session {
         if set == SequenceSet::Ranges(Vec::new()) {
             return Vec::new();
         }
-        if uid {
-            let max = v.max_uid;
-            let ranges = set.to_ranges(max);
-            v.uids
-                .iter()
-                .enumerate()
-                .filter(|(_, &u)| in_ranges(&ranges, u))
-                .map(|(i, &u)| (i as u32 + 1, u))
-                .collect()
-        } else {
-            let n = v.exists();
-            let ranges = set.to_ranges(n);
-            v.uids
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| {
-                    let s = *i as u32 + 1;
-                    in_ranges(&ranges, s)
-                })
-                .map(|(i, &u)| (i as u32 + 1, u))
-                .collect()
-        }
+        let largest = if uid { v.max_uid } else { v.exists() };
+        select_ranges(&v.uids, &set.to_ranges(largest), uid)
     }
 
     /// Whether a sequence-number set names numbers beyond EXISTS (RFC 9051 6.4: BAD).
@@ -1399,25 +1394,25 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::{in_ranges, pattern_matches};
+    use super::{pattern_matches, select_ranges};
 
     #[test]
-    fn ranges() {
-        let r = [(1, 3), (7, 7), (10, 20)];
-        for (x, want) in [
-            (0, false),
-            (1, true),
-            (3, true),
-            (4, false),
-            (7, true),
-            (8, false),
-            (15, true),
-            (20, true),
-            (21, false),
-        ] {
-            assert_eq!(in_ranges(&r, x), want, "{x}");
-        }
-        assert!(!in_ranges(&[], 1));
+    fn ranges_select_slices_of_the_sequence_map() {
+        let uids = [2, 3, 5, 8, 13, 21];
+        // By UID: 1:3 names UIDs 2 and 3; 6:12 names UID 8; 20:* (resolved to 21) UID 21.
+        assert_eq!(
+            select_ranges(&uids, &[(1, 3), (6, 12), (20, 21)], true),
+            vec![(1, 2), (2, 3), (4, 8), (6, 21)]
+        );
+        // A UID range between messages names nothing.
+        assert!(select_ranges(&uids, &[(9, 12)], true).is_empty());
+        // By sequence number, clamped to the mailbox.
+        assert_eq!(
+            select_ranges(&uids, &[(2, 3), (6, 9)], false),
+            vec![(2, 3), (3, 5), (6, 21)]
+        );
+        assert!(select_ranges(&uids, &[(7, 9)], false).is_empty());
+        assert!(select_ranges(&[], &[(1, 5)], true).is_empty());
     }
 
     fn m(p: &str, n: &str) -> bool {

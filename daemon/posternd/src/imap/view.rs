@@ -3,7 +3,7 @@
 //! other sessions' changes (RFC 9051 7.5.1, RFC 7162 3.2.10).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use postern_store::{MailboxId, MessageMeta, Store};
 
@@ -37,7 +37,10 @@ pub struct View {
     pub name: String,
     pub read_only: bool,
     /// UID of every sequence number (index + 1), expunged-but-not-yet-reported included.
-    pub uids: Vec<u32>,
+    /// Shared with the store's snapshot (and so with every other session in step with the
+    /// mailbox) until this view must differ; changed copy-on-write. On a 100,000-message
+    /// mailbox this is 400 KB, once, not once per session.
+    pub uids: Arc<Vec<u32>>,
     /// Messages expunged by others and not yet reported to this client.
     pub gone: HashSet<u32>,
     /// MODSEQ of messages this session itself reported since the last sync (its own FETCH
@@ -73,7 +76,9 @@ impl View {
     pub fn open(store: &Store, id: MailboxId, read_only: bool, condstore: bool) -> Option<View> {
         let info = store.mailbox(id)?;
         let feed = store.watch(id);
-        let uids = store.uids(id);
+        // The UIDs and the MODSEQ they are current at, read together: a change committed
+        // between two separate reads would never be reported.
+        let (synced_modseq, uids) = store.uid_snapshot(id)?;
         let recent = claim_recent(id, &uids, !read_only).into_iter().collect();
         Some(View {
             id,
@@ -81,7 +86,7 @@ impl View {
             read_only,
             max_uid: uids.last().copied().unwrap_or(0),
             known: HashMap::new(),
-            synced_modseq: info.highest_modseq,
+            synced_modseq,
             uids,
             gone: HashSet::new(),
             recent,
@@ -127,6 +132,24 @@ impl View {
         if how.allow_expunge && !self.gone.is_empty() {
             self.report_expunged(how.qresync, out);
         }
+        self.share_uids(store);
+    }
+
+    /// Swaps a private sequence map for the store's shared one once they agree: with
+    /// every change up to the snapshot's MODSEQ reported, nothing pending, the views are
+    /// the same list. Idle sessions woken by a delivery so end up sharing one copy again.
+    fn share_uids(&mut self, store: &Store) {
+        if Arc::strong_count(&self.uids) > 1 || !self.gone.is_empty() {
+            return;
+        }
+        if let Some((modseq, snapshot)) = store.uid_snapshot(self.id) {
+            if modseq == self.synced_modseq
+                && snapshot.len() == self.uids.len()
+                && snapshot.last() == self.uids.last()
+            {
+                self.uids = snapshot;
+            }
+        }
     }
 
     /// New messages: UIDs only grow (RFC 9051 2.3.1.1), so they are the changes above
@@ -145,7 +168,7 @@ impl View {
         }
         self.max_uid = last;
         let claimed = claim_recent(self.id, &new, !self.read_only);
-        self.uids.extend_from_slice(&new);
+        Arc::make_mut(&mut self.uids).extend_from_slice(&new);
         out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
         if how.rev1 {
             self.recent.extend(claimed);
@@ -189,14 +212,18 @@ impl View {
             out.extend_from_slice(
                 format!("* VANISHED {}\r\n", encode::sequence_set(&v)).as_bytes(),
             );
-            self.uids.retain(|u| !self.gone.contains(u));
+            let gone = &self.gone;
+            Arc::make_mut(&mut self.uids).retain(|u| !gone.contains(u));
         } else {
-            for i in (0..self.uids.len()).rev() {
-                if self.gone.contains(&self.uids[i]) {
+            // Descending, so each number is right as sent; one pass, not a remove per
+            // message.
+            for (i, u) in self.uids.iter().enumerate().rev() {
+                if self.gone.contains(u) {
                     out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                    self.uids.remove(i);
                 }
             }
+            let gone = &self.gone;
+            Arc::make_mut(&mut self.uids).retain(|u| !gone.contains(u));
         }
         for u in self.gone.drain() {
             self.known.remove(&u);
