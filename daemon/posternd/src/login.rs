@@ -3,11 +3,12 @@
 //! failures and slows down password guessing.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use postern_accounts::Accounts;
 use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Semaphore;
 
 use crate::server::Shared;
 
@@ -95,13 +96,55 @@ pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> 
     ok
 }
 
-/// The argon2id verification, off the event loop (it costs tens of milliseconds of CPU).
-/// Unknown users cost the same as known ones (`Accounts::verify_password`).
+/// The argon2id verification, off the event loop (it costs tens of milliseconds of CPU and
+/// ~19 MiB), at most one per CPU at a time ([`VERIFICATIONS`]): a login flood queues here
+/// instead of taking every core and the memory. Unknown users cost the same as known ones
+/// (`Accounts::verify_password`).
 async fn check(accounts: Arc<Accounts>, username: &str, password: String) -> bool {
     let user = username.to_string();
-    tokio::task::spawn_blocking(move || accounts.verify_password(&user, &password))
+    VERIFICATIONS
+        .run(move || accounts.verify_password(&user, &password))
         .await
         .unwrap_or(false)
+}
+
+/// The bound on concurrent password verifications of the whole daemon: one per CPU
+/// (`std::thread::available_parallelism`), shared by every service.
+static VERIFICATIONS: LazyLock<Limiter> = LazyLock::new(|| Limiter::new(verification_limit()));
+
+fn verification_limit() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs blocking work on tokio's blocking pool, at most `limit` at a time; callers beyond
+/// that wait in FIFO order (tokio `Semaphore` is fair).
+struct Limiter {
+    permits: Arc<Semaphore>,
+}
+
+impl Limiter {
+    fn new(limit: usize) -> Limiter {
+        Limiter {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+
+    /// Waits for a slot, then runs `work` on the blocking pool. The slot is held by the
+    /// blocking task itself, so it is released only when `work` returns, even if the caller
+    /// stops waiting (a connection that closes mid-check). None if `work` panicked.
+    async fn run<T, F>(&self, work: F) -> Option<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .ok()
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +185,120 @@ mod tests {
             .await
         );
         assert!(!check(accounts, "", String::new()).await);
+    }
+
+    /// Counts the verifications running at once and the most seen.
+    #[derive(Default)]
+    struct Gauge {
+        now: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Gauge {
+        fn enter(&self) {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(now, SeqCst);
+        }
+        fn leave(&self) {
+            self.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn max(&self) -> usize {
+            self.max.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limiter_bounds_concurrent_work_and_queues_the_rest() {
+        const LIMIT: usize = 3;
+        let limiter = Arc::new(Limiter::new(LIMIT));
+        let gauge = Arc::new(Gauge::default());
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (limiter, gauge) = (limiter.clone(), gauge.clone());
+                tokio::spawn(async move {
+                    limiter
+                        .run(move || {
+                            gauge.enter();
+                            // Long enough that the LIMIT running ones overlap.
+                            std::thread::sleep(Duration::from_millis(100));
+                            gauge.leave();
+                            i
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap().expect("every caller gets its answer"));
+        }
+        assert_eq!(done, (0..12).collect::<Vec<_>>());
+        // The blocking pool would run all 12 at once; the limiter lets exactly LIMIT run.
+        assert_eq!(gauge.max(), LIMIT);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gives_up_keeps_its_slot_until_the_work_ends() {
+        let limiter = Arc::new(Limiter::new(1));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let first = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter
+                    .run(move || {
+                        let _ = started_tx.send(());
+                        released.recv().unwrap();
+                    })
+                    .await
+            })
+        };
+        started.await.unwrap();
+        // The connection closes: its future is dropped, the verification still runs.
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let second = limiter.run(|| ());
+        tokio::pin!(second);
+        let waited = tokio::time::timeout(Duration::from_millis(200), &mut second).await;
+        assert!(
+            waited.is_err(),
+            "the slot must stay taken while the work runs"
+        );
+        release.send(()).unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), second).await,
+            Ok(Some(()))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_share_one_bound_of_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(verification_limit(), cpus);
+        let mut accounts = Accounts::default();
+        accounts.add_domain("example.test").unwrap();
+        accounts
+            .add_user("alice@example.test", "correct horse")
+            .unwrap();
+        let accounts = Arc::new(accounts);
+        // Hold every slot: a password check must wait for one.
+        let held = VERIFICATIONS
+            .permits
+            .clone()
+            .acquire_many_owned(u32::try_from(cpus).unwrap())
+            .await
+            .unwrap();
+        let pending = check(accounts, "alice@example.test", "correct horse".into());
+        tokio::pin!(pending);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut pending)
+                .await
+                .is_err(),
+            "the check ran without a slot"
+        );
+        drop(held);
+        assert!(pending.await);
     }
 
     #[test]
