@@ -252,14 +252,21 @@ impl Driver<'_> {
             return Err(MaildropError::Temporary);
         };
         let messages = self.shared.store.messages(mailbox);
+        // The octets RETR sends (CRLF endings), not the stored size (module documentation).
+        let sizes = self
+            .shared
+            .pop3
+            .wire_sizes(&self.shared.store, mailbox, &messages)
+            .await;
         let list = messages
             .iter()
-            .map(|m| MessageInfo {
-                size: m.size,
+            .zip(&sizes)
+            .map(|(m, &size)| MessageInfo {
+                size,
                 uid: format!("{}.{}", info.uidvalidity, m.uid),
             })
             .collect();
-        let size: u64 = messages.iter().map(|m| m.size).sum();
+        let size: u64 = sizes.iter().sum();
         tracing::info!(event = "pop3.login", peer = %self.peer, user = %user, listener = self.label, messages = messages.len(), size);
         self.shared
             .metrics
