@@ -8,6 +8,13 @@
 //! Export: `cur/<uid>:2,<FLAGS>` holding the stored bytes unchanged, mtime = internal date;
 //! with `--all` one Maildir++ folder per mailbox (INBOX at the root). A "." inside a name
 //! level is written `%2E` (and "%" as `%25`), since "." is Maildir++'s delimiter.
+//!
+//! Keywords: `$Forwarded` is the standard letter `P`; other keywords use Dovecot's scheme
+//! (both ways): the folder's `dovecot-keywords` file maps the letters `a`..`z` to keywords
+//! (lines `N keyword`, N = 0 for `a`), and a message's letters follow the system letters in
+//! its info (`:2,FSac`). A folder has at most 26 such keywords: on export, keywords beyond
+//! the 26th of a folder are left out (the CLI says how many); an existing `dovecot-keywords`
+//! in the target folder is kept and extended.
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -30,14 +37,123 @@ pub const FLAG_LETTERS: [(u8, &str); 6] = [
     (b'T', "\\Deleted"),
 ];
 
-/// IMAP flags of a Maildir file name (`...:2,FRS`). Unknown letters (Dovecot's lowercase
-/// keyword letters, experimental ones) are ignored.
-pub fn flags_from_name(name: &[u8]) -> Vec<String> {
+/// Dovecot's keyword table of a Maildir folder.
+pub const KEYWORDS_FILE: &str = "dovecot-keywords";
+/// Keyword letters `a`..`z`.
+pub const MAX_KEYWORDS: usize = 26;
+
+/// A folder's keyword letters (`dovecot-keywords`): slot N is the letter `a` + N.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Keywords {
+    slots: Vec<Option<String>>,
+}
+
+impl Keywords {
+    /// Parses `dovecot-keywords` as Dovecot does: lines `N keyword`; lines that are not
+    /// that, numbers beyond 25, and keywords that are not IMAP atoms are skipped.
+    pub fn parse(text: &[u8]) -> Keywords {
+        let mut keywords = Keywords::default();
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(space) = line.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            let (Ok(number), Ok(name)) = (
+                std::str::from_utf8(&line[..space]),
+                std::str::from_utf8(&line[space + 1..]),
+            ) else {
+                continue;
+            };
+            let Ok(index) = number.parse::<usize>() else {
+                continue;
+            };
+            if index < MAX_KEYWORDS && is_keyword(name) && keywords.letter_of(name).is_none() {
+                if keywords.slots.len() <= index {
+                    keywords.slots.resize(index + 1, None);
+                }
+                keywords.slots[index] = Some(name.to_string());
+            }
+        }
+        keywords
+    }
+
+    /// The `dovecot-keywords` of the Maildir folder `dir`; empty when there is none.
+    pub fn read(dir: &Path) -> Result<Keywords> {
+        let path = dir.join(KEYWORDS_FILE);
+        match std::fs::read(&path) {
+            Ok(text) => Ok(Keywords::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Keywords::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The file's text: one `N keyword` line per letter in use.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (index, name) in self.slots.iter().enumerate() {
+            if let Some(name) = name {
+                out.push_str(&format!("{index} {name}\n"));
+            }
+        }
+        out
+    }
+
+    /// The keyword of letter `letter` (`a`..`z`).
+    pub fn keyword(&self, letter: u8) -> Option<&str> {
+        let index = usize::from(letter.checked_sub(b'a')?);
+        self.slots.get(index)?.as_deref()
+    }
+
+    /// The letter of `keyword` (keywords compare case-insensitively).
+    pub fn letter_of(&self, keyword: &str) -> Option<u8> {
+        let index = self.slots.iter().position(|s| {
+            s.as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(keyword))
+        })?;
+        Some(b'a' + u8::try_from(index).ok()?)
+    }
+
+    /// The letter of `keyword`, given the first free one if it has none yet (the bool says
+    /// the table changed); None when all 26 letters are taken.
+    pub fn assign(&mut self, keyword: &str) -> Option<(u8, bool)> {
+        if let Some(letter) = self.letter_of(keyword) {
+            return Some((letter, false));
+        }
+        let index = match self.slots.iter().position(Option::is_none) {
+            Some(index) => index,
+            None if self.slots.len() < MAX_KEYWORDS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return None,
+        };
+        self.slots[index] = Some(keyword.to_string());
+        Some((b'a' + u8::try_from(index).ok()?, true))
+    }
+}
+
+/// RFC 9051 9: a flag-keyword is an atom.
+fn is_keyword(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('\\')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b))
+}
+
+/// IMAP flags of a Maildir file name (`...:2,FRSab`): the system letters, and the keywords
+/// that `keywords` gives the letters `a`..`z`. Other letters are ignored.
+pub fn flags_from_name(name: &[u8], keywords: &Keywords) -> Vec<String> {
     let mut flags = Vec::new();
     if let Some(info) = info_of(name) {
         for &(letter, flag) in &FLAG_LETTERS {
             if info.contains(&letter) {
                 add_flag(&mut flags, flag);
+            }
+        }
+        for &letter in info {
+            if let Some(keyword) = keywords.keyword(letter) {
+                add_flag(&mut flags, keyword);
             }
         }
     }
@@ -50,15 +166,35 @@ fn info_of(name: &[u8]) -> Option<&[u8]> {
     Some(&name[at + 3..])
 }
 
-/// The info part (`2,FRS`) of the flags; keywords other than $Forwarded have no letter.
-pub fn info_from_flags(flags: &[String]) -> String {
+/// The info part (`2,FRSac`) of the flags: the system letters, then the keyword letters
+/// in ASCII order (as Dovecot writes them), letters given to new keywords in `keywords`.
+/// The bools say whether `keywords` changed and whether a keyword was left out (no letter
+/// left).
+pub fn info_from_flags(flags: &[String], keywords: &mut Keywords) -> (String, bool, bool) {
     let mut info = String::from("2,");
     for &(letter, flag) in &FLAG_LETTERS {
         if has_flag(flags, flag) {
             info.push(letter as char);
         }
     }
-    info
+    let (mut changed, mut dropped) = (false, false);
+    let mut letters = Vec::new();
+    for flag in flags {
+        if flag.starts_with('\\') || flag.eq_ignore_ascii_case("$Forwarded") {
+            continue;
+        }
+        match keywords.assign(flag) {
+            Some((letter, new)) => {
+                changed |= new;
+                letters.push(letter);
+            }
+            None => dropped = true,
+        }
+    }
+    letters.sort_unstable();
+    letters.dedup();
+    info.extend(letters.into_iter().map(char::from));
+    (info, changed, dropped)
 }
 
 /// The leading Unix timestamp of a Maildir name (`1700000000.M1P2.host`).
@@ -180,6 +316,7 @@ fn unix_seconds(time: SystemTime) -> Option<i64> {
 
 /// The messages of one Maildir folder's cur/ and new/, oldest first (name as tie-break).
 fn list_messages(folder: &Path) -> Result<Vec<Entry>> {
+    let keywords = Keywords::read(folder)?;
     let mut out = Vec::new();
     for sub in ["cur", "new"] {
         let dir = folder.join(sub);
@@ -208,7 +345,7 @@ fn list_messages(folder: &Path) -> Result<Vec<Entry>> {
                 .or_else(|| name_timestamp(name.as_bytes()))
                 .unwrap_or(0);
             out.push(Entry {
-                flags: flags_from_name(name.as_bytes()),
+                flags: flags_from_name(name.as_bytes(), &keywords),
                 path,
                 internal_date,
                 size: meta.len(),
@@ -253,8 +390,17 @@ pub fn import(scan: &Scan, sink: &mut dyn Sink, bar: &ProgressBar) -> Result<()>
 pub struct Writer {
     root: PathBuf,
     all: bool,
-    prepared: Vec<String>,
+    prepared: Vec<Folder>,
     sequence: u64,
+}
+
+/// A folder the export writes to.
+struct Folder {
+    mailbox: String,
+    dir: PathBuf,
+    keywords: Keywords,
+    /// Messages whose keywords found no letter.
+    dropped: u64,
 }
 
 impl Writer {
@@ -267,38 +413,69 @@ impl Writer {
         })
     }
 
-    fn folder(&mut self, mailbox: &str) -> Result<PathBuf> {
+    /// The index in `prepared` of `mailbox`'s folder, created on first use.
+    fn folder(&mut self, mailbox: &str) -> Result<usize> {
+        if let Some(i) = self.prepared.iter().position(|f| f.mailbox == mailbox) {
+            return Ok(i);
+        }
         let dir = if !self.all || mailbox == "INBOX" {
             self.root.clone()
         } else {
             self.root.join(mailbox_to_folder(mailbox))
         };
-        if !self.prepared.iter().any(|m| m == mailbox) {
-            for sub in ["cur", "new", "tmp"] {
-                std::fs::create_dir_all(dir.join(sub))
-                    .with_context(|| format!("creating {}", dir.join(sub).display()))?;
-            }
-            if dir != self.root {
-                // Maildir++: a subfolder is marked by this empty file.
-                let marker = dir.join("maildirfolder");
-                std::fs::write(&marker, b"")
-                    .with_context(|| format!("creating {}", marker.display()))?;
-            }
-            self.prepared.push(mailbox.to_string());
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
-        Ok(dir)
+        if dir != self.root {
+            // Maildir++: a subfolder is marked by this empty file.
+            let marker = dir.join("maildirfolder");
+            std::fs::write(&marker, b"")
+                .with_context(|| format!("creating {}", marker.display()))?;
+        }
+        // Letters already given in this folder keep their meaning.
+        let keywords = Keywords::read(&dir)?;
+        self.prepared.push(Folder {
+            mailbox: mailbox.to_string(),
+            dir,
+            keywords,
+            dropped: 0,
+        });
+        Ok(self.prepared.len() - 1)
     }
+}
+
+/// Replaces `dir`'s `dovecot-keywords` (written aside, then renamed over it).
+fn write_keywords(dir: &Path, keywords: &Keywords, sequence: u64) -> Result<()> {
+    let path = dir.join(KEYWORDS_FILE);
+    let tmp = dir
+        .join("tmp")
+        .join(format!("{}.{sequence}.keywords", std::process::id()));
+    std::fs::write(&tmp, keywords.render())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 impl ExportWriter for Writer {
     fn write(&mut self, message: &ExportMessage) -> Result<()> {
-        let dir = self.folder(&message.mailbox)?;
+        let index = self.folder(&message.mailbox)?;
         self.sequence += 1;
+        let folder = &mut self.prepared[index];
+        let dir = folder.dir.clone();
+        let (info, changed, dropped) = info_from_flags(&message.flags, &mut folder.keywords);
+        if dropped {
+            folder.dropped += 1;
+        }
+        if changed {
+            // Before the message that uses the new letter.
+            write_keywords(&dir, &folder.keywords, self.sequence)?;
+        }
         // Maildir delivery: write under tmp/, then rename into cur/.
         let tmp = dir
             .join("tmp")
             .join(format!("{}.{}.export", std::process::id(), self.sequence));
-        let name = format!("{}:{}", message.uid, info_from_flags(&message.flags));
+        let name = format!("{}:{info}", message.uid);
         let dest = dir.join("cur").join(&name);
         let mut file =
             std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
@@ -323,6 +500,16 @@ impl ExportWriter for Writer {
             let mailbox = "INBOX".to_string();
             self.folder(&mailbox)?;
         }
+        for folder in &self.prepared {
+            if folder.dropped > 0 {
+                eprintln!(
+                    "postern: {}: {} messages lost keywords: a Maildir folder has letters for \
+                     {MAX_KEYWORDS} keywords (dovecot-keywords)",
+                    folder.dir.display(),
+                    folder.dropped
+                );
+            }
+        }
         super::sync_filesystem(&self.root).map_err(|e| anyhow!("{e:#}"))
     }
 }
@@ -333,8 +520,9 @@ mod tests {
 
     #[test]
     fn flag_letters_both_ways() {
+        let none = Keywords::default();
         assert_eq!(
-            flags_from_name(b"1700000000.M1P2.host,U=7:2,DFPRST"),
+            flags_from_name(b"1700000000.M1P2.host,U=7:2,DFPRST", &none),
             vec![
                 "\\Draft",
                 "\\Flagged",
@@ -344,19 +532,91 @@ mod tests {
                 "\\Deleted"
             ]
         );
-        assert_eq!(flags_from_name(b"17.x:2,"), Vec::<String>::new());
-        assert_eq!(flags_from_name(b"17.x"), Vec::<String>::new());
-        // Dovecot keyword letters and unknown letters are ignored; "!" as info separator.
-        assert_eq!(flags_from_name(b"17.x!2,Sab"), vec!["\\Seen"]);
-        let flags: Vec<String> = ["\\Seen", "\\answered", "$Forwarded", "$Junk"]
+        assert_eq!(flags_from_name(b"17.x:2,", &none), Vec::<String>::new());
+        assert_eq!(flags_from_name(b"17.x", &none), Vec::<String>::new());
+        // Keyword letters without a dovecot-keywords entry and unknown letters are ignored;
+        // "!" as info separator.
+        assert_eq!(flags_from_name(b"17.x!2,Sab", &none), vec!["\\Seen"]);
+        let flags: Vec<String> = ["\\Seen", "\\answered", "$Forwarded"]
             .map(String::from)
             .into();
-        assert_eq!(info_from_flags(&flags), "2,PRS");
-        assert_eq!(info_from_flags(&[]), "2,");
+        let mut keywords = Keywords::default();
+        assert_eq!(
+            info_from_flags(&flags, &mut keywords),
+            ("2,PRS".to_string(), false, false)
+        );
+        assert_eq!(
+            keywords,
+            Keywords::default(),
+            "$Forwarded is P, not a keyword letter"
+        );
+        assert_eq!(
+            info_from_flags(&[], &mut keywords),
+            ("2,".to_string(), false, false)
+        );
         for letters in ["2,", "2,S", "2,DFPRST", "2,RT"] {
             let name = format!("1:{letters}");
-            assert_eq!(info_from_flags(&flags_from_name(name.as_bytes())), letters);
+            let flags = flags_from_name(name.as_bytes(), &none);
+            assert_eq!(info_from_flags(&flags, &mut keywords).0, letters);
         }
+    }
+
+    #[test]
+    fn keyword_letters_both_ways() {
+        let mut keywords = Keywords::default();
+        let flags: Vec<String> = ["$Junk", "\\Seen", "Work", "$Forwarded", "\\Flagged"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            info_from_flags(&flags, &mut keywords),
+            ("2,FPSab".to_string(), true, false)
+        );
+        assert_eq!(keywords.render(), "0 $Junk\n1 Work\n");
+        // Known keywords (any case) keep their letter; letters sort after the system ones.
+        let flags: Vec<String> = ["work", "Later", "$junk", "\\Answered"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            info_from_flags(&flags, &mut keywords),
+            ("2,Rabc".to_string(), true, false)
+        );
+        assert_eq!(
+            flags_from_name(b"9:2,FPSab", &keywords),
+            vec!["\\Flagged", "$Forwarded", "\\Seen", "$Junk", "Work"]
+        );
+        assert_eq!(
+            Keywords::parse(keywords.render().as_bytes()),
+            keywords,
+            "render and parse agree"
+        );
+
+        // Dovecot's file: gaps, CRLF, junk lines, out-of-range numbers, non-atoms skipped.
+        let dovecot = Keywords::parse(
+            b"0 $Label1\n2 NonJunk\r\nbad line\nx y\n26 TooFar\n3 two words\n4 \n5 $label1\n",
+        );
+        assert_eq!(dovecot.keyword(b'a'), Some("$Label1"));
+        assert_eq!(dovecot.keyword(b'b'), None);
+        assert_eq!(dovecot.keyword(b'c'), Some("NonJunk"));
+        assert_eq!(dovecot.keyword(b'd'), None);
+        assert_eq!(dovecot.keyword(b'f'), None, "a keyword has one letter");
+        assert_eq!(dovecot.keyword(b'z'), None);
+        assert_eq!(
+            flags_from_name(b"1.M2.host:2,Sacz", &dovecot),
+            vec!["\\Seen", "$Label1", "NonJunk"]
+        );
+        // New keywords fill the gaps first.
+        let mut dovecot = dovecot;
+        assert_eq!(dovecot.assign("New"), Some((b'b', true)));
+
+        // 26 letters, then keywords are left out (and said so).
+        let mut full = Keywords::default();
+        let many: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+        let (info, changed, dropped) = info_from_flags(&many, &mut full);
+        assert_eq!(info, format!("2,{}", ('a'..='z').collect::<String>()));
+        assert!(changed && dropped);
+        assert_eq!(full.keyword(b'z'), Some("k25"));
+        assert_eq!(full.assign("k3"), Some((b'd', false)));
+        assert_eq!(full.assign("k27"), None);
     }
 
     #[test]
