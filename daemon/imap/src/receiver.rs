@@ -176,6 +176,16 @@ impl CommandReceiver {
         self.input.extend_from_slice(bytes);
     }
 
+    /// Frees the input buffer once everything in it is consumed, if it grew beyond a short
+    /// command's size: a server calls this before waiting, so a session idle after a large
+    /// command does not keep that command's buffer.
+    pub fn release_consumed(&mut self) {
+        if self.pos == self.input.len() && self.input.capacity() > 4096 {
+            self.input = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Bytes received but not yet consumed. After STARTTLS the server must discard them
     /// (RFC 9051 6.2.1, plaintext injection); after COMPRESS they are compressed data
     /// (RFC 4978 3).
@@ -596,6 +606,33 @@ mod tests {
             }
         );
         assert_eq!(cmd(&out[1]), &CommandBody::Noop);
+    }
+
+    #[test]
+    fn consumed_input_is_released_but_pending_input_is_kept() {
+        let mut r = CommandReceiver::new(Limits {
+            max_append_literal: 100_000,
+            max_command: 200_000,
+            ..limits()
+        });
+        let mut big = b"a1 APPEND x {20000+}\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 20_000));
+        big.extend_from_slice(b"\r\nb2 NO");
+        r.push(&big);
+        assert!(matches!(r.next(), Some(Ok(Received::Command(_)))));
+        assert!(r.next().is_none());
+        // "b2 NO" is not consumed yet: nothing is freed.
+        r.release_consumed();
+        r.push(b"OP\r\n");
+        let Some(Ok(Received::Command(c))) = r.next() else {
+            panic!("b2 NOOP lost");
+        };
+        assert_eq!(c.body, CommandBody::Noop);
+        // Everything consumed: the 20 KB buffer goes.
+        r.release_consumed();
+        assert_eq!(r.input.capacity(), 0);
+        r.push(b"c3 NOOP\r\n");
+        assert!(matches!(r.next(), Some(Ok(Received::Command(_)))));
     }
 
     #[test]

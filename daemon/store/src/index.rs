@@ -118,12 +118,28 @@ pub(crate) struct MailboxState {
     /// changes (delivery, expunge, a moved UID boundary). Flag changes keep it, so every
     /// IMAP session on an unchanged mailbox shares one copy of its sequence map.
     uid_snapshot: Option<Arc<Vec<u32>>>,
+    /// The SELECT/STATUS summary, built on first use and dropped on any change (flags
+    /// included): SELECT of an unchanged large mailbox is not a pass over it.
+    summary: Option<crate::MailboxSummary>,
     /// Fired with HIGHESTMODSEQ after every commit that changes it (the change feed).
     /// Dropped with the mailbox, which ends every receiver's `changed()` with an error.
     notify: tokio::sync::watch::Sender<u64>,
 }
 
 impl MailboxState {
+    /// Drops what is derived from the visible messages (after any change to them).
+    fn forget_derived(&mut self) {
+        self.uid_snapshot = None;
+        self.summary = None;
+    }
+
+    /// Visible messages: those below the UID boundary (entries above it wait for lower
+    /// UIDs to commit, usually none).
+    fn visible_count(&self) -> usize {
+        let b = self.uid_boundary();
+        self.messages.len() - self.messages.range(b..).count()
+    }
+
     fn uid_boundary(&self) -> u32 {
         u32::try_from(self.uids.boundary()).unwrap_or(u32::MAX)
     }
@@ -138,7 +154,7 @@ impl MailboxState {
             uidvalidity: self.uidvalidity,
             uidnext: b,
             highest_modseq: self.modseq.visible_max,
-            exists: self.messages.range(..b).count() as u32,
+            exists: self.visible_count() as u32,
         }
     }
 
@@ -232,6 +248,7 @@ impl Index {
                 messages: BTreeMap::new(),
                 vanished: BTreeMap::new(),
                 uid_snapshot: None,
+                summary: None,
                 notify: tokio::sync::watch::Sender::new(1),
             },
         );
@@ -371,7 +388,7 @@ impl Index {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
             m.messages.insert(a.uid, entry);
             m.uids.resolve(u64::from(a.uid));
-            m.uid_snapshot = None;
+            m.forget_derived();
             m.modseq.settle(a.modseq, true);
             m.notify();
         }
@@ -380,7 +397,7 @@ impl Index {
     pub(crate) fn fail_delivery(&mut self, a: Alloc) {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
             m.uids.resolve(u64::from(a.uid));
-            m.uid_snapshot = None;
+            m.forget_derived();
             m.modseq.settle(a.modseq, false);
             m.notify();
         }
@@ -392,6 +409,7 @@ impl Index {
                 if modseq > e.modseq {
                     e.modseq = modseq;
                     e.flags = flags;
+                    m.summary = None;
                 }
                 if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
                     e.pending = None;
@@ -408,7 +426,7 @@ impl Index {
                 m.messages.remove(u);
                 m.vanished.insert(*u, modseq);
             }
-            m.uid_snapshot = None;
+            m.forget_derived();
             m.modseq.settle(modseq, true);
             m.notify();
         }
@@ -481,12 +499,22 @@ impl Index {
             .collect()
     }
 
-    /// Counts over the visible messages in one pass, copying nothing per message.
-    pub(crate) fn summary(&self, mailbox: u32) -> crate::MailboxSummary {
-        let mut out = crate::MailboxSummary::default();
-        let Some(m) = self.mailboxes.get(&mailbox) else {
-            return out;
+    /// Counts over the visible messages, kept until the mailbox next changes.
+    pub(crate) fn summary(&mut self, mailbox: u32) -> crate::MailboxSummary {
+        let Some(m) = self.mailboxes.get_mut(&mailbox) else {
+            return crate::MailboxSummary::default();
         };
+        if let Some(s) = &m.summary {
+            return s.clone();
+        }
+        let s = Self::count(m);
+        m.summary = Some(s.clone());
+        s
+    }
+
+    /// One pass over the visible messages, copying nothing per message.
+    fn count(m: &MailboxState) -> crate::MailboxSummary {
+        let mut out = crate::MailboxSummary::default();
         for (_, e) in m.messages.range(..m.uid_boundary()) {
             out.messages += 1;
             out.size += e.size;
@@ -512,7 +540,6 @@ impl Index {
         out
     }
 
-    /// UIDs of the visible messages, ascending.
     /// HIGHESTMODSEQ and the visible UIDs as of it, shared: the snapshot is built once per
     /// change of the visible set, not per caller.
     pub(crate) fn uid_snapshot(&mut self, mailbox: u32) -> Option<(u64, Arc<Vec<u32>>)> {
@@ -525,6 +552,7 @@ impl Index {
         Some((m.modseq.visible_max, uids))
     }
 
+    /// UIDs of the visible messages, ascending.
     pub(crate) fn uids(&self, mailbox: u32) -> Vec<u32> {
         self.mailboxes
             .get(&mailbox)
@@ -547,7 +575,7 @@ impl Index {
         for (id, m) in self.mailboxes.iter_mut() {
             let uid = max_uid.get(id).copied().unwrap_or(0);
             m.uids = Watermark::new(u64::from(uid) + 1);
-            m.uid_snapshot = None;
+            m.forget_derived();
             let ms = max_modseq.get(id).copied().unwrap_or(1).max(1);
             m.modseq = ModseqTracker::new(ms);
             m.notify.send_replace(ms);
@@ -559,7 +587,7 @@ impl Index {
         match self.mailboxes.get_mut(&mailbox) {
             Some(m) => {
                 m.messages.insert(uid, entry);
-                m.uid_snapshot = None;
+                m.forget_derived();
                 true
             }
             None => false,
@@ -573,14 +601,13 @@ impl Index {
         modseq: u64,
         flags: Vec<String>,
     ) {
-        if let Some(e) = self
-            .mailboxes
-            .get_mut(&mailbox)
-            .and_then(|m| m.messages.get_mut(&uid))
-        {
-            if modseq > e.modseq {
-                e.modseq = modseq;
-                e.flags = flags;
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            if let Some(e) = m.messages.get_mut(&uid) {
+                if modseq > e.modseq {
+                    e.modseq = modseq;
+                    e.flags = flags;
+                    m.summary = None;
+                }
             }
         }
     }
@@ -591,7 +618,7 @@ impl Index {
                 m.messages.remove(u);
                 m.vanished.insert(*u, modseq);
             }
-            m.uid_snapshot = None;
+            m.forget_derived();
         }
     }
 }

@@ -911,7 +911,7 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.summary(mailbox.0))
+            .map(|mut ix| ix.summary(mailbox.0))
             .unwrap_or_default()
     }
 

@@ -333,3 +333,57 @@ fn concurrent_flag_changes_build_on_each_other() {
         .unwrap();
     assert!(s.mailbox(mb).unwrap().highest_modseq > before);
 }
+
+/// The UID snapshot and the SELECT summary are cached: they must follow every change
+/// (delivery, flag change, expunge) and be shared, not copied, while nothing changes.
+#[test]
+fn cached_snapshot_and_summary_follow_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = open(dir.path(), BackendChoice::Portable);
+    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
+    for _ in 0..3 {
+        s.append_blocking(0, req(mb, b"m")).unwrap();
+    }
+    let (m0, a) = s.uid_snapshot(mb).unwrap();
+    let (_, b) = s.uid_snapshot(mb).unwrap();
+    assert_eq!(*a, vec![1, 2, 3]);
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "unchanged mailbox: one shared vector"
+    );
+    assert_eq!(m0, s.mailbox(mb).unwrap().highest_modseq);
+    assert_eq!(s.summary(mb).unseen, 3);
+    assert_eq!(s.summary(mb).first_unseen, Some(1));
+
+    // A flag change keeps the UID snapshot but moves the MODSEQ and the summary.
+    let seen = vec!["\\Seen".to_string(), "$Work".to_string()];
+    rt.block_on(s.update_flags(mb, &[1], FlagOp::Add, &seen, None))
+        .unwrap();
+    let (m1, c) = s.uid_snapshot(mb).unwrap();
+    assert!(m1 > m0);
+    assert!(std::sync::Arc::ptr_eq(&a, &c));
+    let sum = s.summary(mb);
+    assert_eq!((sum.unseen, sum.first_unseen), (2, Some(2)));
+    assert_eq!(sum.keywords, vec!["$Work".to_string()]);
+
+    // A delivery and an expunge change the visible set.
+    s.append_blocking(0, req(mb, b"m")).unwrap();
+    rt.block_on(s.expunge(mb, vec![2])).unwrap();
+    let (m2, d) = s.uid_snapshot(mb).unwrap();
+    assert!(m2 > m1);
+    assert_eq!(*d, vec![1, 3, 4]);
+    assert_eq!(*a, vec![1, 2, 3], "holders of the old snapshot keep theirs");
+    let sum = s.summary(mb);
+    assert_eq!(
+        (sum.messages, sum.unseen, sum.first_unseen),
+        (3, 2, Some(2))
+    );
+    assert_eq!(s.mailbox(mb).unwrap().exists, 3);
+
+    // The same after recovery.
+    drop(s);
+    let s = open(dir.path(), BackendChoice::Portable);
+    assert_eq!(*s.uid_snapshot(mb).unwrap().1, vec![1, 3, 4]);
+    assert_eq!(s.summary(mb).unseen, 2);
+}

@@ -57,6 +57,9 @@ fn receiver_limits(shared: &Shared) -> Limits {
     }
 }
 
+/// The largest read buffer a session grows to.
+const READ_MAX: usize = 64 * 1024;
+
 /// Serves one IMAP connection until it ends.
 pub async fn run(
     shared: Arc<Shared>,
@@ -120,7 +123,7 @@ pub async fn run(
         session: Session::new(shared.clone(), shard, peer, implicit_tls),
         stream,
         errors: 0,
-        buf: Vec::with_capacity(64 * 1024),
+        buf: Vec::with_capacity(stream::READ_MIN),
         login_deadline: tokio::time::Instant::now()
             + Duration::from_secs(shared.config.imap.timeout_login_secs.max(1)),
     };
@@ -180,7 +183,17 @@ impl Driver {
 
     /// Reads more input into the receiver.
     async fn fill(&mut self, timeout: Duration) -> Input {
+        // Memory of idle sessions (10,000 in IDLE must stay small): a read that filled the
+        // buffer doubles it for the next one (a large APPEND streams in big reads), a short
+        // read lets it fall back to READ_MIN before the session waits.
+        let filled = !self.buf.is_empty() && self.buf.len() == self.buf.capacity();
+        if filled && self.buf.capacity() < READ_MAX {
+            self.buf.reserve(self.buf.capacity());
+        } else if !filled && self.buf.capacity() > stream::READ_MIN {
+            self.buf = Vec::with_capacity(stream::READ_MIN);
+        }
         self.buf.clear();
+        self.receiver.release_consumed();
         match tokio::time::timeout(timeout, self.stream.read(&mut self.buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => Input::Closed,
             Ok(Ok(_)) => {

@@ -19,17 +19,29 @@ struct Deflate {
 pub struct ImapStream {
     pub conn: Connection,
     deflate: Option<Box<Deflate>>,
-    raw: Vec<u8>,
 }
 
 const CHUNK: usize = 64 * 1024;
+
+/// The least room a read offers: one read of an idle session's short command fits.
+pub const READ_MIN: usize = 4096;
+
+/// Reads from `conn` into the spare capacity of `out` (at least [`READ_MIN`] bytes of
+/// room): no buffer of the stream's own sits allocated through a long IDLE.
+async fn read_into(conn: &mut Connection, out: &mut Vec<u8>) -> io::Result<usize> {
+    let start = out.len();
+    let room = (out.capacity() - start).max(READ_MIN);
+    out.resize(start + room, 0);
+    let read = conn.read(&mut out[start..]).await;
+    out.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
+}
 
 impl ImapStream {
     pub fn new(conn: Connection) -> ImapStream {
         ImapStream {
             conn,
             deflate: None,
-            raw: vec![0u8; CHUNK],
         }
     }
 
@@ -57,9 +69,7 @@ impl ImapStream {
     pub async fn read(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
         loop {
             let Some(d) = self.deflate.as_mut() else {
-                let n = self.conn.read(&mut self.raw).await?;
-                out.extend_from_slice(&self.raw[..n]);
-                return Ok(n);
+                return read_into(&mut self.conn, out).await;
             };
             if !d.pending.is_empty() {
                 let before_out = d.decompress.total_out();
@@ -84,12 +94,8 @@ impl ImapStream {
                     continue;
                 }
             }
-            let n = self.conn.read(&mut self.raw).await?;
-            if n == 0 {
+            if read_into(&mut self.conn, &mut d.pending).await? == 0 {
                 return Ok(0);
-            }
-            if let Some(d) = self.deflate.as_mut() {
-                d.pending.extend_from_slice(&self.raw[..n]);
             }
         }
     }
