@@ -58,6 +58,27 @@ def test_multiappend_and_check(server):
         assert b"\\Seen" in flags[0] and b"\\Flagged" in flags[1]
 
 
+def test_multiappend_is_advertised_and_all_or_nothing(server):
+    """RFC 3502 3: if any message of a MULTIAPPEND cannot be appended, none is. The second
+    message's keyword passes the parser but the store refuses it (longer than 1024 octets):
+    the first, already committed, must be gone again."""
+    a, b = make_message("kept?"), make_message("refused")
+    with raw_session(server) as c:
+        assert b"MULTIAPPEND" in c.ok("CAPABILITY").untagged[0]
+        c.ok("CREATE Multi")
+        r = c.cmd("APPEND Multi () {%d} ($%s) {%d}" % (len(a), "k" * 2000, len(b)), [a, b])
+        assert r.status == "NO", r
+        status = c.ok("STATUS Multi (MESSAGES UIDNEXT)").untagged[0]
+        assert b"MESSAGES 0" in status, status
+        # A later MULTIAPPEND gets fresh UIDs, in message order, in one response.
+        r = c.ok("APPEND Multi {%d} {%d} {%d}" % (len(a), len(b), len(a)), [a, b, a])
+        m = re.search(rb"\[APPENDUID \d+ (\d+):(\d+)\]", r.tagged)
+        assert m and int(m.group(2)) - int(m.group(1)) == 2, r
+        c.ok("SELECT Multi")
+        uids = c.ok("UID SEARCH ALL").untagged[0].split()[2:]
+        assert [int(u) for u in uids] == list(range(int(m.group(1)), int(m.group(2)) + 1))
+
+
 def test_thunderbird_like_startup_over_starttls(server):
     smtp_deliver(server, ALICE, make_message("hello thunderbird"))
     with RawIMAP(server.ports.imap) as c:

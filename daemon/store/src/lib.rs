@@ -674,6 +674,39 @@ impl Store {
         done_appended(rx.await.map_err(|_| StoreError::Closed)?)
     }
 
+    /// Appends several messages, queued together so they share one group commit, and
+    /// waits until every one is durable; results in request order (UIDs ascending per
+    /// mailbox). IMAP MULTIAPPEND (RFC 3502). An error refusing one request at enqueue
+    /// stops the rest from being queued; those queued before it still commit.
+    pub async fn append_all(
+        &self,
+        shard: usize,
+        reqs: Vec<AppendRequest>,
+    ) -> Vec<Result<Vec<Appended>, StoreError>> {
+        let mut pending = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match self.enqueue_append(shard, req, Reply::Async(tx)) {
+                Ok(()) => pending.push(Ok(rx)),
+                Err(e) => {
+                    pending.push(Err(e));
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(rx) => rx
+                    .await
+                    .map_err(|_| StoreError::Closed)
+                    .and_then(done_appended),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
     /// Blocking form of [`Store::append`]; safe to call from any thread.
     pub fn append_blocking(
         &self,

@@ -199,6 +199,7 @@ impl Session {
             "SEARCHRES",
             "SORT",
             "UTF8=ACCEPT",
+            "MULTIAPPEND",
         ]);
         let mut s = caps.join(" ");
         // RFC 4978 3: COMPRESS is a command of the authenticated state.
@@ -1210,31 +1211,46 @@ impl Session {
                 "[UNAVAILABLE] Storage cannot keep mail safely now; try again later",
             );
         }
-        let mut uids = Vec::new();
-        for m in messages {
-            let flags: Vec<String> = m
-                .flags
-                .iter()
-                .map(Flag::as_str)
-                .filter(|f| *f != "\\Recent")
-                .map(str::to_string)
-                .collect();
-            let req = AppendRequest {
+        let requests: Vec<AppendRequest> = messages
+            .into_iter()
+            .map(|m| AppendRequest {
                 internal_date: m.internal_date.map(|d| d.unix).unwrap_or_else(now_unix),
                 body: m.data,
                 targets: vec![AppendTarget {
                     mailbox: info.id,
-                    flags,
+                    flags: m
+                        .flags
+                        .iter()
+                        .map(Flag::as_str)
+                        .filter(|f| *f != "\\Recent")
+                        .map(str::to_string)
+                        .collect(),
                 }],
-            };
-            // DESIGN.md 3.3: OK only after the store says durable.
-            match self.shared.store.append(self.shard, req).await {
+            })
+            .collect();
+        let count = requests.len();
+        // DESIGN.md 3.3: OK only after the store says durable. The messages of a
+        // MULTIAPPEND are queued together and share one group commit.
+        let results = self.shared.store.append_all(self.shard, requests).await;
+        let mut uids = Vec::new();
+        let mut failure = None;
+        for r in results {
+            match r {
                 Ok(a) => uids.extend(a.first().map(|a| a.uid)),
-                Err(e) => {
-                    tracing::error!(event = "imap.append_failed", user = %self.user(), error = %e);
-                    return self.no(tag, status_of_store(&e));
+                Err(e) => failure = Some(e),
+            }
+        }
+        if uids.len() < count || failure.is_some() {
+            let error = failure.unwrap_or(StoreError::Closed);
+            tracing::error!(event = "imap.append_failed", user = %self.user(), error = %error);
+            // RFC 3502 3: if any message cannot be appended, none is. Those already
+            // committed are expunged again.
+            if !uids.is_empty() {
+                if let Err(e) = self.shared.store.expunge(info.id, uids).await {
+                    tracing::error!(event = "imap.append_rollback_failed", user = %self.user(), error = %e);
                 }
             }
+            return self.no(tag, status_of_store(&error));
         }
         tracing::info!(event = "imap.append", user = %self.user(), mailbox = %name, messages = uids.len(), bytes = total);
         // RFC 4315 3: APPENDUID.
