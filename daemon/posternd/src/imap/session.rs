@@ -714,7 +714,10 @@ impl Session {
             format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", info.highest_modseq).as_bytes(),
         );
         if let Some(q) = qresync {
-            // RFC 7162 3.2.5.1: resynchronise only when UIDVALIDITY is unchanged.
+            // RFC 7162 3.2.5.1: resynchronise only when UIDVALIDITY is unchanged. The
+            // seq-match-data parameter is parsed and not needed: it lets a server that
+            // forgets old expunges narrow VANISHED (EARLIER) (RFC 7162 3.2.5.2), and the
+            // store keeps every expunge of a mailbox's life, so the answer is always exact.
             if q.uidvalidity == info.uidvalidity {
                 let max_uid = view.max_uid;
                 let known = |u: u32| {
