@@ -178,6 +178,60 @@ def test_copy_move_expunge_close_unselect(server):
         assert fetch_literal(c.ok("FETCH 1 BODY.PEEK[]").untagged[0]) == msgs[2]
 
 
+def _mail(frm: str, subject: str, date: str) -> bytes:
+    return (f"From: {frm}\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
+            f"Date: {date}\r\n\r\nbody\r\n").encode()
+
+
+def test_header_search_and_sort_same_answers_cold_cached_and_after_changes(server):
+    """Header keys and SORT are answered from posternd's header cache after the first
+    search: every answer must equal the first (cold) one, and follow new, copied and
+    expunged messages."""
+    msgs = [
+        _mail("Zed <zed@z.test>", "Re: Budget", "Tue, 02 Jan 2024 10:00:00 +0000"),
+        _mail("amy@a.test", "=?UTF-8?Q?R=C3=A9sum=C3=A9?= budget", "Mon, 01 Jan 2024 10:00:00 +0000"),
+        _mail("Bob <bob@b.test>", "lunch", "Wed, 03 Jan 2024 09:00:00 +0100"),
+    ]
+    with raw_session(server) as c:
+        c.ok("CREATE Other")
+        c.ok("SELECT INBOX")
+        for m in msgs:
+            append(c, m)
+        queries = {
+            "SEARCH SUBJECT budget": b"* SEARCH 1 2",
+            "SEARCH FROM bob": b"* SEARCH 3",
+            "SEARCH OR FROM zed SENTBEFORE 2-Jan-2024": b"* SEARCH 1 2",
+            "SEARCH NOT TO alice": b"* SEARCH",
+            "SORT (DATE) UTF-8 ALL": b"* SORT 2 1 3",
+            "SORT (FROM) UTF-8 ALL": b"* SORT 2 3 1",
+            "SORT (SUBJECT) UTF-8 ALL": b"* SORT 1 3 2",
+            "SORT (REVERSE DISPLAYFROM) UTF-8 SUBJECT budget": b"* SORT 1 2",
+        }
+        first = {q: c.ok(q).untagged[0] for q in queries}
+        for q, want in queries.items():
+            assert first[q] == want, (q, first[q])
+        # Cached now: the same answers; RFC 2047-encoded subjects are matched decoded.
+        for q in queries:
+            assert c.ok(q).untagged[0] == first[q], q
+        resume = "résumé".encode()
+        r = c.ok("SEARCH CHARSET UTF-8 SUBJECT {%d}" % len(resume), [resume])
+        assert r.untagged[0] == b"* SEARCH 2", r
+        # A new message is read into the cache by the next search.
+        append(c, _mail("Ann <ann@a.test>", "budget 2025", "Sun, 31 Dec 2023 23:00:00 +0000"))
+        c.ok("NOOP")
+        assert c.ok("SEARCH SUBJECT budget").untagged[0] == b"* SEARCH 1 2 4"
+        assert c.ok("SORT (DATE) UTF-8 ALL").untagged[0] == b"* SORT 4 2 1 3"
+        # Copies share their original's cached fields.
+        c.ok("COPY 1:4 Other")
+        c.ok("STORE 2 +FLAGS (\\Deleted)")
+        c.ok("EXPUNGE")
+        assert c.ok("SEARCH SUBJECT budget").untagged[0] == b"* SEARCH 1 3"
+        assert c.ok("SORT (FROM) UTF-8 ALL").untagged[0] == b"* SORT 3 2 1"
+        c.ok("SELECT Other")
+        assert c.ok("SEARCH SUBJECT budget").untagged[0] == b"* SEARCH 1 2 4"
+        assert c.ok("SORT (FROM) UTF-8 ALL").untagged[0] == b"* SORT 2 4 3 1"
+
+
 def test_search_esearch_searchres_and_sort(server):
     with raw_session(server) as c:
         c.ok("SELECT INBOX")

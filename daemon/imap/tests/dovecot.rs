@@ -262,7 +262,7 @@ fn search_and_sort_match_dovecot() {
                 .map(|i| {
                     let k = sort_key(
                         &criteria,
-                        &msgs[i],
+                        &HeaderSummary::new(&msgs[i]),
                         BASE + i as i64 * 86_400,
                         msgs[i].len() as u64,
                         i as u32 + 1,

@@ -155,7 +155,7 @@ fuzz_target!(|data: &[u8]| {
         key,
     })
     .collect();
-    let a = sort_key(&crit, data, 0, data.len() as u64, 1);
+    let a = sort_key(&crit, &postern_imap::search::HeaderSummary::new(data), 0, data.len() as u64, 1);
     let mut b = a.clone();
     b.seq = 2;
     assert_eq!(compare(&crit, &a, &b), std::cmp::Ordering::Less);

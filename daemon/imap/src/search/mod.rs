@@ -126,33 +126,54 @@ impl Content {
 }
 
 /// The header fields SEARCH keys name most (SUBJECT, FROM, TO, CC, BCC and the SENT* keys'
-/// Date:), decoded and lower-cased as [`Content`] decodes them, small enough to keep for
-/// every message of a large mailbox. A server caches one per message so that a header
-/// search reads no message bytes (Dovecot keeps the same fields in its index cache).
+/// Date:), decoded and lower-cased as [`Content`] decodes them, and the SORT keys of
+/// RFC 5256 / RFC 5957: small enough to keep for every message of a large mailbox. A server
+/// caches one per message so that header searches and SORT read no message bytes (Dovecot
+/// keeps the same fields in its index cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderSummary {
-    /// The fields' values in [`SUMMARY_FIELDS`] order, one after another; several fields
-    /// of one name are joined by NUL, which no search string holds (it has no NUL, or the
-    /// message is read instead).
+    /// The search fields' values in [`SUMMARY_FIELDS`] order, one after another (several
+    /// fields of one name joined by NUL, which no search string holds: it has no NUL, or
+    /// the message is read instead), then the [`SortField`]s.
     text: Box<str>,
-    /// Where each field's values end in `text`.
-    ends: [u32; SUMMARY_FIELDS.len()],
+    /// Where each value ends in `text`.
+    ends: [u32; SUMMARY_FIELDS.len() + SORT_FIELDS],
     /// Bit i: the message has field i at all (an empty search string matches any message
     /// that has the field, RFC 9051 6.4.4).
     present: u8,
+    /// The Date: field's calendar date in its own zone (SENT* keys).
     sent: Option<Date>,
+    /// The Date: field in UTC seconds (SORT DATE); None when missing or unparsable.
+    sent_time: Option<i64>,
 }
 
-/// The header fields a [`HeaderSummary`] holds, lower-case.
+/// The header fields a [`HeaderSummary`] holds for SEARCH, lower-case.
 pub const SUMMARY_FIELDS: [&str; 5] = ["subject", "from", "to", "cc", "bcc"];
+
+/// The SORT values a [`HeaderSummary`] holds, each already lower-cased.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SortField {
+    /// RFC 5256 2.1 base subject.
+    BaseSubject,
+    /// RFC 5256 3: addr-mailbox of the first address.
+    FromMailbox,
+    ToMailbox,
+    CcMailbox,
+    /// RFC 5957 3: display name, or addr-spec, of the first address.
+    DisplayFrom,
+    DisplayTo,
+}
+
+const SORT_FIELDS: usize = 6;
 
 impl HeaderSummary {
     /// Reads the fields from a message (the header is enough).
     pub fn new(raw: &[u8]) -> HeaderSummary {
         let split = header_end(raw);
+        let fields = header_fields(&raw[..split]);
         let mut values: [String; SUMMARY_FIELDS.len()] = Default::default();
         let mut present = 0u8;
-        for f in header_fields(&raw[..split]) {
+        for f in &fields {
             let Some(i) = SUMMARY_FIELDS
                 .iter()
                 .position(|n| f.name.eq_ignore_ascii_case(n.as_bytes()))
@@ -165,18 +186,30 @@ impl HeaderSummary {
             present |= 1 << i;
             values[i].push_str(&decode_header_value(f.value).to_lowercase());
         }
-        let mut text = String::with_capacity(values.iter().map(String::len).sum());
-        let mut ends = [0u32; SUMMARY_FIELDS.len()];
-        for (i, v) in values.iter().enumerate() {
+        let sort_values = sort::sort_fields(&fields);
+        let mut text =
+            String::with_capacity(values.iter().chain(&sort_values).map(String::len).sum());
+        let mut ends = [0u32; SUMMARY_FIELDS.len() + SORT_FIELDS];
+        for (i, v) in values.iter().chain(&sort_values).enumerate() {
             text.push_str(v);
             ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
         }
+        let date = crate::message::parse_mime_headers(raw).and_then(|m| m.date().cloned());
         HeaderSummary {
             text: text.into_boxed_str(),
             ends,
             present,
-            sent: sent_date_of(raw),
+            sent: date
+                .as_ref()
+                .and_then(|d| Date::new(d.year, d.month, d.day)),
+            sent_time: date.map(|d| d.to_timestamp()),
         }
+    }
+
+    /// Value `i` of `text`.
+    fn value(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize).unwrap_or("")
     }
 
     /// Whether a field `name` of the message contains `needle` (lower-case); None when the
@@ -191,12 +224,15 @@ impl HeaderSummary {
         if self.present & (1 << i) == 0 {
             return Some(false);
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(
-            self.text
-                .get(start..self.ends[i] as usize)?
-                .contains(needle),
-        )
+        Some(self.value(i).contains(needle))
+    }
+
+    pub(crate) fn sort_field(&self, f: SortField) -> &str {
+        self.value(SUMMARY_FIELDS.len() + f as usize)
+    }
+
+    pub(crate) fn sent_time(&self) -> Option<i64> {
+        self.sent_time
     }
 
     /// Heap bytes held, for a cache's memory bound.

@@ -3,9 +3,9 @@
 
 use std::cmp::Ordering;
 
-use super::decode_header_value;
+use super::{decode_header_value, HeaderSummary, SortField};
 use crate::command::{SortCriterion, SortKey};
-use crate::message::{find_field, header_fields, parse_addresses, AddressItem};
+use crate::message::{find_field, parse_addresses, AddressItem};
 
 /// One sort key's value for a message.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,10 +22,6 @@ pub enum SortValue {
 pub struct SortValues {
     pub values: Vec<SortValue>,
     pub seq: u32,
-}
-
-fn header_of(raw: &[u8]) -> &[u8] {
-    &raw[..super::header_end(raw)]
 }
 
 /// RFC 5256 3: the addr-mailbox of the first address, or "" (for CC, FROM, TO).
@@ -76,39 +72,44 @@ fn first_display(fields: &[crate::message::header::Field<'_>], name: &str) -> St
     String::new()
 }
 
-/// The sent date in UTC seconds (RFC 5256 3: Date: header, or the internal date when it is
-/// missing or unparsable).
-fn sent_time(raw: &[u8], internal_date: i64) -> i64 {
-    crate::message::parse_mime_headers(raw)
-        .and_then(|m| m.date().map(|d| d.to_timestamp()))
-        .unwrap_or(internal_date)
+/// The SORT values of a message's header fields, in [`SortField`] order (see
+/// [`HeaderSummary`], which keeps them).
+pub(super) fn sort_fields(fields: &[crate::message::header::Field<'_>]) -> [String; 6] {
+    [
+        find_field(fields, "Subject")
+            .map(|f| base_subject(&decode_header_value(f.value)).to_lowercase())
+            .unwrap_or_default(),
+        first_mailbox(fields, "From"),
+        first_mailbox(fields, "To"),
+        first_mailbox(fields, "Cc"),
+        first_display(fields, "From"),
+        first_display(fields, "To"),
+    ]
 }
 
-/// Computes the values `criteria` sort on.
+/// Computes the values `criteria` sort on, from the message's [`HeaderSummary`] (made
+/// from the message, or cached by the server). DATE is the Date: field in UTC, or the
+/// internal date when it is missing or unparsable (RFC 5256 3).
 pub fn sort_key(
     criteria: &[SortCriterion],
-    raw: &[u8],
+    summary: &HeaderSummary,
     internal_date: i64,
     size: u64,
     seq: u32,
 ) -> SortValues {
-    let fields = header_fields(header_of(raw));
+    let text = |f: SortField| SortValue::Text(summary.sort_field(f).to_string());
     let values = criteria
         .iter()
         .map(|c| match c.key {
             SortKey::Arrival => SortValue::Number(internal_date),
             SortKey::Size => SortValue::Number(i64::try_from(size).unwrap_or(i64::MAX)),
-            SortKey::Date => SortValue::Number(sent_time(raw, internal_date)),
-            SortKey::Cc => SortValue::Text(first_mailbox(&fields, "Cc")),
-            SortKey::From => SortValue::Text(first_mailbox(&fields, "From")),
-            SortKey::To => SortValue::Text(first_mailbox(&fields, "To")),
-            SortKey::DisplayFrom => SortValue::Text(first_display(&fields, "From")),
-            SortKey::DisplayTo => SortValue::Text(first_display(&fields, "To")),
-            SortKey::Subject => SortValue::Text(
-                find_field(&fields, "Subject")
-                    .map(|f| base_subject(&decode_header_value(f.value)).to_lowercase())
-                    .unwrap_or_default(),
-            ),
+            SortKey::Date => SortValue::Number(summary.sent_time().unwrap_or(internal_date)),
+            SortKey::Cc => text(SortField::CcMailbox),
+            SortKey::From => text(SortField::FromMailbox),
+            SortKey::To => text(SortField::ToMailbox),
+            SortKey::DisplayFrom => text(SortField::DisplayFrom),
+            SortKey::DisplayTo => text(SortField::DisplayTo),
+            SortKey::Subject => text(SortField::BaseSubject),
         })
         .collect();
     SortValues { values, seq }
@@ -271,24 +272,24 @@ mod tests {
         let b = b"From: \"Adam\" <adam@example.com>\r\nTo: =?utf-8?q?=C3=89mile?= <emile@x>\r\nSubject: Bananas\r\nDate: Mon, 1 Jan 2001 00:00:00 +0000\r\n\r\nxyz";
         let c = b"Subject: [list] apples\r\n\r\n";
         let crits = [crit(SortKey::Subject, false), crit(SortKey::Arrival, true)];
-        let va = sort_key(&crits, a, 100, 1, 1);
-        let vb = sort_key(&crits, b, 200, 3, 2);
-        let vc = sort_key(&crits, c, 300, 0, 3);
+        let va = sort_key(&crits, &HeaderSummary::new(a), 100, 1, 1);
+        let vb = sort_key(&crits, &HeaderSummary::new(b), 200, 3, 2);
+        let vc = sort_key(&crits, &HeaderSummary::new(c), 300, 0, 3);
         assert_eq!(va.values[0], SortValue::Text("apples".into()));
         // Same base subject: REVERSE ARRIVAL puts the later one first.
         assert_eq!(compare(&crits, &vc, &va), Ordering::Less);
         assert_eq!(compare(&crits, &va, &vb), Ordering::Less);
         let from = [crit(SortKey::From, false)];
         assert_eq!(
-            sort_key(&from, a, 0, 0, 1).values[0],
+            sort_key(&from, &HeaderSummary::new(a), 0, 0, 1).values[0],
             SortValue::Text("zed".into())
         );
         // A missing From sorts first ("" < anything).
         assert_eq!(
             compare(
                 &from,
-                &sort_key(&from, c, 0, 0, 9),
-                &sort_key(&from, a, 0, 0, 1)
+                &sort_key(&from, &HeaderSummary::new(c), 0, 0, 9),
+                &sort_key(&from, &HeaderSummary::new(a), 0, 0, 1)
             ),
             Ordering::Less
         );
@@ -296,16 +297,16 @@ mod tests {
             crit(SortKey::DisplayTo, false),
             crit(SortKey::DisplayFrom, false),
         ];
-        let vb = sort_key(&disp, b, 0, 0, 2);
+        let vb = sort_key(&disp, &HeaderSummary::new(b), 0, 0, 2);
         assert_eq!(vb.values[0], SortValue::Text("émile".into()));
         assert_eq!(vb.values[1], SortValue::Text("adam".into()));
-        let va = sort_key(&disp, a, 0, 0, 1);
+        let va = sort_key(&disp, &HeaderSummary::new(a), 0, 0, 1);
         assert_eq!(va.values[0], SortValue::Text("bob@x".into()));
         let date = [crit(SortKey::Date, false)];
         let (da, db, dc) = (
-            sort_key(&date, a, 5, 0, 1),
-            sort_key(&date, b, 5, 0, 2),
-            sort_key(&date, c, 5, 0, 3),
+            sort_key(&date, &HeaderSummary::new(a), 5, 0, 1),
+            sort_key(&date, &HeaderSummary::new(b), 5, 0, 2),
+            sort_key(&date, &HeaderSummary::new(c), 5, 0, 3),
         );
         assert_eq!(db.values[0], SortValue::Number(978_307_200));
         // No Date: the internal date is used.
@@ -315,8 +316,8 @@ mod tests {
         assert_eq!(
             compare(
                 &size,
-                &sort_key(&size, a, 0, 10, 1),
-                &sort_key(&size, b, 0, 5, 2)
+                &sort_key(&size, &HeaderSummary::new(a), 0, 10, 1),
+                &sort_key(&size, &HeaderSummary::new(b), 0, 5, 2)
             ),
             Ordering::Less
         );
@@ -324,14 +325,14 @@ mod tests {
         assert_eq!(
             compare(
                 &size,
-                &sort_key(&size, a, 0, 5, 2),
-                &sort_key(&size, b, 0, 5, 1)
+                &sort_key(&size, &HeaderSummary::new(a), 0, 5, 2),
+                &sort_key(&size, &HeaderSummary::new(b), 0, 5, 1)
             ),
             Ordering::Greater
         );
         let cc = [crit(SortKey::Cc, false)];
         assert_eq!(
-            sort_key(&cc, a, 0, 0, 1).values[0],
+            sort_key(&cc, &HeaderSummary::new(a), 0, 0, 1).values[0],
             SortValue::Text("carol".into())
         );
     }

@@ -280,24 +280,45 @@ pub async fn sort(
     let Some(v) = s.selected.as_ref() else {
         return s.bad(tag, "No mailbox selected");
     };
-    let store = &s.shared.store;
-    let metas: std::collections::HashMap<u32, postern_store::MessageMeta> = store
-        .messages(v.id)
-        .into_iter()
-        .map(|m| (m.uid, m))
-        .collect();
-    let mut keyed = Vec::with_capacity(hits.len());
-    for h in hits {
-        let Some(meta) = metas.get(&h.1) else {
-            continue;
-        };
-        let raw = store.read_message(meta).unwrap_or_default();
-        let key =
-            postern_imap::search::sort_key(criteria, &raw, meta.internal_date, meta.size, h.0);
-        keyed.push((key, h));
-    }
-    keyed.sort_by(|a, b| postern_imap::search::compare(criteria, &a.0, &b.0));
-    let hits: Vec<(u32, u32, u64)> = keyed.into_iter().map(|(_, h)| h).collect();
+    let store = s.shared.store.clone();
+    let cache = s.shared.header_cache.clone();
+    let mailbox = v.id;
+    let criteria = criteria.to_vec();
+    // Off the worker, like SEARCH: sort keys come from the header cache, and a cold
+    // mailbox is read once.
+    let sorted = tokio::task::spawn_blocking(move || {
+        let uids: Vec<u32> = hits.iter().map(|h| h.1).collect();
+        let metas = store.messages_by_uid(mailbox, &uids);
+        let summaries = summaries_of(&store, &cache, mailbox, &metas);
+        let empty = HeaderSummary::new(b"");
+        // `metas` follows `hits`, skipping messages expunged meanwhile.
+        let mut next = 0;
+        let mut keyed = Vec::with_capacity(hits.len());
+        for h in hits {
+            let Some(meta) = metas.get(next).filter(|m| m.uid == h.1) else {
+                continue;
+            };
+            let summary = summaries
+                .get(next)
+                .and_then(|s| s.as_deref())
+                .unwrap_or(&empty);
+            next += 1;
+            let key = postern_imap::search::sort_key(
+                &criteria,
+                summary,
+                meta.internal_date,
+                meta.size,
+                h.0,
+            );
+            keyed.push((key, h));
+        }
+        keyed.sort_by(|a, b| postern_imap::search::compare(&criteria, &a.0, &b.0));
+        keyed.into_iter().map(|(_, h)| h).collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(hits) = sorted else {
+        return s.no(tag, "[SERVERBUG] Sort failed");
+    };
     report(s, tag, uid, &hits, returns, false, "SORT", true);
     s.ok(
         tag,
