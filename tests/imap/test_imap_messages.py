@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from harness import ALICE, BOB, make_message, split_trace
+from harness import ALICE, BOB, make_message, metric_sum, parse_metrics, split_trace
 from imapsupport import fetch_literal, imaplib_session, raw_session, smtp_deliver
 
 MIME = (
@@ -210,9 +210,14 @@ def test_header_search_and_sort_same_answers_cold_cached_and_after_changes(serve
         first = {q: c.ok(q).untagged[0] for q in queries}
         for q, want in queries.items():
             assert first[q] == want, (q, first[q])
-        # Cached now: the same answers; RFC 2047-encoded subjects are matched decoded.
+        fills = metric_sum(parse_metrics(server.metrics()), "postern_imap_search_cache_fills_total")
+        assert fills == 3, fills
+        assert metric_sum(parse_metrics(server.metrics()), "postern_imap_search_cache_bytes") > 0
+        # Cached now: the same answers, and no message read again. RFC 2047-encoded
+        # subjects are matched decoded.
         for q in queries:
             assert c.ok(q).untagged[0] == first[q], q
+        assert metric_sum(parse_metrics(server.metrics()), "postern_imap_search_cache_fills_total") == 3
         resume = "résumé".encode()
         r = c.ok("SEARCH CHARSET UTF-8 SUBJECT {%d}" % len(resume), [resume])
         assert r.untagged[0] == b"* SEARCH 2", r
@@ -221,6 +226,7 @@ def test_header_search_and_sort_same_answers_cold_cached_and_after_changes(serve
         c.ok("NOOP")
         assert c.ok("SEARCH SUBJECT budget").untagged[0] == b"* SEARCH 1 2 4"
         assert c.ok("SORT (DATE) UTF-8 ALL").untagged[0] == b"* SORT 4 2 1 3"
+        assert metric_sum(parse_metrics(server.metrics()), "postern_imap_search_cache_fills_total") == 4
         # Copies share their original's cached fields.
         c.ok("COPY 1:4 Other")
         c.ok("STORE 2 +FLAGS (\\Deleted)")

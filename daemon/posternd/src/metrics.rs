@@ -32,6 +32,10 @@ pub struct Metrics {
     pub imap_connections_active: Gauge,
     pub imap_commands: Family<Labels, Counter>,
     pub imap_auth_failures: Counter,
+    /// Bytes held by the IMAP header cache (`imap::HeaderCache`).
+    pub imap_search_cache_bytes: Gauge,
+    /// Messages read to fill the header cache (a cold mailbox's first header search).
+    pub imap_search_cache_fills: Counter,
 }
 
 impl Metrics {
@@ -53,6 +57,18 @@ impl Metrics {
         let imap_connections_active = Gauge::default();
         let imap_commands = Family::<Labels, Counter>::default();
         let imap_auth_failures = Counter::default();
+        let imap_search_cache_bytes = Gauge::default();
+        let imap_search_cache_fills = Counter::default();
+        registry.register(
+            "postern_imap_search_cache_bytes",
+            "Bytes of header fields cached for IMAP SEARCH and SORT ([imap] search_cache_mb)",
+            imap_search_cache_bytes.clone(),
+        );
+        registry.register(
+            "postern_imap_search_cache_fills",
+            "Messages IMAP SEARCH or SORT read for their header fields (not found in the cache)",
+            imap_search_cache_fills.clone(),
+        );
         registry.register(
             "postern_imap_connections",
             "IMAP connections accepted, by listener (imap, imaps) and outcome",
@@ -142,6 +158,8 @@ impl Metrics {
             imap_connections_active,
             imap_commands,
             imap_auth_failures,
+            imap_search_cache_bytes,
+            imap_search_cache_fills,
         })
     }
 

@@ -175,6 +175,8 @@ pub fn run(config: Config) -> Result<()> {
         pop3: crate::pop3::Pop3State::new(&config),
         header_cache: Arc::new(crate::imap::HeaderCache::new(
             usize_of(config.imap.search_cache_mb).saturating_mul(1 << 20),
+            metrics.imap_search_cache_bytes.clone(),
+            metrics.imap_search_cache_fills.clone(),
         )),
         config,
         store: store.clone(),

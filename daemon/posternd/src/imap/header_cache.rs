@@ -13,12 +13,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use postern_imap::search::HeaderSummary;
 use postern_store::MailboxId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Heap bytes an entry costs beyond its text: the map slot, the Arc and the summary.
 const ENTRY_OVERHEAD: usize = 96;
 
 pub struct HeaderCache {
     budget: usize,
+    /// `postern_imap_search_cache_bytes` and `_fills`.
+    bytes_gauge: Gauge,
+    fills: Counter,
     inner: Mutex<Inner>,
     /// One lock per searched mailbox, held while filling its misses, so that concurrent
     /// first searches of a cold mailbox read it once, not once each.
@@ -41,9 +46,11 @@ struct Entries {
 }
 
 impl HeaderCache {
-    pub fn new(budget_bytes: usize) -> HeaderCache {
+    pub fn new(budget_bytes: usize, bytes_gauge: Gauge, fills: Counter) -> HeaderCache {
         HeaderCache {
             budget: budget_bytes,
+            bytes_gauge,
+            fills,
             inner: Mutex::new(Inner::default()),
             fill_locks: Mutex::new(HashMap::new()),
         }
@@ -84,6 +91,7 @@ impl HeaderCache {
     /// other mailboxes are dropped; a mailbox larger than the whole budget is cached only
     /// in part.
     pub fn insert(&self, items: Vec<((MailboxId, u32), Arc<HeaderSummary>)>) {
+        self.fills.inc_by(items.len() as u64);
         if !self.enabled() || items.is_empty() {
             return;
         }
@@ -105,6 +113,8 @@ impl HeaderCache {
                 inner.bytes += cost;
             }
         }
+        self.bytes_gauge
+            .set(i64::try_from(inner.bytes).unwrap_or(i64::MAX));
     }
 
     /// The fill lock of a searched mailbox.
@@ -145,6 +155,10 @@ impl Inner {
 mod tests {
     use super::*;
 
+    fn cache(budget: usize) -> HeaderCache {
+        HeaderCache::new(budget, Gauge::default(), Counter::default())
+    }
+
     fn summary(subject: &str) -> Arc<HeaderSummary> {
         Arc::new(HeaderSummary::new(
             format!("Subject: {subject}\r\n\r\nbody\r\n").as_bytes(),
@@ -153,7 +167,7 @@ mod tests {
 
     #[test]
     fn lookup_finds_what_was_inserted() {
-        let c = HeaderCache::new(1 << 20);
+        let c = cache(1 << 20);
         let (a, b) = (MailboxId(1), MailboxId(2));
         c.insert(vec![((a, 1), summary("one")), ((b, 7), summary("seven"))]);
         let got = c.lookup(&[(a, 1), (a, 2), (b, 7), (b, 1)]);
@@ -166,7 +180,7 @@ mod tests {
     #[test]
     fn budget_drops_least_recently_searched_mailbox() {
         let one = summary("x").heap_size() + ENTRY_OVERHEAD;
-        let c = HeaderCache::new(one * 4);
+        let c = cache(one * 4);
         let (a, b, d) = (MailboxId(1), MailboxId(2), MailboxId(3));
         c.insert(vec![((a, 1), summary("x")), ((a, 2), summary("x"))]);
         c.insert(vec![((b, 1), summary("x")), ((b, 2), summary("x"))]);
@@ -177,12 +191,14 @@ mod tests {
         assert!(c.lookup(&[(a, 2)])[0].is_some(), "a kept");
         assert!(c.lookup(&[(d, 1)])[0].is_some());
         assert!(c.bytes() <= one * 4);
+        assert_eq!(c.bytes_gauge.get(), c.bytes() as i64);
+        assert_eq!(c.fills.get(), 5);
     }
 
     #[test]
     fn one_mailbox_larger_than_the_budget_is_cached_in_part() {
         let one = summary("x").heap_size() + ENTRY_OVERHEAD;
-        let c = HeaderCache::new(one * 3);
+        let c = cache(one * 3);
         let a = MailboxId(1);
         c.insert((1..=10).map(|u| ((a, u), summary("x"))).collect());
         let hits = c
@@ -196,7 +212,7 @@ mod tests {
 
     #[test]
     fn zero_budget_caches_nothing() {
-        let c = HeaderCache::new(0);
+        let c = cache(0);
         assert!(!c.enabled());
         c.insert(vec![((MailboxId(1), 1), summary("x"))]);
         assert!(c.lookup(&[(MailboxId(1), 1)])[0].is_none());
