@@ -69,6 +69,30 @@ def test_create_with_use_delete_and_errors(server):
         assert v1 != v2
 
 
+def test_delete_keeps_children_and_list_shows_the_level(server):
+    """RFC 9051 6.3.4: DELETE must not remove inferior names. The level left behind is
+    listed not selectable (RFC 9051 6.3.9), so a client walking the tree with "%" still
+    reaches the children."""
+    with raw_session(server) as c:
+        c.ok("CREATE Projects/2024")
+        c.ok("DELETE Projects")
+        top = listing(c.ok('LIST "" "%"'))
+        assert "\\Noselect" in top["Projects"][0] and "\\HasChildren" in top["Projects"][0]
+        assert "Projects/2024" not in top
+        assert "\\HasNoChildren" in listing(c.ok('LIST "" "Projects/%"'))["Projects/2024"][0]
+        # LIST-EXTENDED names it \NonExistent (which implies \Noselect).
+        ext = listing(c.ok('LIST () "" "%" RETURN (CHILDREN)'))
+        assert "\\NonExistent" in ext["Projects"][0] and "\\HasChildren" in ext["Projects"][0]
+        r = c.cmd("SELECT Projects")
+        assert r.status == "NO" and b"NONEXISTENT" in r.tagged
+        # Selection options never list it: it is neither subscribed nor special-use.
+        assert "Projects" not in listing(c.ok('LIST (SPECIAL-USE) "" "*"'))
+        c.ok("CREATE Projects")
+        got = listing(c.ok('LIST "" "%"'))["Projects"][0]
+        assert "\\Noselect" not in got and "\\HasChildren" in got
+        c.ok("SELECT Projects")
+
+
 def test_rename_moves_children_and_inbox_rename_moves_messages(server):
     smtp_deliver(server, ALICE, make_message("one"))
     smtp_deliver(server, ALICE, make_message("two"))

@@ -1019,7 +1019,24 @@ impl Session {
                 }
             }
         }
+        // RFC 9051 6.3.9 / RFC 3501 6.3.8: levels of hierarchy that are not mailboxes
+        // themselves (the parent "P" of "P/C" after DELETE P, which must not remove "P/C")
+        // are listed too, not selectable, so a client walking the tree with "%" still
+        // reaches the children.
+        let mut parents_only = std::collections::BTreeSet::new();
+        if !sel_subscribed && !sel_special {
+            for m in &mailboxes {
+                for (i, _) in m.name.match_indices(DELIM) {
+                    let parent = &m.name[..i];
+                    if !parent.is_empty() && !mailboxes.iter().any(|o| o.name == parent) {
+                        parents_only.insert(parent.to_string());
+                    }
+                }
+            }
+            names.extend(parents_only.iter().cloned());
+        }
         names.sort();
+        names.dedup();
         let compiled: Vec<Vec<char>> = pats
             .iter()
             .map(|p| {
@@ -1063,6 +1080,20 @@ impl Session {
             }
             let mut attrs: Vec<String> = Vec::new();
             match info {
+                // IMAP4rev2 and LIST-EXTENDED say \NonExistent (which implies \Noselect,
+                // RFC 9051 7.3.1); IMAP4rev1 clients know \Noselect.
+                None if parents_only.contains(name) => {
+                    let extended_names = extended || self.enabled.rev2;
+                    attrs.push(
+                        if extended_names {
+                            "\\NonExistent"
+                        } else {
+                            "\\Noselect"
+                        }
+                        .into(),
+                    );
+                    attrs.push("\\HasChildren".into());
+                }
                 None => attrs.push("\\NonExistent".into()),
                 Some(_) => attrs.push(
                     if has_children {
