@@ -166,3 +166,38 @@ def test_login_deadline_is_total_not_per_read(make_server):
                 closed = True
             time.sleep(0.5)
         assert closed, "session stayed unauthenticated past the login deadline"
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_fetch_of_many_large_messages_streams_with_bounded_memory(server):
+    """FETCH 1:* BODY[] of 100 MB of mail is rendered off the worker and sent in chunks as
+    it is made: the daemon's peak memory grows by a few chunks and a message or two, not by
+    the whole answer. The bytes still arrive whole and in order."""
+    body = (b"0123456789abcdefghijklmnopqrstuvwxyz" * 2 + b"\r\n") * 34_000  # ~2.5 MB
+    count = 40
+    with raw_session(server) as c:
+        c.ok("SELECT INBOX")
+        for i in range(count):
+            msg = make_message(f"big {i}", body=body)
+            c.ok(f"APPEND INBOX {{{len(msg)}}}", [msg])
+        pid = server.proc.pid
+        # Reset the peak-RSS mark (Linux: clear_refs 5) so it measures the FETCH alone.
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        before = _peak_rss_kib(pid)
+        r = c.ok("FETCH 1:* (UID BODY.PEEK[])")
+        peak = _peak_rss_kib(pid)
+        bodies = [l for l in r.untagged if l.startswith(b"* ")]
+        assert len(bodies) == count
+        for i, line in enumerate(bodies):
+            assert line.startswith(b"* %d FETCH (UID " % (i + 1)), line[:40]
+            assert line.endswith(body + b")"), i
+    total_mib = count * len(body) // (1 << 20)
+    grew_mib = (peak - before) // 1024
+    assert grew_mib < total_mib // 2, f"peak RSS grew {grew_mib} MiB for a {total_mib} MiB FETCH"

@@ -245,58 +245,169 @@ pub async fn fetch(
         }
     }
     let needs_body = attrs.iter().any(FetchAttr::needs_body);
-    let mut unknown_cte = false;
-    let mut failed = false;
+    let mut jobs = Vec::with_capacity(targets.len());
     for (seq, u) in targets {
-        let Some(meta) = metas.get(&u) else {
+        let Some(meta) = metas.remove(&u) else {
             // Expunged by another session, not yet reported: nothing to send.
             continue;
         };
         if changed_since.is_some_and(|c| meta.modseq <= c) {
             continue;
         }
-        let raw = if needs_body {
-            match store.read_message(meta) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(event = "imap.read_failed", uid = u, error = %e);
-                    failed = true;
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
         let recent = rev1 && s.selected.as_ref().is_some_and(|v| v.recent.contains(&u));
+        jobs.push(FetchJob { seq, meta, recent });
+    }
+    let uid_done = if uid {
+        "UID FETCH completed"
+    } else {
+        "FETCH completed"
+    };
+    if needs_body {
+        // Reading and rendering bodies is disk and CPU work of any size: it runs on the
+        // blocking pool, not the worker, and goes to the client in chunks as it is made,
+        // so FETCH 1:* BODY[] of a large mailbox holds a few chunks, not the mailbox.
+        let (tx, chunks) = tokio::sync::mpsc::channel(STREAM_CHUNKS_IN_FLIGHT);
+        let done = tokio::task::spawn_blocking(move || render_all(&store, &jobs, &attrs, &tx));
+        let stream = FetchStream {
+            chunks,
+            done,
+            tag: tag.to_string(),
+            ok_text: uid_done,
+            uid,
+        };
+        return ("OK", Next::Stream(Box::new(stream)));
+    }
+    // Flags, dates, sizes, MODSEQ: from the index, rendered here.
+    let mut outcome = FetchOutcome {
+        tag: tag.to_string(),
+        ok_text: uid_done,
+        uid,
+        ..FetchOutcome::default()
+    };
+    for job in &jobs {
         let mark = s.out.len();
-        match render(&mut s.out, seq, meta, &attrs, raw.as_deref(), recent, false) {
-            Rendered::Ok => {}
-            Rendered::UnknownCte => {
-                s.out.truncate(mark);
-                unknown_cte = true;
+        render_one(&mut s.out, job, &attrs, None, &mut outcome, mark);
+    }
+    (finish(s, outcome).0, Next::Continue)
+}
+
+/// Bytes of rendered FETCH responses per chunk sent to the connection.
+const STREAM_CHUNK: usize = 256 * 1024;
+/// Chunks rendered ahead of the connection.
+const STREAM_CHUNKS_IN_FLIGHT: usize = 2;
+
+/// One message of a FETCH.
+struct FetchJob {
+    seq: u32,
+    meta: MessageMeta,
+    recent: bool,
+}
+
+/// A FETCH whose responses are being rendered off the worker ([`Next::Stream`]).
+pub struct FetchStream {
+    /// Rendered responses, in order; closed when the reader is done.
+    pub chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// The reader's outcome.
+    pub done: tokio::task::JoinHandle<FetchOutcome>,
+    pub tag: String,
+    ok_text: &'static str,
+    uid: bool,
+}
+
+impl FetchStream {
+    /// The outcome once the chunks are sent; a reader that died counts as failed.
+    pub async fn outcome(self) -> FetchOutcome {
+        let (tag, ok_text, uid) = (self.tag, self.ok_text, self.uid);
+        let mut outcome = self.done.await.unwrap_or_else(|_| FetchOutcome {
+            failed: true,
+            ..FetchOutcome::default()
+        });
+        outcome.tag = tag;
+        outcome.ok_text = ok_text;
+        outcome.uid = uid;
+        outcome
+    }
+}
+
+/// What a FETCH found, for its tagged reply.
+#[derive(Default)]
+pub struct FetchOutcome {
+    /// (UID, MODSEQ) reported, so a later sync does not report them again.
+    known: Vec<(u32, u64)>,
+    /// RFC 3516 4.3: a content transfer encoding the server cannot decode.
+    unknown_cte: bool,
+    /// A message could not be read.
+    failed: bool,
+    tag: String,
+    ok_text: &'static str,
+    uid: bool,
+}
+
+/// Renders one message's response into `out` (raw: its bytes, when needed).
+fn render_one(
+    out: &mut Vec<u8>,
+    job: &FetchJob,
+    attrs: &[FetchAttr],
+    raw: Option<&[u8]>,
+    outcome: &mut FetchOutcome,
+    mark: usize,
+) {
+    if let Rendered::UnknownCte = render(out, job.seq, &job.meta, attrs, raw, job.recent, false) {
+        out.truncate(mark);
+        outcome.unknown_cte = true;
+    }
+    outcome.known.push((job.meta.uid, job.meta.modseq));
+}
+
+/// The blocking half of a streamed FETCH: reads and renders every message, sending
+/// chunks of at least [`STREAM_CHUNK`] bytes. Stops early when the connection is gone.
+fn render_all(
+    store: &postern_store::Store,
+    jobs: &[FetchJob],
+    attrs: &[FetchAttr],
+    tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> FetchOutcome {
+    let mut outcome = FetchOutcome::default();
+    let mut buf = Vec::new();
+    for job in jobs {
+        let raw = match store.read_message(&job.meta) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(event = "imap.read_failed", uid = job.meta.uid, error = %e);
+                outcome.failed = true;
+                continue;
             }
-        }
-        if let Some(v) = s.selected.as_mut() {
-            v.known.insert(u, meta.modseq);
+        };
+        let mark = buf.len();
+        render_one(&mut buf, job, attrs, Some(&raw), &mut outcome, mark);
+        if buf.len() >= STREAM_CHUNK && tx.blocking_send(std::mem::take(&mut buf)).is_err() {
+            return outcome;
         }
     }
-    if unknown_cte {
-        return s.no(
-            tag,
+    if !buf.is_empty() {
+        let _ = tx.blocking_send(buf);
+    }
+    outcome
+}
+
+/// Records what a FETCH reported and writes its tagged reply; returns the status and
+/// whether EXPUNGE may follow (UID FETCH only, RFC 9051 7.5.1).
+pub fn finish(s: &mut Session, outcome: FetchOutcome) -> (&'static str, bool) {
+    if let Some(v) = s.selected.as_mut() {
+        v.known.extend(outcome.known);
+    }
+    let tag = outcome.tag;
+    let status = if outcome.unknown_cte {
+        s.no(
+            &tag,
             "[UNKNOWN-CTE] Cannot decode a part's transfer encoding",
-        );
-    }
-    if failed {
-        return s.no(tag, "[SERVERBUG] Some messages could not be read");
-    }
-    s.ok(
-        tag,
-        if uid {
-            "UID FETCH completed"
-        } else {
-            "FETCH completed"
-        },
-    )
+        )
+    } else if outcome.failed {
+        s.no(&tag, "[SERVERBUG] Some messages could not be read")
+    } else {
+        s.ok(&tag, outcome.ok_text)
+    };
+    (status.0, outcome.uid)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -239,7 +239,9 @@ impl Driver {
                 Ok(Received::Command(cmd)) => {
                     let name = cmd.body.name();
                     let (status, next) = self.session.handle(cmd).await;
-                    self.count(name, status);
+                    if !matches!(next, Next::Stream(_)) {
+                        self.count(name, status);
+                    }
                     if status == "BAD" && self.too_many_errors() {
                         self.flush().await;
                         return;
@@ -263,6 +265,28 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Sends a FETCH's responses as its reader renders them, then its tagged reply. A
+    /// client that stops reading is dropped after the session timeout; dropping the
+    /// chunk receiver stops the reader.
+    async fn stream(&mut self, mut fetch: fetch::FetchStream) -> bool {
+        if !self.flush().await {
+            return false;
+        }
+        while let Some(chunk) = fetch.chunks.recv().await {
+            let timeout = self.timeout();
+            if !matches!(
+                tokio::time::timeout(timeout, self.stream.write_all(&chunk)).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+        }
+        let outcome = fetch.outcome().await;
+        let status = self.session.finish_fetch(outcome);
+        self.count("FETCH", status);
+        true
     }
 
     fn count(&self, command: &str, status: &str) {
@@ -357,6 +381,7 @@ impl Driver {
                 Box::pin(self.step(next)).await
             }
             Next::Idle { tag } => self.idle(tag).await,
+            Next::Stream(fetch) => self.stream(*fetch).await,
         }
     }
 

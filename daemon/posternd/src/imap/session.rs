@@ -40,6 +40,9 @@ pub enum Next {
     Logout,
     /// BYE sent (too many failures): close.
     Close,
+    /// FETCH with message bodies: send the output, then the chunks the reader produces
+    /// as they come, then call [`Session::finish_fetch`] for the tagged reply.
+    Stream(Box<super::fetch::FetchStream>),
 }
 
 #[derive(Default, Clone, Copy)]
@@ -265,15 +268,29 @@ impl Session {
         self.done = None;
         let (status, next) = self.dispatch(tag, body).await;
         if matches!(next, Next::Continue) {
-            // RFC 9051 7.5.1: updates from other sessions go before the tagged reply.
-            if self.user.is_some() {
-                self.sync(allow_expunge);
-            }
-            if let Some(done) = self.done.take() {
-                self.out.extend_from_slice(done.as_bytes());
-            }
+            self.complete(allow_expunge);
         }
         (status, next)
+    }
+
+    /// Ends a command: updates from other sessions, then the tagged reply (RFC 9051
+    /// 7.5.1: untagged updates go before it).
+    fn complete(&mut self, allow_expunge: bool) {
+        if self.user.is_some() {
+            self.sync(allow_expunge);
+        }
+        if let Some(done) = self.done.take() {
+            self.out.extend_from_slice(done.as_bytes());
+        }
+    }
+
+    /// The tagged reply of a streamed FETCH, once its reader is done.
+    pub fn finish_fetch(&mut self, outcome: super::fetch::FetchOutcome) -> &'static str {
+        self.done = None;
+        let status = super::fetch::finish(self, outcome);
+        // UID FETCH may carry EXPUNGE, FETCH may not (RFC 9051 7.5.1).
+        self.complete(status.1);
+        status.0
     }
 
     async fn dispatch(&mut self, tag: String, body: CommandBody) -> (&'static str, Next) {
