@@ -151,14 +151,19 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn check_runs_the_account_verification() {
+    /// Accounts with alice@example.test, password "correct horse".
+    fn alice() -> Arc<Accounts> {
         let mut accounts = Accounts::default();
         accounts.add_domain("example.test").unwrap();
         accounts
             .add_user("alice@example.test", "correct horse")
             .unwrap();
-        let accounts = Arc::new(accounts);
+        Arc::new(accounts)
+    }
+
+    #[tokio::test]
+    async fn check_runs_the_account_verification() {
+        let accounts = alice();
         assert!(
             check(
                 accounts.clone(),
@@ -276,12 +281,7 @@ mod tests {
     async fn password_checks_share_one_bound_of_one_per_cpu() {
         let cpus = std::thread::available_parallelism().unwrap().get();
         assert_eq!(verification_limit(), cpus);
-        let mut accounts = Accounts::default();
-        accounts.add_domain("example.test").unwrap();
-        accounts
-            .add_user("alice@example.test", "correct horse")
-            .unwrap();
-        let accounts = Arc::new(accounts);
+        let accounts = alice();
         // Hold every slot: a password check must wait for one.
         let held = VERIFICATIONS
             .permits

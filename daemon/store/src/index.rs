@@ -133,6 +133,18 @@ impl MailboxState {
         self.summary = None;
     }
 
+    /// Sets a message's flags if the change is newer than its MODSEQ (commit and
+    /// recovery alike); the entry, when the message exists.
+    fn apply_flags(&mut self, uid: u32, modseq: u64, flags: Vec<String>) -> Option<&mut MsgEntry> {
+        let e = self.messages.get_mut(&uid)?;
+        if modseq > e.modseq {
+            e.modseq = modseq;
+            e.flags = flags;
+            self.summary = None;
+        }
+        Some(e)
+    }
+
     /// Visible messages: those below the UID boundary (entries above it wait for lower
     /// UIDs to commit, usually none).
     fn visible_count(&self) -> usize {
@@ -405,12 +417,7 @@ impl Index {
 
     pub(crate) fn commit_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
-            if let Some(e) = m.messages.get_mut(&uid) {
-                if modseq > e.modseq {
-                    e.modseq = modseq;
-                    e.flags = flags;
-                    m.summary = None;
-                }
+            if let Some(e) = m.apply_flags(uid, modseq, flags) {
                 if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
                     e.pending = None;
                 }
@@ -602,13 +609,7 @@ impl Index {
         flags: Vec<String>,
     ) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
-            if let Some(e) = m.messages.get_mut(&uid) {
-                if modseq > e.modseq {
-                    e.modseq = modseq;
-                    e.flags = flags;
-                    m.summary = None;
-                }
-            }
+            m.apply_flags(uid, modseq, flags);
         }
     }
 
