@@ -110,7 +110,13 @@ pub(crate) struct MailboxState {
     uids: Watermark,
     modseq: ModseqTracker,
     /// Committed, not expunged; may hold entries above the uid boundary (not yet visible).
+    /// Changed only through `insert_entry`, `remove_entry` and `apply_flags`, which keep
+    /// `by_modseq` in step.
     pub messages: BTreeMap<u32, MsgEntry>,
+    /// (MODSEQ, UID) of every entry of `messages`: what changed since a MODSEQ is a range
+    /// here, not a pass over a large mailbox (every session's sync after a change,
+    /// CONDSTORE/QRESYNC SELECT).
+    by_modseq: BTreeSet<(u64, u32)>,
     /// Expunged UIDs and the MODSEQ of their expunge, for QRESYNC VANISHED
     /// (RFC 7162 3.2.5.2). Kept for the mailbox's life.
     pub vanished: BTreeMap<u32, u64>,
@@ -138,11 +144,28 @@ impl MailboxState {
     fn apply_flags(&mut self, uid: u32, modseq: u64, flags: Vec<String>) -> Option<&mut MsgEntry> {
         let e = self.messages.get_mut(&uid)?;
         if modseq > e.modseq {
+            self.by_modseq.remove(&(e.modseq, uid));
+            self.by_modseq.insert((modseq, uid));
             e.modseq = modseq;
             e.flags = flags;
             self.summary = None;
         }
         Some(e)
+    }
+
+    fn insert_entry(&mut self, uid: u32, entry: MsgEntry) {
+        self.by_modseq.insert((entry.modseq, uid));
+        if let Some(old) = self.messages.insert(uid, entry) {
+            self.by_modseq.remove(&(old.modseq, uid));
+        }
+        self.forget_derived();
+    }
+
+    fn remove_entry(&mut self, uid: u32) {
+        if let Some(old) = self.messages.remove(&uid) {
+            self.by_modseq.remove(&(old.modseq, uid));
+        }
+        self.forget_derived();
     }
 
     /// Visible messages: those below the UID boundary (entries above it wait for lower
@@ -192,6 +215,23 @@ pub(crate) struct Index {
     pub last_uidvalidity: u32,
     /// (account, mailbox name) pairs the user subscribed to.
     pub subscriptions: BTreeSet<(String, String)>,
+}
+
+/// The metadata of one entry, as the store hands it out.
+fn meta_of(mailbox: u32, uid: u32, e: &MsgEntry) -> MessageMeta {
+    MessageMeta {
+        mailbox: MailboxId(mailbox),
+        uid,
+        modseq: e.modseq,
+        flags: e.flags.clone(),
+        internal_date: e.internal_date,
+        size: e.size,
+        location: e.loc,
+        source: e
+            .source
+            .map(|(m, u)| (MailboxId(m), u))
+            .unwrap_or((MailboxId(mailbox), uid)),
+    }
 }
 
 /// One delivery allocated at enqueue time.
@@ -258,6 +298,7 @@ impl Index {
                 // Creation is modseq 1 (RFC 7162 mod-sequences are non-zero).
                 modseq: ModseqTracker::new(1),
                 messages: BTreeMap::new(),
+                by_modseq: BTreeSet::new(),
                 vanished: BTreeMap::new(),
                 uid_snapshot: None,
                 summary: None,
@@ -351,7 +392,8 @@ impl Index {
         self.fail_modseq(mailbox, modseq);
     }
 
-    /// The entry of a visible message, for a flag change.
+    /// The entry of a visible message, for a flag change: only `pending` may be set
+    /// through it (MODSEQ and flags change in `apply_flags`, which keeps the MODSEQ index).
     pub(crate) fn entry_mut(&mut self, mailbox: u32, uid: u32) -> Option<&mut MsgEntry> {
         let m = self.mailboxes.get_mut(&mailbox)?;
         if uid >= m.uid_boundary() {
@@ -398,7 +440,7 @@ impl Index {
 
     pub(crate) fn commit_delivery(&mut self, a: Alloc, entry: MsgEntry) {
         if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
-            m.messages.insert(a.uid, entry);
+            m.insert_entry(a.uid, entry);
             m.uids.resolve(u64::from(a.uid));
             m.forget_derived();
             m.modseq.settle(a.modseq, true);
@@ -430,10 +472,9 @@ impl Index {
     pub(crate) fn commit_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
             for u in uids {
-                m.messages.remove(u);
+                m.remove_entry(*u);
                 m.vanished.insert(*u, modseq);
             }
-            m.forget_derived();
             m.modseq.settle(modseq, true);
             m.notify();
         }
@@ -463,19 +504,29 @@ impl Index {
         m.messages
             .range(..m.uid_boundary())
             .filter(|(&uid, e)| keep(uid, e))
-            .map(|(&uid, e)| MessageMeta {
-                mailbox: MailboxId(mailbox),
-                uid,
-                modseq: e.modseq,
-                flags: e.flags.clone(),
-                internal_date: e.internal_date,
-                size: e.size,
-                location: e.loc,
-                source: e
-                    .source
-                    .map(|(m, u)| (MailboxId(m), u))
-                    .unwrap_or((MailboxId(mailbox), uid)),
-            })
+            .map(|(&uid, e)| meta_of(mailbox, uid, e))
+            .collect()
+    }
+
+    /// Visible messages whose MODSEQ is above `modseq`, in UID order, from the MODSEQ
+    /// index: the cost is the number of changes, not the mailbox size.
+    pub(crate) fn messages_changed_since(&self, mailbox: u32, modseq: u64) -> Vec<MessageMeta> {
+        let Some(m) = self.mailboxes.get(&mailbox) else {
+            return Vec::new();
+        };
+        let Some(from) = modseq.checked_add(1) else {
+            return Vec::new();
+        };
+        let b = m.uid_boundary();
+        let mut uids: Vec<u32> = m
+            .by_modseq
+            .range((from, 0)..)
+            .map(|&(_, u)| u)
+            .filter(|&u| u < b)
+            .collect();
+        uids.sort_unstable();
+        uids.iter()
+            .filter_map(|&u| m.messages.get(&u).map(|e| meta_of(mailbox, u, e)))
             .collect()
     }
 
@@ -487,22 +538,7 @@ impl Index {
         let boundary = m.uid_boundary();
         uids.iter()
             .filter(|&&uid| uid < boundary)
-            .filter_map(|&uid| {
-                let e = m.messages.get(&uid)?;
-                Some(MessageMeta {
-                    mailbox: MailboxId(mailbox),
-                    uid,
-                    modseq: e.modseq,
-                    flags: e.flags.clone(),
-                    internal_date: e.internal_date,
-                    size: e.size,
-                    location: e.loc,
-                    source: e
-                        .source
-                        .map(|(m, u)| (MailboxId(m), u))
-                        .unwrap_or((MailboxId(mailbox), uid)),
-                })
-            })
+            .filter_map(|&uid| m.messages.get(&uid).map(|e| meta_of(mailbox, uid, e)))
             .collect()
     }
 
@@ -593,8 +629,7 @@ impl Index {
     pub(crate) fn recover_message(&mut self, mailbox: u32, uid: u32, entry: MsgEntry) -> bool {
         match self.mailboxes.get_mut(&mailbox) {
             Some(m) => {
-                m.messages.insert(uid, entry);
-                m.forget_derived();
+                m.insert_entry(uid, entry);
                 true
             }
             None => false,
@@ -616,10 +651,9 @@ impl Index {
     pub(crate) fn recover_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
         if let Some(m) = self.mailboxes.get_mut(&mailbox) {
             for u in uids {
-                m.messages.remove(u);
+                m.remove_entry(*u);
                 m.vanished.insert(*u, modseq);
             }
-            m.forget_derived();
         }
     }
 }

@@ -971,7 +971,7 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.messages_where(mailbox.0, |_, e| e.modseq > modseq))
+            .map(|ix| ix.messages_changed_since(mailbox.0, modseq))
             .unwrap_or_default()
     }
 

@@ -387,3 +387,52 @@ fn cached_snapshot_and_summary_follow_changes() {
     assert_eq!(*s.uid_snapshot(mb).unwrap().1, vec![1, 3, 4]);
     assert_eq!(s.summary(mb).unseen, 2);
 }
+
+/// `messages_changed_since` answers from a MODSEQ index: after every kind of change, and
+/// after recovery, it must equal the filter over all messages it replaces.
+#[test]
+fn changed_since_index_equals_a_full_scan() {
+    fn check(s: &Store, mb: MailboxId) {
+        let all = s.messages(mb);
+        let top = s.mailbox(mb).unwrap().highest_modseq;
+        for since in 0..=top + 1 {
+            let want: Vec<(u32, u64)> = all
+                .iter()
+                .filter(|m| m.modseq > since)
+                .map(|m| (m.uid, m.modseq))
+                .collect();
+            let got: Vec<(u32, u64)> = s
+                .messages_changed_since(mb, since)
+                .iter()
+                .map(|m| (m.uid, m.modseq))
+                .collect();
+            assert_eq!(got, want, "since {since}");
+        }
+        assert!(s.messages_changed_since(mb, u64::MAX).is_empty());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = open(dir.path(), BackendChoice::Portable);
+    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
+    let other = s.ensure_mailbox(ACCOUNT, "Other", None).unwrap().id;
+    for _ in 0..6 {
+        s.append_blocking(0, req(mb, b"m")).unwrap();
+    }
+    check(&s, mb);
+    let seen = vec!["\\Seen".to_string()];
+    rt.block_on(s.update_flags(mb, &[2, 4], FlagOp::Add, &seen, None))
+        .unwrap();
+    rt.block_on(s.update_flags(mb, &[2], FlagOp::Add, &["$A".into()], None))
+        .unwrap();
+    check(&s, mb);
+    rt.block_on(s.expunge(mb, vec![3, 4])).unwrap();
+    s.append_blocking(0, req(mb, b"m")).unwrap();
+    check(&s, mb);
+    let metas = s.messages(mb);
+    rt.block_on(s.copy_messages(0, &metas[..2], other)).unwrap();
+    check(&s, other);
+    drop(s);
+    let s = open(dir.path(), BackendChoice::Portable);
+    check(&s, mb);
+    check(&s, other);
+}
