@@ -82,6 +82,8 @@ fn run(input: &[u8], splits: &[usize], minus: bool) -> Vec<Event> {
                 }
             }
         }
+        // As posternd does before it waits for more input.
+        r.release_consumed();
     }
     events
 }
