@@ -111,7 +111,7 @@ impl View {
             self.deleted = true;
             self.gone.extend(self.uids.iter().copied());
             if how.allow_expunge {
-                self.report_expunged(how.qresync, out);
+                self.report_expunged(None, how.qresync, out);
             }
             return;
         };
@@ -124,15 +124,24 @@ impl View {
                 }
             }
             let changed = store.messages_changed_since(self.id, since);
-            self.report_new(&changed, how, out);
-            self.report_flag_changes(&changed, how, out);
             self.synced_modseq = info.highest_modseq;
+            self.report_new(store, &changed, how, out);
+            self.report_flag_changes(&changed, how, out);
             self.known.retain(|_, &mut m| m > info.highest_modseq);
         }
         if how.allow_expunge && !self.gone.is_empty() {
-            self.report_expunged(how.qresync, out);
+            self.report_expunged(Some(store), how.qresync, out);
         }
         self.share_uids(store);
+    }
+
+    /// The store's shared UID list if it is exactly what this view's list becomes: taken
+    /// at the MODSEQ the view is synced to, nothing left pending, the expected length.
+    /// Adopting it instead of changing a shared list in place saves every session on a
+    /// large mailbox a copy of it per delivery or expunge.
+    fn current_snapshot(&self, store: &Store, len: usize) -> Option<Arc<Vec<u32>>> {
+        let (modseq, snapshot) = store.uid_snapshot(self.id)?;
+        (modseq == self.synced_modseq && snapshot.len() == len).then_some(snapshot)
     }
 
     /// Swaps a private sequence map for the store's shared one once they agree: with
@@ -154,7 +163,13 @@ impl View {
 
     /// New messages: UIDs only grow (RFC 9051 2.3.1.1), so they are the changes above
     /// `max_uid`.
-    fn report_new(&mut self, changed: &[MessageMeta], how: Reporting, out: &mut Vec<u8>) {
+    fn report_new(
+        &mut self,
+        store: &Store,
+        changed: &[MessageMeta],
+        how: Reporting,
+        out: &mut Vec<u8>,
+    ) {
         let new: Vec<u32> = changed
             .iter()
             .map(|m| m.uid)
@@ -168,7 +183,16 @@ impl View {
         }
         self.max_uid = last;
         let claimed = claim_recent(self.id, &new, !self.read_only);
-        Arc::make_mut(&mut self.uids).extend_from_slice(&new);
+        let shared = self
+            .gone
+            .is_empty()
+            .then(|| self.current_snapshot(store, self.uids.len() + new.len()))
+            .flatten()
+            .filter(|s| s.last() == Some(&last));
+        match shared {
+            Some(snapshot) => self.uids = snapshot,
+            None => Arc::make_mut(&mut self.uids).extend_from_slice(&new),
+        }
         out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
         if how.rev1 {
             self.recent.extend(claimed);
@@ -201,8 +225,9 @@ impl View {
     }
 
     /// Reports and forgets the messages in `gone` (EXPUNGE in descending sequence order, so
-    /// each number is right as sent, or one VANISHED).
-    pub fn report_expunged(&mut self, qresync: bool, out: &mut Vec<u8>) {
+    /// each number is right as sent, or one VANISHED). With the store at hand, the view
+    /// takes its shared list when that is the result.
+    pub fn report_expunged(&mut self, store: Option<&Store>, qresync: bool, out: &mut Vec<u8>) {
         if self.gone.is_empty() {
             return;
         }
@@ -212,22 +237,115 @@ impl View {
             out.extend_from_slice(
                 format!("* VANISHED {}\r\n", encode::sequence_set(&v)).as_bytes(),
             );
-            let gone = &self.gone;
-            Arc::make_mut(&mut self.uids).retain(|u| !gone.contains(u));
         } else {
-            // Descending, so each number is right as sent; one pass, not a remove per
-            // message.
+            // Descending, so each number is right as sent.
             for (i, u) in self.uids.iter().enumerate().rev() {
                 if self.gone.contains(u) {
                     out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
                 }
             }
-            let gone = &self.gone;
-            Arc::make_mut(&mut self.uids).retain(|u| !gone.contains(u));
+        }
+        // Every entry of `gone` is in the list (it is only filled from it).
+        let remaining = self.uids.len().saturating_sub(self.gone.len());
+        match store.and_then(|st| self.current_snapshot(st, remaining)) {
+            Some(snapshot) => self.uids = snapshot,
+            None => {
+                let gone = &self.gone;
+                Arc::make_mut(&mut self.uids).retain(|u| !gone.contains(u));
+            }
         }
         for u in self.gone.drain() {
             self.known.remove(&u);
             self.recent.remove(&u);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_store::{AppendRequest, AppendTarget, BackendChoice, StoreOptions};
+
+    fn append(store: &Store, mailbox: MailboxId) {
+        let req = AppendRequest {
+            internal_date: 0,
+            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            targets: vec![AppendTarget {
+                mailbox,
+                flags: vec![],
+            }],
+        };
+        store.append_blocking(0, req).expect("append");
+    }
+
+    const HOW: Reporting = Reporting {
+        allow_expunge: true,
+        qresync: false,
+        rev1: false,
+    };
+
+    /// Views in step share the store's UID list through a delivery and an expunge (no
+    /// copy per session), and still report exactly what changed.
+    #[test]
+    fn views_in_step_share_one_list_through_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = StoreOptions::new(dir.path());
+        opts.backend = BackendChoice::Portable;
+        let store = Store::open(opts).expect("store");
+        let mb = store
+            .ensure_mailbox("a@x.test", "INBOX", None)
+            .expect("mailbox")
+            .id;
+        for _ in 0..3 {
+            append(&store, mb);
+        }
+        let mut a = View::open(&store, mb, false, false).expect("view");
+        let mut b = View::open(&store, mb, false, false).expect("view");
+        assert!(Arc::ptr_eq(&a.uids, &b.uids));
+
+        append(&store, mb);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        a.sync(&store, HOW, &mut out_a);
+        b.sync(&store, HOW, &mut out_b);
+        assert_eq!(out_a, b"* 4 EXISTS\r\n");
+        assert_eq!(out_a, out_b);
+        assert_eq!(*a.uids, vec![1, 2, 3, 4]);
+        assert!(Arc::ptr_eq(&a.uids, &b.uids), "shared after a delivery");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(store.expunge(mb, vec![2])).expect("expunge");
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        a.sync(&store, HOW, &mut out_a);
+        b.sync(&store, HOW, &mut out_b);
+        assert_eq!(out_a, b"* 2 EXPUNGE\r\n");
+        assert_eq!(out_a, out_b);
+        assert_eq!(*a.uids, vec![1, 3, 4]);
+        assert!(Arc::ptr_eq(&a.uids, &b.uids), "shared after an expunge");
+
+        // A view that may not hear of the expunge yet (during FETCH) keeps its own list,
+        // then rejoins once it reports it.
+        rt.block_on(store.expunge(mb, vec![3])).expect("expunge");
+        append(&store, mb);
+        let mut out = Vec::new();
+        a.sync(
+            &store,
+            Reporting {
+                allow_expunge: false,
+                ..HOW
+            },
+            &mut out,
+        );
+        assert_eq!(out, b"* 4 EXISTS\r\n");
+        assert_eq!(*a.uids, vec![1, 3, 4, 5]);
+        let mut out = Vec::new();
+        a.sync(&store, HOW, &mut out);
+        assert_eq!(out, b"* 2 EXPUNGE\r\n");
+        b.sync(&store, HOW, &mut Vec::new());
+        assert_eq!(*a.uids, vec![1, 4, 5]);
+        assert!(Arc::ptr_eq(&a.uids, &b.uids), "rejoined");
+        store.shutdown();
     }
 }
