@@ -487,23 +487,13 @@ impl Index {
         }
     }
 
+    /// Visible messages, in UID order.
     pub(crate) fn messages(&self, mailbox: u32) -> Vec<MessageMeta> {
-        self.messages_where(mailbox, |_, _| true)
-    }
-
-    /// Visible messages for which `keep(uid, entry)` holds, in UID order; only those are
-    /// copied out, so a caller that needs a few messages of a large mailbox pays for a few.
-    pub(crate) fn messages_where(
-        &self,
-        mailbox: u32,
-        keep: impl Fn(u32, &MsgEntry) -> bool,
-    ) -> Vec<MessageMeta> {
         let Some(m) = self.mailboxes.get(&mailbox) else {
             return Vec::new();
         };
         m.messages
             .range(..m.uid_boundary())
-            .filter(|(&uid, e)| keep(uid, e))
             .map(|(&uid, e)| meta_of(mailbox, uid, e))
             .collect()
     }
@@ -593,19 +583,6 @@ impl Index {
             .get_or_insert_with(|| Arc::new(m.messages.range(..b).map(|(&u, _)| u).collect()))
             .clone();
         Some((m.modseq.visible_max, uids))
-    }
-
-    /// UIDs of the visible messages, ascending.
-    pub(crate) fn uids(&self, mailbox: u32) -> Vec<u32> {
-        self.mailboxes
-            .get(&mailbox)
-            .map(|m| {
-                m.messages
-                    .range(..m.uid_boundary())
-                    .map(|(&u, _)| u)
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// After recovery: counters continue past everything the log holds (including

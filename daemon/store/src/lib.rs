@@ -948,16 +948,6 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// UIDs of the visible messages, ascending: a large mailbox's sequence map without
-    /// copying every message's metadata.
-    pub fn uids(&self, mailbox: MailboxId) -> Vec<u32> {
-        self.inner
-            .index
-            .lock()
-            .map(|ix| ix.uids(mailbox.0))
-            .unwrap_or_default()
-    }
-
     /// HIGHESTMODSEQ and the visible UIDs as of that MODSEQ, ascending, read together. The
     /// vector is shared by every caller until a delivery or expunge changes the mailbox, so
     /// many sessions on one large mailbox hold one sequence map (None: no such mailbox).
