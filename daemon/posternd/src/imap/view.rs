@@ -151,11 +151,8 @@ impl View {
         if Arc::strong_count(&self.uids) > 1 || !self.gone.is_empty() {
             return;
         }
-        if let Some((modseq, snapshot)) = store.uid_snapshot(self.id) {
-            if modseq == self.synced_modseq
-                && snapshot.len() == self.uids.len()
-                && snapshot.last() == self.uids.last()
-            {
+        if let Some(snapshot) = self.current_snapshot(store, self.uids.len()) {
+            if snapshot.last() == self.uids.last() {
                 self.uids = snapshot;
             }
         }
