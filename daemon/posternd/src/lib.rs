@@ -13,5 +13,7 @@ pub mod metrics;
 pub mod pop3;
 pub mod server;
 pub mod smtp;
+#[cfg(test)]
+mod test_store;
 pub mod tls;
 pub mod trace_headers;

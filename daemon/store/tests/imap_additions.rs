@@ -227,15 +227,21 @@ fn torn_tail_at_every_step_recovers_the_previous_state() {
     }
 }
 
+/// A portable store with an INBOX of `n` one-byte messages (UIDs 1..=n).
+fn inbox_with(dir: &Path, n: usize) -> (Store, MailboxId) {
+    let s = open(dir, BackendChoice::Portable);
+    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
+    for _ in 0..n {
+        s.append_blocking(0, req(mb, b"m")).unwrap();
+    }
+    (s, mb)
+}
+
 #[test]
 fn update_flags_unchanged_since_and_noop() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let s = open(dir.path(), BackendChoice::Portable);
-    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
-    for _ in 0..3 {
-        s.append_blocking(0, req(mb, b"m")).unwrap();
-    }
+    let (s, mb) = inbox_with(dir.path(), 3);
     let seen = vec!["\\Seen".to_string()];
     let first = rt
         .block_on(s.update_flags(mb, &[1], FlagOp::Add, &seen, None))
@@ -340,11 +346,7 @@ fn concurrent_flag_changes_build_on_each_other() {
 fn cached_snapshot_and_summary_follow_changes() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let s = open(dir.path(), BackendChoice::Portable);
-    let mb = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
-    for _ in 0..3 {
-        s.append_blocking(0, req(mb, b"m")).unwrap();
-    }
+    let (s, mb) = inbox_with(dir.path(), 3);
     let (m0, a) = s.uid_snapshot(mb).unwrap();
     let (_, b) = s.uid_snapshot(mb).unwrap();
     assert_eq!(*a, vec![1, 2, 3]);

@@ -9,13 +9,28 @@ use postern_imap::search::HeaderSummary;
 use super::encode;
 use super::session::{Next, Session};
 
-/// (sequence number, UID, MODSEQ) of every message matching `criteria`, ascending.
+/// A message that matched a search, with what SORT needs of it.
+struct Match {
+    seq: u32,
+    meta: postern_store::MessageMeta,
+    /// Its header summary, when the search read it.
+    summary: Option<Arc<HeaderSummary>>,
+}
+
+impl Match {
+    /// (sequence number, UID, MODSEQ), as the responses report it.
+    fn numbers(&self) -> (u32, u32, u64) {
+        (self.seq, self.meta.uid, self.meta.modseq)
+    }
+}
+
+/// Every message matching `criteria`, in sequence order.
 ///
 /// Runs on the blocking pool: a body search, or the first header search of a mailbox,
 /// reads every message, and the worker's other sessions must not wait for it. Header keys
 /// are answered from the shared [`HeaderCache`](super::HeaderCache) once it holds the
 /// mailbox.
-async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u64)>, String> {
+async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<Match>, String> {
     let Some(v) = s.selected.as_ref() else {
         return Err("No mailbox selected".into());
     };
@@ -31,10 +46,10 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u6
     let criteria = criteria.clone();
     let evaluate = move || {
         let metas = store.messages(mailbox);
-        let summaries = if cache.enabled() && postern_imap::search::uses_summary(&criteria) {
-            summaries_of(&store, &cache, mailbox, &metas)
+        let mut summaries = if cache.enabled() && postern_imap::search::uses_summary(&criteria) {
+            summaries_of(&store, &cache, mailbox, &metas.iter().collect::<Vec<_>>())
         } else {
-            Vec::new()
+            vec![None; metas.len()]
         };
         let mut out = Vec::new();
         // The view's UIDs and the store's messages both ascend: walk them together.
@@ -64,7 +79,11 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<(u32, u32, u6
             let summary = summaries.get(next).and_then(|s| s.as_deref());
             let raw = || store.read_message(meta).ok();
             if postern_imap::search::matches(&criteria, &ctx, summary, raw) {
-                out.push((seq, uid, meta.modseq));
+                out.push(Match {
+                    seq,
+                    meta: meta.clone(),
+                    summary: summaries.get_mut(next).and_then(Option::take),
+                });
             }
         }
         out
@@ -86,7 +105,7 @@ fn summaries_of(
     store: &postern_store::Store,
     cache: &super::HeaderCache,
     mailbox: postern_store::MailboxId,
-    metas: &[postern_store::MessageMeta],
+    metas: &[&postern_store::MessageMeta],
 ) -> Vec<Option<Arc<HeaderSummary>>> {
     let sources: Vec<_> = metas.iter().map(|m| m.source).collect();
     let mut summaries = cache.lookup(&sources);
@@ -118,7 +137,7 @@ fn summaries_of(
         chunk
             .iter()
             .filter_map(|&i| {
-                let raw = store.read_message(&metas[i]).ok()?;
+                let raw = store.read_message(metas[i]).ok()?;
                 Some((i, Arc::new(HeaderSummary::new(&raw))))
             })
             .collect()
@@ -257,8 +276,8 @@ pub async fn search(
         // RFC 7162 3.1.5: a MODSEQ search key enables CONDSTORE.
         s.enabled.condstore = true;
     }
-    let hits = match matching(s, criteria).await {
-        Ok(h) => h,
+    let hits: Vec<(u32, u32, u64)> = match matching(s, criteria).await {
+        Ok(h) => h.iter().map(Match::numbers).collect(),
         Err(e) => return s.no(tag, &e),
     };
     let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
@@ -320,31 +339,30 @@ pub async fn sort(
     // Off the worker, like SEARCH: sort keys come from the header cache, and a cold
     // mailbox is read once.
     let sorted = tokio::task::spawn_blocking(move || {
-        let uids: Vec<u32> = hits.iter().map(|h| h.1).collect();
-        let metas = store.messages_by_uid(mailbox, &uids);
-        let summaries = summaries_of(&store, &cache, mailbox, &metas);
+        // The search read the summaries when its keys needed them; otherwise they come
+        // from the cache now, the hits only.
+        let summaries: Vec<Option<Arc<HeaderSummary>>> = if hits.iter().all(|h| h.summary.is_some())
+        {
+            hits.iter().map(|h| h.summary.clone()).collect()
+        } else {
+            let metas: Vec<_> = hits.iter().map(|h| &h.meta).collect();
+            summaries_of(&store, &cache, mailbox, &metas)
+        };
         let empty = HeaderSummary::new(b"");
-        // `metas` follows `hits`, skipping messages expunged meanwhile.
-        let mut next = 0;
-        let mut keyed = Vec::with_capacity(hits.len());
-        for h in hits {
-            let Some(meta) = metas.get(next).filter(|m| m.uid == h.1) else {
-                continue;
-            };
-            let summary = summaries
-                .get(next)
-                .and_then(|s| s.as_deref())
-                .unwrap_or(&empty);
-            next += 1;
-            let key = postern_imap::search::sort_key(
-                &criteria,
-                summary,
-                meta.internal_date,
-                meta.size,
-                h.0,
-            );
-            keyed.push((key, h));
-        }
+        let mut keyed: Vec<_> = hits
+            .iter()
+            .zip(&summaries)
+            .map(|(h, summary)| {
+                let key = postern_imap::search::sort_key(
+                    &criteria,
+                    summary.as_deref().unwrap_or(&empty),
+                    h.meta.internal_date,
+                    h.meta.size,
+                    h.seq,
+                );
+                (key, h.numbers())
+            })
+            .collect();
         keyed.sort_by(|a, b| postern_imap::search::compare(&criteria, &a.0, &b.0));
         keyed.into_iter().map(|(_, h)| h).collect::<Vec<_>>()
     })
@@ -366,30 +384,20 @@ pub async fn sort(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_store::{AppendRequest, AppendTarget, BackendChoice, Store, StoreOptions};
+    use crate::test_store;
     use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
     /// A cold fill large enough for several reading threads gives every message its own
     /// summary, in order, and caches them all.
     #[test]
     fn cold_fill_on_several_threads_keeps_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = StoreOptions::new(dir.path());
-        opts.backend = BackendChoice::Portable;
-        let store = Store::open(opts).expect("store");
-        let mailbox = store
-            .ensure_mailbox("a@x.test", "INBOX", None)
-            .expect("mb")
-            .id;
+        let t = test_store::open();
+        let (store, mailbox) = (&t.store, t.inbox);
         let count = FILL_CHUNK * 3 + 5;
         let requests = (0..count)
-            .map(|i| AppendRequest {
-                internal_date: 0,
-                body: format!("Subject: message {i}\r\n\r\nbody\r\n").into_bytes(),
-                targets: vec![AppendTarget {
-                    mailbox,
-                    flags: vec![],
-                }],
+            .map(|i| {
+                let body = format!("Subject: message {i}\r\n\r\nbody\r\n");
+                test_store::request(mailbox, body.as_bytes())
             })
             .collect();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -403,14 +411,15 @@ mod tests {
         assert_eq!(metas.len(), count);
         let fills = Counter::default();
         let cache = super::super::HeaderCache::new(1 << 30, Gauge::default(), fills.clone());
-        let got = summaries_of(&store, &cache, mailbox, &metas);
+        let refs: Vec<_> = metas.iter().collect();
+        let got = summaries_of(store, &cache, mailbox, &refs);
         for (i, s) in got.iter().enumerate() {
             let want = HeaderSummary::new(format!("Subject: message {i}\r\n\r\n").as_bytes());
             assert_eq!(s.as_deref(), Some(&want), "message {i}");
         }
         assert_eq!(fills.get(), count as u64);
         // Cached: a second call reads nothing.
-        let again = summaries_of(&store, &cache, mailbox, &metas);
+        let again = summaries_of(store, &cache, mailbox, &refs);
         assert_eq!(fills.get(), count as u64);
         assert!(again.iter().zip(&got).all(|(a, b)| a == b));
         store.shutdown();

@@ -261,17 +261,10 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_store::{AppendRequest, AppendTarget, BackendChoice, StoreOptions};
+    use crate::test_store;
 
     fn append(store: &Store, mailbox: MailboxId) {
-        let req = AppendRequest {
-            internal_date: 0,
-            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-            targets: vec![AppendTarget {
-                mailbox,
-                flags: vec![],
-            }],
-        };
+        let req = test_store::request(mailbox, b"Subject: x\r\n\r\nbody\r\n");
         store.append_blocking(0, req).expect("append");
     }
 
@@ -285,25 +278,19 @@ mod tests {
     /// copy per session), and still report exactly what changed.
     #[test]
     fn views_in_step_share_one_list_through_changes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = StoreOptions::new(dir.path());
-        opts.backend = BackendChoice::Portable;
-        let store = Store::open(opts).expect("store");
-        let mb = store
-            .ensure_mailbox("a@x.test", "INBOX", None)
-            .expect("mailbox")
-            .id;
+        let t = test_store::open();
+        let (store, mb) = (&t.store, t.inbox);
         for _ in 0..3 {
-            append(&store, mb);
+            append(store, mb);
         }
-        let mut a = View::open(&store, mb, false, false).expect("view");
-        let mut b = View::open(&store, mb, false, false).expect("view");
+        let mut a = View::open(store, mb, false, false).expect("view");
+        let mut b = View::open(store, mb, false, false).expect("view");
         assert!(Arc::ptr_eq(&a.uids, &b.uids));
 
-        append(&store, mb);
+        append(store, mb);
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-        a.sync(&store, HOW, &mut out_a);
-        b.sync(&store, HOW, &mut out_b);
+        a.sync(store, HOW, &mut out_a);
+        b.sync(store, HOW, &mut out_b);
         assert_eq!(out_a, b"* 4 EXISTS\r\n");
         assert_eq!(out_a, out_b);
         assert_eq!(*a.uids, vec![1, 2, 3, 4]);
@@ -315,8 +302,8 @@ mod tests {
             .expect("runtime");
         rt.block_on(store.expunge(mb, vec![2])).expect("expunge");
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-        a.sync(&store, HOW, &mut out_a);
-        b.sync(&store, HOW, &mut out_b);
+        a.sync(store, HOW, &mut out_a);
+        b.sync(store, HOW, &mut out_b);
         assert_eq!(out_a, b"* 2 EXPUNGE\r\n");
         assert_eq!(out_a, out_b);
         assert_eq!(*a.uids, vec![1, 3, 4]);
@@ -325,10 +312,10 @@ mod tests {
         // A view that may not hear of the expunge yet (during FETCH) keeps its own list,
         // then rejoins once it reports it.
         rt.block_on(store.expunge(mb, vec![3])).expect("expunge");
-        append(&store, mb);
+        append(store, mb);
         let mut out = Vec::new();
         a.sync(
-            &store,
+            store,
             Reporting {
                 allow_expunge: false,
                 ..HOW
@@ -338,9 +325,9 @@ mod tests {
         assert_eq!(out, b"* 4 EXISTS\r\n");
         assert_eq!(*a.uids, vec![1, 3, 4, 5]);
         let mut out = Vec::new();
-        a.sync(&store, HOW, &mut out);
+        a.sync(store, HOW, &mut out);
         assert_eq!(out, b"* 2 EXPUNGE\r\n");
-        b.sync(&store, HOW, &mut Vec::new());
+        b.sync(store, HOW, &mut Vec::new());
         assert_eq!(*a.uids, vec![1, 4, 5]);
         assert!(Arc::ptr_eq(&a.uids, &b.uids), "rejoined");
         store.shutdown();

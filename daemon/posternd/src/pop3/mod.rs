@@ -193,27 +193,14 @@ mod tests {
 
     #[tokio::test]
     async fn wire_sizes_are_counted_once_and_kept_for_the_current_messages() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut options = postern_store::StoreOptions::new(dir.path());
-        options.backend = postern_store::BackendChoice::Portable;
-        let store = Store::open(options).unwrap();
-        let inbox = store
-            .ensure_mailbox("a@example.test", "INBOX", None)
-            .unwrap()
-            .id;
+        let t = crate::test_store::open();
+        let (store, inbox) = (&t.store, t.inbox);
         for body in [
             &b"A: 1\r\n\r\ncrlf\r\n"[..],
             b"A: 2\n\nbare\nlf",
             b"A: 3\n\nx\n",
         ] {
-            let request = postern_store::AppendRequest {
-                body: body.to_vec(),
-                internal_date: 0,
-                targets: vec![postern_store::AppendTarget {
-                    mailbox: inbox,
-                    flags: Vec::new(),
-                }],
-            };
+            let request = crate::test_store::request(inbox, body);
             store.append(0, request).await.unwrap();
         }
         let messages = store.messages(inbox);
@@ -222,7 +209,7 @@ mod tests {
             [14, 13, 8]
         );
         let state = Pop3State::new(&Config::default());
-        let sizes = state.wire_sizes(&store, inbox, &messages).await;
+        let sizes = state.wire_sizes(store, inbox, &messages).await;
         assert_eq!(sizes, [14, 18, 11]);
 
         // Unreadable copies of the metadata: what was counted comes from the cache, the
@@ -235,19 +222,19 @@ mod tests {
         };
         let broken: Vec<MessageMeta> = messages.iter().map(unreadable).collect();
         assert_eq!(
-            state.wire_sizes(&store, inbox, &broken).await,
+            state.wire_sizes(store, inbox, &broken).await,
             [14, 18, 11],
             "counted messages are not read again"
         );
         // A login whose maildrop lacks message 2 (expunged) drops it from the cache.
-        assert_eq!(state.wire_sizes(&store, inbox, &broken[..1]).await, [14]);
+        assert_eq!(state.wire_sizes(store, inbox, &broken[..1]).await, [14]);
         assert_eq!(
-            state.wire_sizes(&store, inbox, &broken).await,
+            state.wire_sizes(store, inbox, &broken).await,
             [14, 999, 999]
         );
         // Readable again: counted (and cached) again.
         assert_eq!(
-            state.wire_sizes(&store, inbox, &messages).await,
+            state.wire_sizes(store, inbox, &messages).await,
             [14, 18, 11]
         );
         store.shutdown();
