@@ -186,6 +186,8 @@ class Server:
         self.backend = backend
         self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version))
         self.proc: subprocess.Popen | None = None
+        # Runs in the child before exec (e.g. a seccomp filter the daemon must live with).
+        self.preexec_fn = None
         self._logf = None
         self.failed = False
         if provision:
@@ -215,6 +217,7 @@ class Server:
             [str(POSTERND), "--config", str(self.cfg)],
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
             cwd=str(self.root), env={**os.environ, "NO_COLOR": "1"},
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         pending = [self.ports.mx, self.ports.submission, self.ports.submissions, self.ports.metrics,

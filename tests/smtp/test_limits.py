@@ -152,3 +152,27 @@ def test_too_many_errors(limited):
         if not closed:
             replies, closed = c.replies_until_closed(timeout=5)
             assert closed, replies
+
+
+def test_too_many_commands(module_factory):
+    """A session may send max_commands commands; the next one gets 421 and the connection
+    closes (a bound on what one connection can cost, DESIGN 3.2). Mail accepted before the
+    limit stays accepted."""
+    limit = 20
+    srv = module_factory(smtp={"max_commands": limit})
+    msg = make_message("before the command limit")
+    with RawSMTP(srv.ports.mx) as c:
+        c.ehlo()                                       # 1
+        assert c.cmd(f"MAIL FROM:<{REMOTE_SENDER}>").code == 250
+        assert c.cmd(f"RCPT TO:<{ALICE}>").code == 250
+        assert c.cmd("DATA").code == 354               # 4 (the DATA lines are not commands)
+        c.send(msg + b".\r\n")
+        assert c.reply().code == 250
+        for _ in range(limit - 4):
+            assert c.cmd("NOOP").code == 250
+        r = c.cmd("NOOP")
+        assert r.code == 421, r
+        assert c.closed_by_peer(), "connection still open after the command limit"
+    assert "smtp.reject.too_many_commands" in srv.log()
+    got = srv.export_all(restart=True)
+    assert [strip_trace(m) for m in got[ALICE]] == [msg]

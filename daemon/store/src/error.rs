@@ -11,7 +11,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("io_uring backend unavailable: {0}")]
+    #[error("io_uring backend unavailable: {0} (the kernel or a seccomp profile refuses io_uring; [store] backend = \"auto\" falls back to the portable backend)")]
     IoUringUnavailable(std::io::Error),
     #[error("store opened read-only")]
     ReadOnly,
