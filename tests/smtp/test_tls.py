@@ -184,6 +184,33 @@ def test_tls12_and_tls13_both_work(shared_server):
                 assert f.readline().startswith(b"220 ")
 
 
+def test_server_chooses_aes128_gcm_even_when_the_client_prefers_aes256(shared_server):
+    """The server's suite order wins (OpenSSL clients list AES-256 first); only AEAD suites
+    with forward secrecy are ever chosen."""
+    expected = {ssl.TLSVersion.TLSv1_3: "TLS_AES_128_GCM_SHA256",
+                ssl.TLSVersion.TLSv1_2: "ECDHE-ECDSA-AES128-GCM-SHA256"}
+    for version, suite in expected.items():
+        ctx = client_tls_context(min_version=version, max_version=version)
+        if version == ssl.TLSVersion.TLSv1_2:
+            ctx.set_ciphers("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+                            "ECDHE-ECDSA-AES128-GCM-SHA256")
+        with socket.create_connection((HOST, shared_server.ports.submissions), timeout=15) as sock:
+            with ctx.wrap_socket(sock) as t:
+                offered = [c["name"] for c in ctx.get_ciphers()]
+                assert offered.index(suite) > 0, offered  # the client prefers another suite
+                assert t.cipher()[0] == suite, t.cipher()
+        # A client that offers only AES-256 still gets it.
+        ctx = client_tls_context(min_version=version, max_version=version)
+        if version == ssl.TLSVersion.TLSv1_2:
+            ctx.set_ciphers("ECDHE-ECDSA-AES256-GCM-SHA384")
+        else:
+            # Python cannot restrict TLS 1.3 suites (no SSL_CTX_set_ciphersuites binding).
+            continue
+        with socket.create_connection((HOST, shared_server.ports.submissions), timeout=15) as sock:
+            with ctx.wrap_socket(sock) as t:
+                assert t.cipher()[0] == "ECDHE-ECDSA-AES256-GCM-SHA384", t.cipher()
+
+
 def test_tls13_only_switch(make_server):
     srv = make_server(tls_min_version="1.3")
     ctx12 = client_tls_context(max_version=ssl.TLSVersion.TLSv1_2)

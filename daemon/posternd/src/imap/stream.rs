@@ -29,12 +29,8 @@ pub const READ_MIN: usize = 4096;
 /// Reads from `conn` into the spare capacity of `out` (at least [`READ_MIN`] bytes of
 /// room): no buffer of the stream's own sits allocated through a long IDLE.
 async fn read_into(conn: &mut Connection, out: &mut Vec<u8>) -> io::Result<usize> {
-    let start = out.len();
-    let room = (out.capacity() - start).max(READ_MIN);
-    out.resize(start + room, 0);
-    let read = conn.read(&mut out[start..]).await;
-    out.truncate(start + *read.as_ref().unwrap_or(&0));
-    read
+    out.reserve(READ_MIN);
+    conn.read_buf(out).await
 }
 
 impl ImapStream {

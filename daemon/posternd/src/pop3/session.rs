@@ -136,7 +136,7 @@ impl Driver<'_> {
     }
 
     async fn drive(&mut self, session: &mut Session) {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = Vec::with_capacity(READ_CHUNK);
         loop {
             match session.next_action() {
                 Action::Send(bytes) => {
@@ -151,10 +151,11 @@ impl Driver<'_> {
                         return;
                     }
                     let timeout = session.current_timeout();
-                    match tokio::time::timeout(timeout, self.conn.read(&mut buf)).await {
+                    buf.clear();
+                    match tokio::time::timeout(timeout, self.conn.read_buf(&mut buf)).await {
                         // RFC 1939 6: a connection that ends without QUIT removes nothing.
                         Ok(Ok(0)) | Ok(Err(_)) => return,
-                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Ok(Ok(_)) => session.receive(&buf),
                         Err(_) => session.on_timeout(),
                     }
                 }

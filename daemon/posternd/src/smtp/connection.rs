@@ -19,10 +19,13 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads into the spare capacity of `out` (appending; at most what is spare), without
+    /// zero-filling it first: a 64 KiB read buffer per connection would otherwise be
+    /// cleared on every connection and every read.
+    pub async fn read_buf(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
         match self {
-            Connection::Plain(stream) => stream.read(buf).await,
-            Connection::Tls(stream) => stream.read(buf).await,
+            Connection::Plain(stream) => stream.read_buf(out).await,
+            Connection::Tls(stream) => stream.read_buf(out).await,
             Connection::Closed => Ok(0),
         }
     }

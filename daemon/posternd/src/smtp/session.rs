@@ -124,7 +124,7 @@ impl Driver<'_> {
     }
 
     async fn drive(&mut self, session: &mut Session) {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = Vec::with_capacity(READ_CHUNK);
         loop {
             match session.next_action() {
                 Action::Send(bytes) => self.out.extend_from_slice(&bytes),
@@ -133,9 +133,10 @@ impl Driver<'_> {
                         return;
                     }
                     let timeout = session.current_timeout();
-                    match tokio::time::timeout(timeout, self.conn.read(&mut buf)).await {
+                    buf.clear();
+                    match tokio::time::timeout(timeout, self.conn.read_buf(&mut buf)).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return,
-                        Ok(Ok(n)) => session.receive(&buf[..n]),
+                        Ok(Ok(_)) => session.receive(&buf),
                         Err(_) => {
                             // RFC 5321 4.5.3.2: the server may close after its timeout, with 421.
                             tracing::info!(event = "smtp.timeout", peer = %self.peer);
@@ -336,8 +337,10 @@ impl Driver<'_> {
             },
             unix_time: now,
         };
-        let mut body = return_path(&envelope.mail_from).into_bytes();
-        body.extend_from_slice(received(&trace).as_bytes());
+        let (return_path, received) = (return_path(&envelope.mail_from), received(&trace));
+        let mut body = Vec::with_capacity(return_path.len() + received.len() + envelope.body.len());
+        body.extend_from_slice(return_path.as_bytes());
+        body.extend_from_slice(received.as_bytes());
         body.extend_from_slice(&envelope.body);
         let size = envelope.body.len();
         let request = AppendRequest {
