@@ -115,3 +115,47 @@ def test_tls_handshake_garbage_on_465_is_dropped_and_service_continues(server):
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.recv(4).startswith(b"220")
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def listening_sockets(port: int) -> int:
+    """LISTEN sockets bound to `port` on IPv4 (/proc/net/tcp state 0A)."""
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            count += 1
+    return count
+
+
+def test_workers_each_listen_with_reuseport_and_commit_to_their_own_shard(make_server):
+    """DESIGN 3.4: one worker per core, each with its own SO_REUSEPORT listener and its own
+    store shard. Four workers: four listening sockets on each port, four shards; the kernel
+    spreads 200 connections over the workers, so several shards receive mail, and every
+    message is in exactly one shard."""
+    import smtplib
+
+    from harness import ALICE, REMOTE_SENDER, make_message
+
+    srv = make_server(start=False)
+    text = srv.cfg.read_text()
+    assert "workers = 2" in text
+    srv.cfg.write_text(text.replace("workers = 2", "workers = 4"))
+    srv.start()
+    for port in (srv.ports.mx, srv.ports.submission, srv.ports.imap, srv.ports.pop3):
+        assert listening_sockets(port) == 4, port
+    ids = [f"<worker-spread-{i}@client.test>" for i in range(200)]
+    for msgid in ids:
+        with smtplib.SMTP(HOST, srv.ports.mx, timeout=15) as s:
+            assert s.sendmail(REMOTE_SENDER, [ALICE], make_message("spread", msgid=msgid)) == {}
+    srv.stop()
+    shards = sorted((srv.data_dir / "store").glob("shard-*"))
+    assert [p.name for p in shards] == [f"shard-{i}" for i in range(4)]
+    where = {msgid: [] for msgid in ids}
+    for shard in shards:
+        data = b"".join(seg.read_bytes() for seg in shard.glob("seg-*.log"))
+        for msgid in ids:
+            if msgid.encode() in data:
+                where[msgid].append(shard.name)
+    assert all(len(v) == 1 for v in where.values()), {k: v for k, v in where.items() if len(v) != 1}
+    used = {v[0] for v in where.values()}
+    assert len(used) >= 2, f"every connection went to one worker: {used}"
