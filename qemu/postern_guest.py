@@ -44,13 +44,31 @@ class GuestError(RuntimeError):
     pass
 
 
+_BUILT: dict[pathlib.Path, tuple[bool, bool]] = {}
+
+
 def build_guest(out: pathlib.Path = DEFAULT_GUEST, hwmond: bool | None = None,
-                timeout: float = 1800) -> pathlib.Path:
-    """Run qemu/build-guest; returns the guest directory."""
+                posternd: bool | None = None, timeout: float = 1800) -> pathlib.Path:
+    """Run qemu/build-guest; returns the guest directory.
+
+    hwmond / posternd: None = when the crate is in the tree (build-guest's default). A guest
+    already built by this process with the same contents is reused, so the test modules of one
+    pytest run share one build.
+    """
+    want = (
+        (REPO / "hwmon" / "Cargo.toml").is_file() if hwmond is None else hwmond,
+        (REPO / "daemon" / "posternd" / "Cargo.toml").is_file() if posternd is None else posternd,
+    )
+    out = pathlib.Path(out).resolve()
+    if _BUILT.get(out) == want and (out / "initramfs.cpio").is_file():
+        return out
     cmd = [str(QEMU_DIR / "build-guest"), "--out", str(out)]
-    if hwmond is False:
+    if not want[0]:
         cmd.append("--no-hwmond")
+    if not want[1]:
+        cmd.append("--no-posternd")
     subprocess.run(cmd, check=True, timeout=timeout, stdout=subprocess.DEVNULL)
+    _BUILT[out] = want
     return out
 
 
@@ -83,6 +101,10 @@ def _connect_unix(path: pathlib.Path, deadline: float, proc: subprocess.Popen | 
             time.sleep(0.05)
 
 
+def _sh_quote(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
 @dataclass
 class Event:
     t: float            # host time.monotonic() when the line arrived
@@ -111,6 +133,8 @@ class Guest:
     append: str = ""
     mem_mib: int = 256
     disk_mib: int = 64
+    raid5_disks: int = 0             # extra virtio disks (serials PSTN-R5-K) for an md RAID5
+    hostfwd: dict[int, int] = field(default_factory=dict)  # host 127.0.0.1 port -> guest port
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     events: list[Event] = field(default_factory=list)
@@ -140,6 +164,10 @@ class Guest:
             cmd += ["--ipmi", self.ipmi]
         if self.append:
             cmd += ["--append", self.append]
+        if self.raid5_disks:
+            cmd += ["--raid5-disks", str(self.raid5_disks)]
+        for host_port, guest_port in self.hostfwd.items():
+            cmd += ["--hostfwd", f"{host_port}:{guest_port}"]
         self.started_at = time.monotonic()
         with open(self.run_dir / "qemu.log", "wb") as log:
             self.proc = subprocess.Popen(_die_with_parent(cmd), stdout=log,
@@ -295,6 +323,32 @@ class Guest:
             return "" if s == "-" else base64.b64decode(s).decode("utf-8", errors="replace")
 
         return CmdResult(int(rc), dec(out), dec(err), t - start)
+
+    def write_file(self, path: str, data: bytes, mode: str = "0644", chunk: int = 48 * 1024,
+                   timeout: float = 60) -> None:
+        """Write `data` to `path` in the guest (base64 through the command channel)."""
+        q = _sh_quote(path)
+        self.cmd(f": > {q}.part", timeout=timeout).check()
+        for i in range(0, len(data), chunk):
+            b64 = base64.b64encode(data[i:i + chunk]).decode()
+            self.cmd(f"echo {b64} | base64 -d >> {q}.part", timeout=timeout).check()
+        self.cmd(f"chmod {mode} {q}.part && mv {q}.part {q}", timeout=timeout).check()
+
+    def read_file(self, path: str, chunk: int = 512 * 1024, timeout: float = 60) -> bytes:
+        """The bytes of `path` in the guest, fetched in chunks through the command channel
+        (each reply is one base64 line, so large files go in several commands)."""
+        q = _sh_quote(path)
+        size = int(self.cmd(f"stat -c %s {q}", timeout=timeout).check().out.strip())
+        out = bytearray()
+        while len(out) < size:
+            # dd counts blocks of `chunk` bytes: chunk divides every offset read so far.
+            r = self.cmd(f"dd if={q} bs={chunk} skip={len(out) // chunk} count=1 2>/dev/null"
+                         " | base64 -w 0", timeout=timeout).check()
+            got = base64.b64decode(r.out.strip())
+            if not got:
+                raise GuestError(f"{path} shrank while read ({len(out)} of {size} bytes)")
+            out += got
+        return bytes(out[:size])
 
     # --- events --------------------------------------------------------------------------
     def wait_event(self, pred: Callable[[dict[str, Any]], bool], timeout: float,

@@ -1,4 +1,5 @@
-"""tests/qemu: attach the guest's hwmond log and console to the report of a failing test."""
+"""tests/qemu: attach the guest's hwmond or posternd log and console to the report of a failing
+test (the module fixture `env` of each test module)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ def pytest_runtest_makereport(item, call):
     env = getattr(item, "funcargs", {}).get("env")
     if env is None:
         return
-    try:
-        rep.sections.append(("guest hwmond log (tail)", env.hwmond_log()))
-    except Exception as e:  # noqa: BLE001 - diagnostics must not hide the failure itself
-        rep.sections.append(("guest hwmond log", f"unavailable: {e}"))
+    for method, title in (("hwmond_log", "guest hwmond log (tail)"),
+                          ("posternd_log", "guest posternd log (tail)")):
+        if not hasattr(env, method):
+            continue
+        try:
+            rep.sections.append((title, getattr(env, method)()))
+        except Exception as e:  # noqa: BLE001 - diagnostics must not hide the failure itself
+            rep.sections.append((title, f"unavailable: {e}"))
     rep.sections.append(("guest console", env.guest.console()[-4000:]))

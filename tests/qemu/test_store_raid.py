@@ -1,0 +1,399 @@
+"""posternd's store on a real md RAID5 in the QEMU guest (DESIGN.md 3.3, 3.8).
+
+The store reads the md layout under its data directory from sysfs and aligns its writes to the
+full stripe on RAID4/5/6 (daemon/store/src/stripe.rs; the fake-sysfs contract test is
+daemon/store/tests/contract.rs `stripe_alignment_from_sysfs_fixture`). Here the md driver is
+real: one guest (qemu/build-guest puts a static posternd and postern in it; qemu/run-guest
+boots it with three extra virtio disks and a NIC on QEMU user networking whose only way in is
+a hostfwd from 127.0.0.1 on the host to the guest's port 25).
+
+- In the guest: `mdadm --create /dev/md5 --level=5 --raid-devices=3 --chunk=64` over the three
+  disks, busybox mke2fs (ext2, mounted by the ext4 driver), posternd's data_dir on it.
+- posternd's start log reports the md layout (raid5, chunk 65536, 2 data disks) and a stripe
+  alignment of 131072; Python's smtplib on the host delivers 50 messages through the
+  hostfwd (each gets 250); every segment file is a whole number of stripes (the configured
+  segment_size, 1 MiB + 4 KiB, is not: the store rounds it up to the stripe).
+- kill -9 of posternd in the guest during a stream of deliveries (the client threads and the
+  ledger of tests/smtp/test_crash.py), restart on the same array (recovery), one more delivery,
+  then `postern mailbox export` in the guest: every message that got a 250 is there exactly
+  once, byte for byte; nothing refused or never sent is (test_crash.check).
+- The negative: a data_dir on an ext2 file system on the plain virtio disk (a block device, not
+  md) gets alignment 4096 and segments of the configured size.
+
+Every wait is bounded; QEMU is killed at the end (Guest.close, and --pdeathsig if the test
+process dies).
+
+Run: python3 -m pytest -q tests/qemu/test_store_raid.py  (needs qemu-system-x86,
+busybox-static, mdadm, socat, cpio; tests/run installs them)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import random
+import re
+import shutil
+import smtplib
+import sys
+import tarfile
+import threading
+import time
+from typing import Any
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "qemu"))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "smtp"))
+
+from harness import (ALICE, BOB, DOMAIN, HOST, PASSWORDS, REMOTE_SENDER, Ports,  # noqa: E402
+                     render_config)
+from postern_guest import Guest, GuestError, build_guest, free_port  # noqa: E402
+from test_crash import Ledger, check, client, make_msg  # noqa: E402
+
+CHUNK = 64 * 1024
+RAID_DISKS = 3
+STRIPE = CHUNK * (RAID_DISKS - 1)          # 131072
+# Not a multiple of the stripe: the store must round it up on md RAID5 (to 9 stripes) and keep
+# it as it is (a multiple of 4096) elsewhere. The config's minimum is 1 MiB.
+SEGMENT_SIZE = (1 << 20) + 4096
+MD_MOUNT = "/mnt/md5"
+PLAIN_MOUNT = "/mnt/plain"
+WARMUP_MESSAGES = 50
+CRASH_THREADS = 4
+TIMES: dict[str, float] = {}
+
+
+class GuestPosternd:
+    """posternd in the guest, its config written from the host, its data_dir at `data_dir`.
+
+    The same interface as tests/harness.Server where test_crash.check needs one
+    (export_all_uids)."""
+
+    def __init__(self, guest: Guest, name: str, data_dir: str) -> None:
+        self.guest = guest
+        self.name = name
+        self.data_dir = data_dir
+        self.cfg = f"/etc/postern/{name}.toml"
+        self.pidfile = f"/run/posternd-{name}.pid"
+        self.starts = 0
+        self.log_path = ""
+        # The other listeners of harness.render_config bind the guest's loopback; MX listens
+        # on the guest's NIC (port 25, the hostfwd target).
+        ports = Ports(mx=25, submission=587, submissions=465, metrics=9090, imap=143, imaps=993,
+                      pop3=110, pop3s=995)
+        text = render_config(pathlib.Path(data_dir), ports, backend="auto",
+                             smtp={"timeout_command_secs": 30, "timeout_data_secs": 30})
+        for old, new in (('bind = ["127.0.0.1:25"]', 'bind = ["0.0.0.0:25"]'),
+                         ("segment_size = 8388608", f"segment_size = {SEGMENT_SIZE}"),
+                         ('format = "text"', 'format = "json"')):
+            assert old in text, f"render_config no longer writes {old!r}"
+            text = text.replace(old, new)
+        guest.cmd(f"mkdir -p /etc/postern {data_dir}").check()
+        guest.write_file(self.cfg, text.encode())
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in args)
+        return self.guest.cmd(f"postern --config {self.cfg} {quoted}", timeout=timeout).check().out
+
+    def provision(self) -> None:
+        self.cli("domain", "add", DOMAIN)
+        for user in (ALICE, BOB):
+            self.cli("user", "add", user, "--password", PASSWORDS[user])
+
+    @property
+    def running(self) -> bool:
+        return self.guest.cmd(f"[ -f {self.pidfile} ] && kill -0 $(cat {self.pidfile})").rc == 0
+
+    def start(self, timeout: float = 90) -> list[dict[str, Any]]:
+        """Start posternd and wait for server.ready; returns the start log's JSON records."""
+        self.starts += 1
+        self.log_path = f"/var/log/posternd-{self.name}-{self.starts}.log"
+        self.guest.cmd(
+            f"NO_COLOR=1 setsid posternd --config {self.cfg} </dev/null >{self.log_path} 2>&1 &"
+            f" echo $! > {self.pidfile}").check()
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.log_records()
+            if any(r.get("fields", {}).get("event") == "server.ready" for r in records):
+                return records
+            if not self.running:
+                raise AssertionError(f"posternd {self.name} exited during start:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"posternd {self.name} not ready in {timeout} s:\n"
+                                     f"{self.log()}")
+            time.sleep(0.5)
+
+    def _wait_gone(self, pid: str, timeout: float) -> bool:
+        r = self.guest.cmd(f"n={int(timeout * 10)}; while kill -0 {pid} 2>/dev/null; do "
+                           "[ $n -gt 0 ] || exit 1; n=$((n-1)); usleep 100000; done",
+                           timeout=timeout + 30)
+        return r.rc == 0
+
+    def _signal(self, sig: str, timeout: float) -> None:
+        pid = self.guest.cmd(f"cat {self.pidfile} 2>/dev/null").out.strip()
+        if not pid:
+            return
+        self.guest.cmd(f"kill -{sig} {pid} 2>/dev/null")
+        if not self._wait_gone(pid, timeout):
+            self.guest.cmd(f"kill -KILL {pid} 2>/dev/null")
+            assert self._wait_gone(pid, 30), f"posternd {pid} survives SIGKILL"
+            raise AssertionError(f"posternd ignored SIG{sig} for {timeout} s:\n{self.log()}")
+        self.guest.cmd(f"rm -f {self.pidfile}")
+
+    def kill9(self) -> None:
+        self._signal("KILL", 30)
+
+    def stop(self) -> None:
+        self._signal("TERM", 60)
+
+    def log(self) -> str:
+        if not self.log_path:
+            return "(never started)"
+        return self.guest.cmd(f"tail -n 200 {self.log_path}").out
+
+    def log_records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.guest.cmd(f"cat {self.log_path} 2>/dev/null").out.splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    def segment_sizes(self) -> dict[str, int]:
+        r = self.guest.cmd(f"stat -c '%s %n' {self.data_dir}/store/shard-*/seg-*.log").check()
+        return {path: int(size) for size, path in (ln.split(" ", 1) for ln in r.out.splitlines())}
+
+    def export_all_uids(self, users=(ALICE, BOB), restart: bool = False):
+        """`postern mailbox export` of each user's INBOX in the guest (posternd stopped, as
+        harness.Server does); the Maildirs come to the host as one tar.gz."""
+        assert not restart
+        self.stop()
+        exp = "/tmp/export"
+        cmds = [f"rm -rf {exp} {exp}.tgz", f"mkdir -p {exp}"]
+        cmds += [f"postern --config {self.cfg} mailbox export --user {u} --maildir {exp}/{i}"
+                 for i, u in enumerate(users)]
+        cmds.append(f"tar -C {exp} -czf {exp}.tgz .")
+        self.guest.cmd(" && ".join(cmds), timeout=300).check()
+        data = self.guest.read_file(f"{exp}.tgz")
+        out: dict[str, list[tuple[int, bytes]]] = {u: [] for u in users}
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                m = re.fullmatch(r"(?:\./)?(\d+)/cur/(\d+):2(,.*)?", member.name)
+                if not member.isfile():
+                    continue
+                assert m, f"unexpected file in the export: {member.name}"
+                f = tar.extractfile(member)
+                assert f is not None
+                out[users[int(m.group(1))]].append((int(m.group(2)), f.read()))
+        for user, files in out.items():
+            files.sort()
+            uids = [u for u, _ in files]
+            assert len(set(uids)) == len(uids), f"duplicate UIDs for {user}: {uids}"
+        return out
+
+
+class Env:
+    def __init__(self, guest: Guest, smtp_port: int) -> None:
+        self.guest = guest
+        self.smtp_port = smtp_port
+        self.md: GuestPosternd | None = None
+        self.ledger = Ledger()
+        self.servers: list[GuestPosternd] = []
+
+    def posternd_log(self) -> str:
+        return "\n\n".join(f"== {s.name} ({s.log_path})\n{s.log()}" for s in self.servers)
+
+
+def _event(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [r["fields"] for r in records if r.get("fields", {}).get("event") == name]
+    assert found, f"no {name} in posternd's start log: {records}"
+    return found[-1]
+
+
+def _require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools {missing} (tests/run installs qemu-system-x86, "
+                    "busybox-static, mdadm, socat, cpio)")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, request):
+    _require("qemu-system-x86_64", "busybox", "mdadm", "socat", "cpio")
+    t = time.monotonic()
+    guest_dir = build_guest(posternd=True)
+    TIMES["build"] = time.monotonic() - t
+    smtp_port = free_port()
+    guest = Guest(tmp_path_factory.mktemp("qemu-raid") / "guest", guest_dir=guest_dir,
+                  append="postern.raid=0 postern.hwmond=0", mem_mib=512, disk_mib=128,
+                  raid5_disks=RAID_DISKS, hostfwd={smtp_port: 25})
+    try:
+        guest.start()
+        TIMES["boot"] = guest.wait_ready(timeout=240)
+        t = time.monotonic()
+        # The RAID5 members: the run-guest disks with serials PSTN-R5-K (vdb.. today).
+        r = guest.cmd("for b in /sys/block/vd*; do echo \"$(cat $b/serial) /dev/${b##*/}\"; done"
+                      ).check()
+        members = sorted(line.split()[1] for line in r.out.splitlines()
+                         if line.startswith("PSTN-R5-"))
+        assert len(members) == RAID_DISKS, r.out
+        guest.cmd("load-modules raid456 ext4", timeout=120).check()
+        # Fresh zeroed images: parity of zeros is zero, so --assume-clean is true and skips the
+        # initial resync (the array is a real RAID5 either way).
+        guest.cmd(f"mdadm --create /dev/md5 --run --quiet --level=5 --raid-devices={RAID_DISKS}"
+                  f" --chunk={CHUNK // 1024} --metadata=1.2 --bitmap=none --assume-clean "
+                  + " ".join(members), timeout=120).check()
+        guest.cmd(f"mke2fs -q -b 4096 /dev/md5 && mkdir -p {MD_MOUNT} && mount -t ext2 /dev/md5 {MD_MOUNT}",
+                  timeout=120).check()
+        TIMES["array"] = time.monotonic() - t
+        e = Env(guest, smtp_port)
+        yield e
+    finally:
+        guest.close()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        if reporter is not None and capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line("")
+                reporter.write_sep("-", "QEMU guest: posternd on md RAID5 (host clock)")
+                for name, sec in TIMES.items():
+                    reporter.write_line(f"{name}: {sec:.1f} s")
+
+
+def test_md_raid5_layout_in_sysfs(env: Env):
+    g = env.guest
+    r = g.cmd("cd /sys/block/md5/md && echo $(cat level chunk_size raid_disks degraded "
+              "array_state)").check()
+    level, chunk, disks, degraded, state = r.out.split()
+    assert (level, chunk, disks, degraded) == ("raid5", str(CHUNK), str(RAID_DISKS), "0"), r.out
+    assert state in ("clean", "active"), r.out
+    assert "md5 : active raid5" in g.cmd("cat /proc/mdstat").check().out
+
+
+def test_stripe_alignment_and_segments_on_raid5(env: Env):
+    g = env.guest
+    srv = GuestPosternd(g, "md5", f"{MD_MOUNT}/postern")
+    env.md = srv
+    env.servers.append(srv)
+    srv.provision()
+    t = time.monotonic()
+    records = srv.start()
+    TIMES["posternd start on md5"] = time.monotonic() - t
+    layout = _event(records, "store.md_layout")
+    assert (layout["level"], layout["chunk"], layout["data_disks"], layout["alignment"]) == \
+        ("raid5", CHUNK, RAID_DISKS - 1, STRIPE), layout
+    assert _event(records, "store.opened")["stripe_alignment"] == STRIPE
+
+    rng = random.Random(5)
+    ledger = env.ledger
+    t = time.monotonic()
+    with smtplib.SMTP(HOST, env.smtp_port, local_hostname="raid.test", timeout=60) as s:
+        assert s.ehlo()[0] == 250
+        for i in range(WARMUP_MESSAGES):
+            msgid = f"raid5-warmup-{i}@raid.test"
+            rcpt = ALICE if i % 3 else BOB
+            msg = make_msg(rng, msgid, rcpt)
+            ledger.messages[msgid] = (rcpt, msg)
+            ledger.must_not.add(msgid)
+            # sendmail raises unless the reply to the final dot is 2xx; assert 250 exactly.
+            assert s.mail(REMOTE_SENDER)[0] == 250
+            assert s.rcpt(rcpt)[0] == 250
+            code, text = s.data(msg)
+            assert code == 250, (code, text)
+            ledger.must_not.discard(msgid)
+            ledger.must.add(msgid)
+    TIMES[f"{WARMUP_MESSAGES} deliveries over SMTP"] = time.monotonic() - t
+
+    sizes = srv.segment_sizes()
+    assert sizes, "no segment files"
+    bad = {p: n for p, n in sizes.items() if n % STRIPE}
+    assert not bad, f"segments not a whole number of {STRIPE}-byte stripes: {bad}"
+    # The configured size rounded up to the stripe (it is not a multiple of it itself).
+    assert SEGMENT_SIZE % STRIPE
+    expected = -(-SEGMENT_SIZE // STRIPE) * STRIPE
+    assert set(sizes.values()) == {expected}, sizes
+    # Every idle batch was padded to a full stripe: 50 sequential deliveries filled more than
+    # the first segment of a shard (9 stripes each).
+    assert len(sizes) > 2, sizes
+
+
+def test_kill9_during_deliveries_on_raid5(env: Env):
+    srv = env.md
+    assert srv is not None and srv.running, "needs the posternd of the previous test"
+    ledger = env.ledger
+    lock = threading.Lock()
+    stop = threading.Event()
+    seed = random.randrange(1 << 30)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    threads = [threading.Thread(target=client, args=(env.smtp_port, "raid5-crash", tid, seed, stop,
+                                                     ledger, lock), daemon=True)
+               for tid in range(CRASH_THREADS)]
+    acked_before = len(ledger.must)
+    for th in threads:
+        th.start()
+    try:
+        # Kill in the middle of the stream: once some deliveries of the stream got their 250.
+        deadline = time.monotonic() + 180
+        while len(ledger.must) - acked_before < 10:
+            assert time.monotonic() < deadline, "the delivery stream got no 250 in 180 s"
+            assert any(th.is_alive() for th in threads), "every client stopped before the kill"
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.2, 2.0))
+        srv.kill9()
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(60)
+    assert not any(th.is_alive() for th in threads), "client thread stuck after the kill"
+    with lock:
+        print(f"stream: {len(ledger.must) - acked_before} acked, {len(ledger.doubt)} in doubt "
+              "at the kill")
+
+    t = time.monotonic()
+    records = srv.start()
+    TIMES["posternd restart (recovery) on md5"] = time.monotonic() - t
+    assert _event(records, "store.opened")["stripe_alignment"] == STRIPE
+    msgid = "raid5-after@raid.test"
+    msg = make_msg(rng, msgid, ALICE)
+    ledger.messages[msgid] = (ALICE, msg)
+    ledger.must_not.add(msgid)
+    with smtplib.SMTP(HOST, env.smtp_port, local_hostname="raid.test", timeout=60) as s:
+        assert s.sendmail(REMOTE_SENDER, [ALICE], msg) == {}
+    ledger.must_not.discard(msgid)
+    ledger.must.add(msgid)
+
+    sizes = srv.segment_sizes()
+    bad = {p: n for p, n in sizes.items() if n % STRIPE}
+    assert not bad, f"segments after recovery not whole stripes: {bad}"
+    t = time.monotonic()
+    stats = check(srv, ledger)  # stops posternd, exports in the guest, compares
+    TIMES["export + compare"] = time.monotonic() - t
+    print(f"stored {stats}, acked total {len(ledger.must)}")
+    assert stats["stored"] >= len(ledger.must) > WARMUP_MESSAGES + 10
+
+
+def test_not_on_md_keeps_4096(env: Env):
+    g = env.guest
+    # The plain virtio disk (serial PSTN-VIRTIO-0): a real block device without an md dir.
+    r = g.cmd("for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = PSTN-VIRTIO-0 ] && "
+              "echo /dev/${b##*/}; done; true").check()
+    dev = r.out.strip()
+    assert dev.startswith("/dev/vd"), r.out
+    g.cmd(f"mke2fs -q -b 4096 {dev} && mkdir -p {PLAIN_MOUNT} && mount -t ext2 {dev} {PLAIN_MOUNT}",
+          timeout=120).check()
+    srv = GuestPosternd(g, "plain", f"{PLAIN_MOUNT}/postern")
+    env.servers.append(srv)
+    records = srv.start()
+    try:
+        assert _event(records, "store.opened")["stripe_alignment"] == 4096
+        assert not [r for r in records if r.get("fields", {}).get("event") == "store.md_layout"]
+        sizes = srv.segment_sizes()
+        assert sizes and set(sizes.values()) == {SEGMENT_SIZE}, sizes
+    finally:
+        srv.stop()
