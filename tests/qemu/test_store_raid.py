@@ -168,6 +168,19 @@ class GuestPosternd:
         r = self.guest.cmd(f"stat -c '%s %n' {self.data_dir}/store/shard-*/seg-*.log").check()
         return {path: int(size) for size, path in (ln.split(" ", 1) for ln in r.out.splitlines())}
 
+    def segment_files(self) -> dict[str, bytes]:
+        """The segment files (mostly preallocated zeros: they travel as one tar.gz)."""
+        self.guest.cmd(f"cd {self.data_dir}/store && tar -czf /tmp/segments.tgz shard-*/seg-*.log",
+                       timeout=120).check()
+        out = {}
+        with tarfile.open(fileobj=io.BytesIO(self.guest.read_file("/tmp/segments.tgz")),
+                          mode="r:gz") as tar:
+            for member in tar.getmembers():
+                f = tar.extractfile(member)
+                if f is not None:
+                    out[member.name] = f.read()
+        return out
+
     def export_all_uids(self, users=(ALICE, BOB), restart: bool = False):
         """`postern mailbox export` of each user's INBOX in the guest (posternd stopped, as
         harness.Server does); the Maildirs come to the host as one tar.gz."""
@@ -207,6 +220,28 @@ class Env:
 
     def posternd_log(self) -> str:
         return "\n\n".join(f"== {s.name} ({s.log_path})\n{s.log()}" for s in self.servers)
+
+
+# daemon/store/src/record.rs: a 24-byte header (magic "PSTN", version, kind, reserved, payload
+# length LE u32, crc32c, sequence) and the payload; records of a batch are contiguous and a
+# Padding record fills the batch up to the next alignment boundary.
+RECORD_HEADER = 24
+KIND_MESSAGE = 2
+KIND_PADDING = 5
+
+
+def walk_segment(seg: bytes) -> tuple[list[int], int, int]:
+    """(offsets where a batch starts: 0 and the end of every Padding record, Message records,
+    end of the last record)."""
+    off, starts, messages = 0, [0], 0
+    while off + RECORD_HEADER <= len(seg) and seg[off:off + 4] == b"PSTN":
+        kind = seg[off + 5]
+        off += RECORD_HEADER + int.from_bytes(seg[off + 8:off + 12], "little")
+        if kind == KIND_PADDING:
+            starts.append(off)
+        elif kind == KIND_MESSAGE:
+            messages += 1
+    return starts, messages, off
 
 
 def _event(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -322,6 +357,19 @@ def test_stripe_alignment_and_segments_on_raid5(env: Env):
     # segment of each shard).
     stripes_per_segment = expected // STRIPE
     assert len(sizes) >= -(-WARMUP_MESSAGES // stripes_per_segment), sizes
+
+    # On disk: every batch starts on a stripe boundary and every written tail ends on one.
+    messages = batches = 0
+    for path, seg in srv.segment_files().items():
+        starts, n, end = walk_segment(seg)
+        messages += n
+        batches += len(starts) - 1
+        assert all(o % STRIPE == 0 for o in starts), f"{path}: batch starts {starts}"
+        assert end % STRIPE == 0, f"{path}: records end at {end}"
+        assert not seg[end:].strip(b"\0"), f"{path}: bytes after the last record at {end}"
+    assert messages == WARMUP_MESSAGES
+    # A padded batch per delivery (the seeded sizes never end exactly on a stripe).
+    assert batches >= WARMUP_MESSAGES
 
 
 def test_kill9_during_deliveries_on_raid5(env: Env):
