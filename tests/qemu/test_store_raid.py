@@ -12,7 +12,9 @@ a hostfwd from 127.0.0.1 on the host to the guest's port 25).
 - posternd's start log reports the md layout (raid5, chunk 65536, 2 data disks) and a stripe
   alignment of 131072; Python's smtplib on the host delivers 50 messages through the
   hostfwd (each gets 250); every segment file is a whole number of stripes (the configured
-  segment_size, 1 MiB + 4 KiB, is not: the store rounds it up to the stripe).
+  segment_size, 1 MiB + 4 KiB, is not: the store rounds it up to the stripe), and walking the
+  records in the segments (fetched from the guest) every batch starts and every written tail
+  ends on a stripe boundary.
 - kill -9 of posternd in the guest during a stream of deliveries (the client threads and the
   ledger of tests/smtp/test_crash.py), restart on the same array (recovery), one more delivery,
   then `postern mailbox export` in the guest: every message that got a 250 is there exactly
