@@ -351,6 +351,22 @@ print("compare-smtp:   %-9s %9.1f msg/s  p99 %s%s" % (sys.argv[1], r["msg_per_s"
     fi
 }
 
+# Before every measurement: wait (bounded) until Postfix has discarded its backlog. At 100
+# clients Postfix's queue runs behind its smtpd; its queue manager and discard agents go on
+# deleting queue files after the load stops, and their file system work would otherwise land
+# in whatever cell runs next (the 1-client cells, bound by fdatasync latency, most of all).
+settle() {
+    local deadline=$((SECONDS + 60)) q="$PF/queue"
+    while ((SECONDS < deadline)); do
+        if [ -z "$(find "$q/maildrop" "$q/incoming" "$q/active" "$q/deferred" -type f -print -quit 2>/dev/null)" ]; then
+            sleep 1
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "  (Postfix's queue still not empty after 60 s; measuring anyway)"
+}
+
 cells=0
 for round in $(seq "$ROUNDS"); do
     for conn in $CONN_MODES; do
@@ -366,6 +382,7 @@ for round in $(seq "$ROUNDS"); do
                     if [ "$name" = smtp-sink ] && [ "$tls" = on ]; then
                         continue # smtp-sink has no STARTTLS
                     fi
+                    settle
                     run_one "$name" "$addr" "$clients" "$tls" "$conn" "$round"
                 done
                 cells=$((cells + 1))
