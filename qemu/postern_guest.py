@@ -20,6 +20,7 @@ Every wait is bounded; :meth:`Guest.close` and :meth:`IpmiSim.close` kill what t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import json
 import os
@@ -158,6 +159,10 @@ class Guest:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self, timeout: float = 30) -> Guest:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # A run directory booted before (a successor() after power_cut()): its sockets are
+        # stale; the disk images stay (run-guest creates them only when missing).
+        for name in ("qmp.sock", "cmd.sock", "events.sock", "kmsg.sock"):
+            (self.run_dir / name).unlink(missing_ok=True)
         cmd = [str(QEMU_DIR / "run-guest"), "--guest", str(self.guest_dir), "--run",
                str(self.run_dir), "--mem", str(self.mem_mib), "--disk-mib", str(self.disk_mib)]
         if self.ipmi:
@@ -232,6 +237,33 @@ class Guest:
                     s.close()
                 except OSError:
                     pass
+
+    def power_cut(self) -> None:
+        """Pull the plug: SIGKILL to QEMU, no QMP quit, no guest shutdown. What the guest
+        kernel had not yet written to its virtual disks (its page cache, md's stripe cache) is
+        lost; a write the guest saw complete was already written into the image file by QEMU
+        (pwrite returned, with any cache= mode on a raw image) and stays there: the host does
+        not crash, so its page cache keeps it. Not modelled: a crash of the host itself (the
+        disks' "volatile cache" is the host's page cache, and cache=unsafe ignores flushes)."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise GuestError("power_cut: QEMU is not running")
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._closed = True
+        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock, self._kmsg_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def successor(self, **changes: Any) -> Guest:
+        """A new, not yet started Guest on the same run directory, so the same disk images
+        (boot it after power_cut() or close()); `changes` override fields (a new hostfwd)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise GuestError("successor: this guest's QEMU still runs")
+        return dataclasses.replace(self, proc=None, started_at=0.0, events=[], kmsg=[],
+                                   bad_lines=[], **changes)
 
     def __enter__(self) -> Guest:  # noqa: PYI034
         return self
