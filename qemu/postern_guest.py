@@ -231,6 +231,9 @@ class Guest:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for s in (self._cmd_sock, self._ev_sock, self._qmp_sock, self._kmsg_sock):
             if s is not None:
                 try:
@@ -250,12 +253,7 @@ class Guest:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self._closed = True
-        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock, self._kmsg_sock):
-            if s is not None:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        self._close_sockets()
 
     def successor(self, **changes: Any) -> Guest:
         """A new, not yet started Guest on the same run directory, so the same disk images

@@ -410,60 +410,71 @@ def test_stripe_alignment_and_segments_on_raid5(env: Env):
     assert batches >= WARMUP_MESSAGES
 
 
-def test_kill9_during_deliveries_on_raid5(env: Env):
-    srv = env.md
-    assert srv is not None and srv.running, "needs the posternd of the previous test"
+def stream_and_interrupt(env: Env, prefix: str, seed: int, interrupt, what: str) -> tuple[int, int]:
+    """Client threads (tests/smtp/test_crash.py `client`) stream deliveries into the module's
+    ledger; once at least 10 of this stream's messages got their 250, and after a random
+    delay, `interrupt()` (kill -9 of posternd, or a power cut). Returns (acked during the
+    stream, in doubt at the interruption)."""
     ledger = env.ledger
+    rng = random.Random(seed)
     lock = threading.Lock()
     stop = threading.Event()
-    seed = random.randrange(1 << 30)
-    print(f"seed {seed}")
-    rng = random.Random(seed)
-    threads = [threading.Thread(target=client, args=(env.smtp_port, "raid5-crash", tid, seed, stop,
+    threads = [threading.Thread(target=client, args=(env.smtp_port, prefix, tid, seed, stop,
                                                      ledger, lock), daemon=True)
                for tid in range(CRASH_THREADS)]
     acked_before = len(ledger.must)
     for th in threads:
         th.start()
     try:
-        # Kill in the middle of the stream: once some deliveries of the stream got their 250.
         deadline = time.monotonic() + 180
         while len(ledger.must) - acked_before < 10:
-            assert time.monotonic() < deadline, "the delivery stream got no 250 in 180 s"
-            assert any(th.is_alive() for th in threads), "every client stopped before the kill"
-            time.sleep(0.1)
-        time.sleep(rng.uniform(0.2, 2.0))
-        srv.kill9()
+            assert time.monotonic() < deadline, "the delivery stream got no 10 250s in 180 s"
+            assert any(th.is_alive() for th in threads), f"every client stopped before the {what}"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
+        interrupt()
     finally:
         stop.set()
         for th in threads:
             th.join(60)
-    assert not any(th.is_alive() for th in threads), "client thread stuck after the kill"
+    assert not any(th.is_alive() for th in threads), f"client thread stuck after the {what}"
     with lock:
-        print(f"stream: {len(ledger.must) - acked_before} acked, {len(ledger.doubt)} in doubt "
-              "at the kill")
+        return len(ledger.must) - acked_before, len(ledger.doubt)
+
+
+def deliver_after_recovery(env: Env, srv, records, msgid: str, rcpt: str, when: str) -> None:
+    """After a restart: the store reopened stripe-aligned, one more delivery gets its 250 (it
+    joins the ledger as acknowledged), and every segment is still whole stripes."""
+    assert _event(records, "store.opened")["stripe_alignment"] == STRIPE
+    ledger = env.ledger
+    msg = make_msg(random.Random(msgid), msgid, rcpt)
+    ledger.messages[msgid] = (rcpt, msg)
+    ledger.must_not.add(msgid)
+    with smtplib.SMTP(HOST, env.smtp_port, local_hostname="raid.test", timeout=60) as s:
+        assert s.sendmail(REMOTE_SENDER, [rcpt], msg) == {}
+    ledger.must_not.discard(msgid)
+    ledger.must.add(msgid)
+    bad = {p: n for p, n in srv.segment_sizes().items() if n % STRIPE}
+    assert not bad, f"segments {when} not whole stripes: {bad}"
+
+
+def test_kill9_during_deliveries_on_raid5(env: Env):
+    srv = env.md
+    assert srv is not None and srv.running, "needs the posternd of the previous test"
+    seed = random.randrange(1 << 30)
+    print(f"seed {seed}")
+    acked, in_doubt = stream_and_interrupt(env, "raid5-crash", seed, srv.kill9, "kill")
+    print(f"stream: {acked} acked, {in_doubt} in doubt at the kill")
 
     t = time.monotonic()
     records = srv.start()
     TIMES["posternd restart (recovery) on md5"] = time.monotonic() - t
-    assert _event(records, "store.opened")["stripe_alignment"] == STRIPE
-    msgid = "raid5-after@raid.test"
-    msg = make_msg(rng, msgid, ALICE)
-    ledger.messages[msgid] = (ALICE, msg)
-    ledger.must_not.add(msgid)
-    with smtplib.SMTP(HOST, env.smtp_port, local_hostname="raid.test", timeout=60) as s:
-        assert s.sendmail(REMOTE_SENDER, [ALICE], msg) == {}
-    ledger.must_not.discard(msgid)
-    ledger.must.add(msgid)
-
-    sizes = srv.segment_sizes()
-    bad = {p: n for p, n in sizes.items() if n % STRIPE}
-    assert not bad, f"segments after recovery not whole stripes: {bad}"
+    deliver_after_recovery(env, srv, records, "raid5-after@raid.test", ALICE, "after recovery")
     t = time.monotonic()
-    stats = check(srv, ledger)  # stops posternd, exports in the guest, compares
+    stats = check(srv, env.ledger)  # stops posternd, exports in the guest, compares
     TIMES["export + compare"] = time.monotonic() - t
-    print(f"stored {stats}, acked total {len(ledger.must)}")
-    assert stats["stored"] >= len(ledger.must) > WARMUP_MESSAGES + 10
+    print(f"stored {stats}, acked total {len(env.ledger.must)}")
+    assert stats["stored"] >= len(env.ledger.must) > WARMUP_MESSAGES + 10
 
 
 def test_not_on_md_keeps_4096(env: Env):
@@ -616,49 +627,15 @@ def test_power_cut_during_deliveries_on_raid5(env: Env):
         print(f"power cut round {rnd}: seed {seed}")
         if not srv.running:
             srv.start()
-        rng = random.Random(seed)
-        lock = threading.Lock()
-        stop = threading.Event()
-        threads = [threading.Thread(target=client,
-                                    args=(env.smtp_port, f"raid5-cut{rnd}", tid, seed, stop,
-                                          ledger, lock), daemon=True)
-                   for tid in range(CRASH_THREADS)]
-        acked_before = len(ledger.must)
-        for th in threads:
-            th.start()
-        try:
-            deadline = time.monotonic() + 180
-            while len(ledger.must) - acked_before < 10:
-                assert time.monotonic() < deadline, "the delivery stream got no 10 250s in 180 s"
-                assert any(th.is_alive() for th in threads), "every client stopped before the cut"
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 2.0))
-            env.guest.power_cut()
-        finally:
-            stop.set()
-            for th in threads:
-                th.join(60)
-        assert not any(th.is_alive() for th in threads), "client thread stuck after the cut"
-        with lock:
-            acked = len(ledger.must) - acked_before
-            in_flight = len(ledger.doubt)
+        acked, in_flight = stream_and_interrupt(env, f"raid5-cut{rnd}", seed,
+                                                env.guest.power_cut, "cut")
 
         srv, said = _boot_on_same_disks(env)
         t = time.monotonic()
         records = srv.start()
         TIMES["posternd start (recovery) after power cut"] = time.monotonic() - t
-        assert _event(records, "store.opened")["stripe_alignment"] == STRIPE
-        msgid = f"raid5-cut{rnd}-after@raid.test"
-        msg = make_msg(rng, msgid, BOB)
-        ledger.messages[msgid] = (BOB, msg)
-        ledger.must_not.add(msgid)
-        with smtplib.SMTP(HOST, env.smtp_port, local_hostname="raid.test", timeout=60) as s:
-            assert s.sendmail(REMOTE_SENDER, [BOB], msg) == {}
-        ledger.must_not.discard(msgid)
-        ledger.must.add(msgid)
-        sizes = srv.segment_sizes()
-        bad = {p: n for p, n in sizes.items() if n % STRIPE}
-        assert not bad, f"segments after the power cut not whole stripes: {bad}"
+        deliver_after_recovery(env, srv, records, f"raid5-cut{rnd}-after@raid.test", BOB,
+                               "after the power cut")
         stats = check(srv, ledger)  # stops posternd, exports in the guest, compares
         line = (f"power cut round {rnd} (seed {seed}): {acked} acked during the stream, "
                 f"{in_flight} in flight at the cut ({stats['in_doubt_found']} of them stored), "
