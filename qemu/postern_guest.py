@@ -48,6 +48,11 @@ class GuestError(RuntimeError):
 _BUILT: dict[pathlib.Path, tuple[bool, bool]] = {}
 
 
+def missing_tools(*tools: str) -> list[str]:
+    """The host tools among `tools` that are not on PATH (tests/run installs them all)."""
+    return [t for t in tools if shutil.which(t) is None]
+
+
 def build_guest(out: pathlib.Path = DEFAULT_GUEST, hwmond: bool | None = None,
                 posternd: bool | None = None, timeout: float = 1800) -> pathlib.Path:
     """Run qemu/build-guest; returns the guest directory.

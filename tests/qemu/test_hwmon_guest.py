@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any
@@ -39,7 +38,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "qemu"))
 
-from postern_guest import Guest, GuestError, IpmiSim, build_guest
+from postern_guest import Guest, GuestError, IpmiSim, build_guest, missing_tools
 
 IPMI_DIR = REPO / "tests" / "hwmon" / "ipmi"
 SOCKET = "/run/postern/hwmond.sock"
@@ -87,8 +86,7 @@ class Env:
 
 
 def _require(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
+    if missing := missing_tools(*tools):
         pytest.fail(f"missing tools {missing} (tests/run installs qemu-system-x86, openipmi, "
                     "busybox-static, mdadm, smartmontools, socat)")
 

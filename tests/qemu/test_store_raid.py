@@ -77,7 +77,8 @@ sys.path.insert(0, str(REPO / "tests" / "smtp"))
 
 from harness import (ALICE, BOB, DOMAIN, HOST, PASSWORDS, REMOTE_SENDER, Ports,  # noqa: E402
                      render_config)
-from postern_guest import Guest, GuestError, build_guest, free_port  # noqa: E402
+from postern_guest import (Guest, GuestError, build_guest, free_port,  # noqa: E402
+                           missing_tools)
 from test_crash import Ledger, check, client, make_msg  # noqa: E402
 
 CHUNK = 64 * 1024
@@ -289,8 +290,7 @@ def _raid_members(guest: Guest) -> list[str]:
 
 
 def _require(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
+    if missing := missing_tools(*tools):
         pytest.fail(f"missing tools {missing} (tests/run installs qemu-system-x86, "
                     "busybox-static, mdadm, socat, cpio)")
 

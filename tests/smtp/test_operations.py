@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import smtplib
 import socket
 import subprocess
 import time
 
-from harness import HOST, RawSMTP, client_tls_context, metric_sum, parse_metrics, wait_until
+from harness import (ALICE, HOST, REMOTE_SENDER, RawSMTP, client_tls_context, make_message,
+                     metric_sum, parse_metrics, wait_until)
 
 
 def served_certificate(port: int) -> bytes:
@@ -132,10 +134,6 @@ def test_workers_each_listen_with_reuseport_and_commit_to_their_own_shard(make_s
     store shard. Four workers: four listening sockets on each port, four shards; the kernel
     spreads 200 connections over the workers, so several shards receive mail, and every
     message is in exactly one shard."""
-    import smtplib
-
-    from harness import ALICE, REMOTE_SENDER, make_message
-
     srv = make_server(start=False)
     text = srv.cfg.read_text()
     assert "workers = 2" in text

@@ -51,14 +51,25 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<Match>, Strin
         } else {
             vec![None; metas.len()]
         };
+        // Matches take their metadata out of this copy instead of cloning it.
+        let mut metas: Vec<Option<postern_store::MessageMeta>> =
+            metas.into_iter().map(Some).collect();
         let mut out = Vec::new();
         // The view's UIDs and the store's messages both ascend: walk them together.
         let mut next = 0;
         for (i, &uid) in view_uids.iter().enumerate() {
-            while metas.get(next).is_some_and(|m| m.uid < uid) {
+            while metas
+                .get(next)
+                .and_then(Option::as_ref)
+                .is_some_and(|m| m.uid < uid)
+            {
                 next += 1;
             }
-            let Some(meta) = metas.get(next).filter(|m| m.uid == uid) else {
+            let Some(meta) = metas
+                .get(next)
+                .and_then(Option::as_ref)
+                .filter(|m| m.uid == uid)
+            else {
                 // Expunged by another session, not yet reported to this one.
                 continue;
             };
@@ -79,12 +90,16 @@ async fn matching(s: &Session, criteria: &SearchKey) -> Result<Vec<Match>, Strin
             let summary = summaries.get(next).and_then(|s| s.as_deref());
             let raw = || store.read_message(meta).ok();
             if postern_imap::search::matches(&criteria, &ctx, summary, raw) {
-                out.push(Match {
-                    seq,
-                    meta: meta.clone(),
-                    summary: summaries.get_mut(next).and_then(Option::take),
-                });
+                if let Some(meta) = metas[next].take() {
+                    out.push(Match {
+                        seq,
+                        meta,
+                        summary: summaries.get_mut(next).and_then(Option::take),
+                    });
+                }
             }
+            // View UIDs ascend strictly: the next one is past this message.
+            next += 1;
         }
         out
     };
