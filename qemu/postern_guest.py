@@ -111,6 +111,50 @@ def _sh_quote(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
+class Qmp:
+    """A QMP client on a unix socket (one monitor: QEMU serves one client per -qmp socket).
+
+    Asynchronous events that arrive while a command waits for its answer are skipped."""
+
+    def __init__(self, path: pathlib.Path, deadline: float,
+                 proc: subprocess.Popen | None = None) -> None:
+        self.path = pathlib.Path(path)
+        self._lock = threading.Lock()
+        self._sock = _connect_unix(self.path, deadline, proc)
+        self._sock.settimeout(max(1.0, deadline - time.monotonic()))
+        self._file = self._sock.makefile("rwb")
+        greeting = json.loads(self._file.readline() or b"{}")
+        if "QMP" not in greeting:
+            raise GuestError(f"unexpected QMP greeting {greeting}")
+        self.execute("qmp_capabilities")
+
+    def execute(self, execute: str, timeout: float = 30, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": execute}
+        if arguments:
+            msg["arguments"] = arguments
+        with self._lock:
+            self._sock.settimeout(timeout)
+            self._file.write(json.dumps(msg).encode() + b"\n")
+            self._file.flush()
+            while True:
+                line = self._file.readline()
+                if not line:
+                    raise GuestError(f"QMP closed during {execute}")
+                reply = json.loads(line)
+                if "event" in reply:
+                    continue
+                if "error" in reply:
+                    raise GuestError(f"QMP {execute}: {reply['error']}")
+                return reply.get("return")
+
+    def close(self) -> None:
+        for c in (self._file, self._sock):
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
 @dataclass
 class Event:
     t: float            # host time.monotonic() when the line arrived
@@ -152,13 +196,11 @@ class Guest:
         self._replies: dict[str, tuple[float, str]] = {}
         self._ids = itertools.count(1)
         self._cmd_lock = threading.Lock()
-        self._qmp_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._cmd_sock: socket.socket | None = None
         self._ev_sock: socket.socket | None = None
-        self._qmp_sock: socket.socket | None = None
         self._kmsg_sock: socket.socket | None = None
-        self._qmp_file = None
+        self._qmp: Qmp | None = None
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -178,28 +220,36 @@ class Guest:
             cmd += ["--raid5-disks", str(self.raid5_disks)]
         for host_port, guest_port in self.hostfwd.items():
             cmd += ["--hostfwd", f"{host_port}:{guest_port}"]
+        self._launch(cmd)
+        self._attach(timeout)
+        return self
+
+    def _launch(self, cmd: list[str]) -> None:
+        """Start QEMU (or a script that execs it) in its own process group, output to
+        qemu.log; power_cut() and close() kill that group."""
         self.started_at = time.monotonic()
         with open(self.run_dir / "qemu.log", "wb") as log:
             self.proc = subprocess.Popen(_die_with_parent(cmd), stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+
+    def _attach(self, timeout: float, channels: tuple[str, ...] = ("events", "cmd", "kmsg")) -> None:
+        """Connect to the virtio-serial ports named in `channels` and to qmp.sock in the run
+        directory and start their reader threads (bounded by `timeout`)."""
         deadline = time.monotonic() + timeout
-        self._ev_sock = _connect_unix(self.run_dir / "events.sock", deadline, self.proc)
-        self._cmd_sock = _connect_unix(self.run_dir / "cmd.sock", deadline, self.proc)
-        self._kmsg_sock = _connect_unix(self.run_dir / "kmsg.sock", deadline, self.proc)
-        self._qmp_sock = _connect_unix(self.run_dir / "qmp.sock", deadline, self.proc)
-        self._qmp_sock.settimeout(timeout)
-        self._qmp_file = self._qmp_sock.makefile("rwb")
-        greeting = json.loads(self._qmp_file.readline())
-        if "QMP" not in greeting:
-            raise GuestError(f"unexpected QMP greeting {greeting}")
-        self.qmp("qmp_capabilities")
+        socks = {name: _connect_unix(self.run_dir / f"{name}.sock", deadline, self.proc)
+                 for name in channels}
+        self._ev_sock = socks.get("events")
+        self._cmd_sock = socks.get("cmd")
+        self._kmsg_sock = socks.get("kmsg")
+        self._qmp = Qmp(self.run_dir / "qmp.sock", deadline, self.proc)
         for target, sock in ((self._read_events, self._ev_sock), (self._read_cmd, self._cmd_sock),
                              (self._read_kmsg, self._kmsg_sock)):
+            if sock is None:
+                continue
             t = threading.Thread(target=target, args=(sock,), daemon=True)
             t.start()
             self._threads.append(t)
-        return self
 
     def wait_ready(self, timeout: float = 120) -> float:
         """Wait until the command channel answers; returns seconds since QEMU was started."""
@@ -239,12 +289,14 @@ class Guest:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for s in (self._cmd_sock, self._ev_sock, self._qmp_sock, self._kmsg_sock):
+        for s in (self._cmd_sock, self._ev_sock, self._kmsg_sock):
             if s is not None:
                 try:
                     s.close()
                 except OSError:
                     pass
+        if self._qmp is not None:
+            self._qmp.close()
 
     def power_cut(self) -> None:
         """Pull the plug: SIGKILL to QEMU, no QMP quit, no guest shutdown. What the guest
@@ -403,25 +455,9 @@ class Guest:
 
     # --- QMP -----------------------------------------------------------------------------
     def qmp(self, execute: str, timeout: float = 30, **arguments: Any) -> Any:
-        if self._qmp_file is None or self._qmp_sock is None:
+        if self._qmp is None:
             raise GuestError("QMP not connected")
-        msg: dict[str, Any] = {"execute": execute}
-        if arguments:
-            msg["arguments"] = arguments
-        with self._qmp_lock:
-            self._qmp_sock.settimeout(timeout)
-            self._qmp_file.write(json.dumps(msg).encode() + b"\n")
-            self._qmp_file.flush()
-            while True:
-                line = self._qmp_file.readline()
-                if not line:
-                    raise GuestError(f"QMP closed during {execute}")
-                reply = json.loads(line)
-                if "event" in reply:
-                    continue
-                if "error" in reply:
-                    raise GuestError(f"QMP {execute}: {reply['error']}")
-                return reply.get("return")
+        return self._qmp.execute(execute, timeout=timeout, **arguments)
 
 
 # --- ipmi_sim -----------------------------------------------------------------------------
