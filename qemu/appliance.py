@@ -72,7 +72,7 @@ MAIL_PORTS: list[tuple[int, str]] = [
 FIXED_PORTS = {25: 10025, 587: 10587, 465: 10465, 143: 10143, 993: 10993, 110: 10110, 995: 10995}
 
 # image/init prints the provisioned credentials once, at first boot, on the console.
-ADMIN_RE = re.compile(r"postern: admin account (\S+) password: (\S+)")
+ADMIN_RE = re.compile(r"postern(?:-init)?: admin account (\S+) password: (\S+)")
 
 # ipmi_sim sensors (tests/hwmon/ipmi/postern.emu): number and the raw reading of a healthy fan
 # (RPM = raw * 60; below 10 is under the lower critical threshold).
@@ -81,6 +81,11 @@ FANS = {"FAN1": (0x20, 90), "FAN2": (0x21, 88)}
 PSUS = {"PSU1": 0x10, "PSU2": 0x11}
 
 DEFAULT_NVME_MIB = 256
+
+# In the guest (image/init/src/paths.rs): the writable configuration lives on /persist.
+HWMOND_CONFIG = "/persist/etc/postern/hwmond.toml"
+POSTERND_CONFIG = "/persist/etc/postern/postern.toml"
+DATA_MOUNT = "/var/lib/postern"
 
 
 def load_board(board: str) -> dict[str, Any]:
@@ -459,7 +464,8 @@ class Appliance(Guest):
 
     def health(self, timeout: float = 60) -> dict[str, Any]:
         """hwmond's state snapshot in the guest (`hwmond status --json`)."""
-        return json.loads(self.cmd("hwmond status --json", timeout).check().out)
+        r = self.cmd(f"hwmond --config {HWMOND_CONFIG} status --json", timeout).check()
+        return json.loads(r.out)
 
     def _ipmi_console(self, command: str) -> str:
         if self.sim is None:
