@@ -26,7 +26,8 @@ COMMON = EXT + "/board/postern/common"
 # Modules built into BOOTX64.EFI: grub.cfg reads and writes grubenv
 # (loadenv), picks the boot partition by number (regexp, part_gpt, fat) and
 # boots Linux.
-GRUB_MODULES = "boot linux fat part_gpt normal efi_gop loadenv regexp test echo"
+GRUB_MODULES = \
+    "boot linux fat part_gpt normal efi_gop loadenv regexp test echo"
 
 
 def defconfig_name(board):

@@ -39,36 +39,46 @@ cat > "$TARGET/etc/postern/build.json" <<JSON
 {"build_id": "$COMMIT-$BOARD-buildroot", "commit": "$COMMIT", "dirty": $DIRTY, "board": "$BOARD", "builder": "buildroot"}
 JSON
 
-# RAUC: the system.conf template (image/rootfs or ours) gets the board's
-# compatible string, so bundles built for another board are refused.
+# RAUC: the system.conf template image/build renders too (image/rootfs), or
+# ours, gets the board's compatible string, so bundles built for another board
+# are refused.
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$WORKSPACE/Cargo.toml")
 mkdir -p "$TARGET/etc/rauc"
 if [ -f "$TARGET/etc/rauc/system.conf.in" ]; then
     TEMPLATE="$TARGET/etc/rauc/system.conf.in"
 else
     TEMPLATE="$COMMON/rauc-system.conf.in"
 fi
-sed "s/@BOARD@/$BOARD/g" "$TEMPLATE" > "$TARGET/etc/rauc/system.conf"
+sed -e "s/@COMPATIBLE@/postern-$BOARD/g" -e "s/@BOARD@/$BOARD/g" -e "s/@VERSION@/$VERSION/g" \
+    "$TEMPLATE" > "$TARGET/etc/rauc/system.conf"
 rm -f "$TARGET/etc/rauc/system.conf.in"
 
-# Keys: the vendor's (BR2_POSTERN_RAUC_KEY_DIR) or a development pair made
-# once per output directory. post-image.sh signs the bundle with the same dir.
+# Keys, in image/build's layout (signing.key.pem, signing.cert.pem, ca.cert.pem):
+# the vendor's (BR2_POSTERN_RAUC_KEY_DIR) or the workspace's development keys
+# (image/keys/dev, shared with image/build), made here if absent.
+# post-image.sh signs the bundle from the same directory.
 KEY_DIR=$(config_value BR2_POSTERN_RAUC_KEY_DIR)
 if [ -z "$KEY_DIR" ]; then
-    KEY_DIR="$BASE_DIR/postern-dev-keys"
-    if [ ! -f "$KEY_DIR/keyring.pem" ]; then
+    KEY_DIR="$WORKSPACE/image/keys/dev"
+    if [ ! -f "$KEY_DIR/ca.cert.pem" ]; then
+        KEY_DIR="$BASE_DIR/postern-dev-keys"
+    fi
+    if [ ! -f "$KEY_DIR/ca.cert.pem" ]; then
         echo "post-build.sh: generating a development RAUC key in $KEY_DIR (never ship it)" >&2
         mkdir -p "$KEY_DIR"
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
             -days 3650 -subj "/O=Postern development/CN=Postern development signing key" \
-            -keyout "$KEY_DIR/key.pem" -out "$KEY_DIR/cert.pem" 2>/dev/null
-        cp "$KEY_DIR/cert.pem" "$KEY_DIR/keyring.pem"
+            -keyout "$KEY_DIR/signing.key.pem" -out "$KEY_DIR/signing.cert.pem" 2>/dev/null
+        cp "$KEY_DIR/signing.cert.pem" "$KEY_DIR/ca.cert.pem"
     fi
 fi
-if [ ! -f "$KEY_DIR/keyring.pem" ]; then
-    echo "post-build.sh: $KEY_DIR/keyring.pem is missing (BR2_POSTERN_RAUC_KEY_DIR)" >&2
+if [ ! -f "$KEY_DIR/ca.cert.pem" ]; then
+    echo "post-build.sh: $KEY_DIR/ca.cert.pem is missing (BR2_POSTERN_RAUC_KEY_DIR)" >&2
     exit 1
 fi
-install -D -m 0644 "$KEY_DIR/keyring.pem" "$TARGET/etc/rauc/keyring.pem"
+install -D -m 0644 "$KEY_DIR/ca.cert.pem" "$TARGET/etc/rauc/keyring.pem"
+# Where post-image.sh finds the signing pair.
+echo "$KEY_DIR" > "$BASE_DIR/postern-key-dir"
 
 # PID 1 is postern-init. After every package, so that no init a package
 # installs (busybox's) wins. Absolute: /sbin may be a link to usr/sbin.

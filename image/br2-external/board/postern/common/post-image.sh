@@ -78,9 +78,9 @@ sed -e "s/@BOARD@/$BOARD/g" \
 support/scripts/genimage.sh -c "$B/genimage.cfg"
 
 # 5. The update bundle: one slot group (kernel + rootfs), signed with the key
-# post-build.sh installed the keyring of.
-KEY_DIR=$(config_value BR2_POSTERN_RAUC_KEY_DIR)
-KEY_DIR="${KEY_DIR:-$BASE_DIR/postern-dev-keys}"
+# post-build.sh installed the keyring of. Plain format, as image/build: a
+# verity bundle carries a random salt, so it would differ from build to build.
+KEY_DIR=$(cat "$BASE_DIR/postern-key-dir")
 BUNDLE_DIR="$BUILD_DIR/postern-bundle"
 rm -rf "$BUNDLE_DIR" "$B/postern-$BOARD.raucb"
 mkdir -p "$BUNDLE_DIR"
@@ -91,7 +91,7 @@ compatible=postern-$BOARD
 version=$VERSION
 
 [bundle]
-format=verity
+format=plain
 
 [image.rootfs]
 filename=rootfs.erofs
@@ -99,5 +99,5 @@ filename=rootfs.erofs
 [image.kernel]
 filename=boot.vfat
 MANIFEST
-rauc bundle --cert="$KEY_DIR/cert.pem" --key="$KEY_DIR/key.pem" \
+rauc bundle --cert="$KEY_DIR/signing.cert.pem" --key="$KEY_DIR/signing.key.pem" \
     "$BUNDLE_DIR" "$B/postern-$BOARD.raucb"
