@@ -40,6 +40,30 @@ pub enum Command {
     /// Mailbox contents.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// TLS material.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Appliance: erase all mail, accounts and configuration, then reboot into first-boot
+    /// provisioning (asks the init over /run/postern/init.sock). Asks to type the hostname.
+    FactoryReset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate and its key (what posternd generates when none is
+    /// configured; the appliance's first boot uses it).
+    SelfSigned {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        certificate: PathBuf,
+        #[arg(long)]
+        private_key: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +181,17 @@ pub fn run(cli: Cli) -> Result<()> {
             Err(error) => bail!("{error}"),
         };
     }
+    if let Command::Tls(TlsCommand::SelfSigned {
+        hostname,
+        certificate,
+        private_key,
+    }) = &cli.command
+    {
+        return write_self_signed(hostname, certificate, private_key);
+    }
+    if let Command::FactoryReset { yes } = &cli.command {
+        return factory_reset(*yes);
+    }
     let config = match (&cli.config, &cli.data_dir) {
         (_, Some(dir)) => {
             let mut config = Config::default();
@@ -202,7 +237,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n"),
             )),
         }),
-        Command::Config(ConfigCommand::Check { .. }) => Ok(()),
+        Command::Config(ConfigCommand::Check { .. })
+        | Command::Tls(_)
+        | Command::FactoryReset { .. } => Ok(()),
         Command::Mailbox(MailboxCommand::Export {
             user,
             mailbox,
@@ -267,6 +304,56 @@ fn password_or_stdin(password: Option<String>) -> Result<String> {
         bail!("no password given (use --password or write it on stdin)");
     }
     Ok(password)
+}
+
+/// The same rcgen call posternd makes for its own self-signed pair (tls.rs).
+fn write_self_signed(hostname: &str, certificate: &Path, private_key: &Path) -> Result<()> {
+    for path in [certificate, private_key] {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let names = vec![hostname.to_string(), "localhost".to_string()];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| anyhow!("generating a self-signed certificate: {e}"))?;
+    crate::files::write_private_file(
+        private_key,
+        generated.signing_key.serialize_pem().as_bytes(),
+    )?;
+    crate::files::write_private_file(certificate, generated.cert.pem().as_bytes())?;
+    Ok(())
+}
+
+const INIT_SOCKET: &str = "/run/postern/init.sock";
+
+/// Asks the appliance init (postern-init's control socket) for a factory reset, after the
+/// admin typed the hostname (or gave --yes).
+fn factory_reset(yes: bool) -> Result<()> {
+    use std::io::{Read, Write};
+    if !yes {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        println!("This erases all mail, accounts and configuration of this appliance.");
+        print!("Type the hostname ({hostname}) to confirm: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != hostname || hostname.is_empty() {
+            bail!("not confirmed; nothing done");
+        }
+    }
+    let mut stream = std::os::unix::net::UnixStream::connect(INIT_SOCKET)
+        .with_context(|| format!("connecting to the init at {INIT_SOCKET}"))?;
+    stream.write_all(b"factory-reset\n")?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    if !reply.contains("\"ok\":true") {
+        bail!("the init refused: {}", reply.trim());
+    }
+    println!("factory reset requested: the appliance reboots now");
+    Ok(())
 }
 
 pub fn random_password() -> String {
