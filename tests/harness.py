@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -573,6 +574,30 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 def metric_sum(metrics: dict[str, float], name: str) -> float:
     return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
+
+
+def trickle(sock, data: bytes, interval: float = 0.5, limit: float = 20.0) -> tuple[float, bytes, bool]:
+    """Slowloris: send `data` one byte every `interval` seconds (starting over when it runs
+    out) and collect what the peer sends, until the peer closes or `limit` seconds pass.
+    Returns (seconds until the close, bytes received, closed). Plain sockets only."""
+    start = time.monotonic()
+    received = b""
+    i = 0
+    while time.monotonic() - start < limit:
+        readable, _, _ = select.select([sock], [], [], interval)
+        try:
+            if readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return time.monotonic() - start, received, True
+                received += chunk
+                continue
+            j = i % len(data)
+            sock.sendall(data[j:j + 1])
+            i += 1
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - start, received, True
+    return time.monotonic() - start, received, False
 
 
 def wait_until(pred, timeout: float, interval: float = 0.2, what: str = "condition"):

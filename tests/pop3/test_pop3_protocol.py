@@ -5,7 +5,7 @@ import poplib
 
 import pytest
 
-from harness import ALICE, BOB, PASSWORDS, make_message
+from harness import ALICE, BOB, PASSWORDS, make_message, trickle
 from pop3_helpers import (RawPOP3, deliver, login, open_ssl, open_stls, plain, retr_bytes)
 
 
@@ -279,6 +279,20 @@ def test_login_timeout_closes_silently(pop3_limited):
         # RFC 1939 3: on timeout the server closes without a response (and no UPDATE).
         assert c.closed_by_peer(timeout=15)
     assert "pop3.timeout" in pop3_limited.log()
+
+
+@pytest.mark.parametrize("trickled,interval", [(b"USER " + b"a" * 100, 0.5), (b"CAPA\r\n", 0.2)],
+                         ids=["one-line", "whole-commands"])
+def test_login_phase_is_a_deadline_not_an_idle_timer(pop3_limited, trickled, interval):
+    """Slowloris (DESIGN.md 6): a client trickling one byte every half second, whether it
+    never ends a line or completes a command now and then, is closed once the AUTHORIZATION
+    state has lasted timeout_login_secs (2 s here); an idle timer restarted by each byte
+    would keep it for ever."""
+    with RawPOP3(pop3_limited.ports.pop3) as c:
+        elapsed, received, closed = trickle(c.sock, trickled, interval, limit=10)
+        assert closed, f"still open after {elapsed:.1f}s; received {received!r}"
+        # RFC 1939 3: closed without a response to the unfinished command.
+        assert b"+OK" not in received.split(b"\r\n")[-1], received
 
 
 def test_connections_per_ip(pop3_limited):

@@ -84,6 +84,8 @@ pub struct Session {
     closed: bool,
     errors: usize,
     authenticated: Option<String>,
+    /// Command lines handled so far ([`Session::progress`]).
+    progress: u64,
 }
 
 impl Session {
@@ -99,6 +101,7 @@ impl Session {
             closed: false,
             errors: 0,
             authenticated: None,
+            progress: 0,
         }
     }
 
@@ -261,6 +264,20 @@ impl Session {
         self.log(events::STLS, String::new());
     }
 
+    /// Command lines (and AUTH response lines) handled so far. RFC 1939 3: "the receipt of
+    /// any command from the client" resets the autologout timer; bytes of an unfinished
+    /// line do not (DESIGN.md 6). The driver starts a deadline of [`Session::current_timeout`]
+    /// when this changes; before login the whole AUTHORIZATION state has one deadline of
+    /// `timeout_login`, whatever the client sends.
+    pub fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// True once the session is in the TRANSACTION state.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Transaction(_))
+    }
+
     /// The inactivity timer: RFC 1939 3, at least 10 minutes once authenticated; a
     /// shorter one may apply before.
     pub fn current_timeout(&self) -> Duration {
@@ -362,6 +379,7 @@ impl Session {
         };
         let in_auth = matches!(self.mode, Mode::AuthPlain);
         self.mode = Mode::Command;
+        self.progress += 1;
         match line {
             Err(LineError::TooLong) => {
                 self.log(events::LINE_TOO_LONG, String::new());

@@ -86,6 +86,9 @@ pub struct Session {
     closed: bool,
     commands: usize,
     errors: usize,
+    /// Units of input completed (command lines, message contents, TLS handshakes): the
+    /// driver starts a new timeout deadline when this changes ([`Session::progress`]).
+    progress: u64,
 }
 
 impl Session {
@@ -105,6 +108,7 @@ impl Session {
             closed: false,
             commands: 0,
             errors: 0,
+            progress: 0,
         }
     }
 
@@ -271,7 +275,18 @@ impl Session {
         self.buf.clear();
         self.pos = 0;
         self.mode = Mode::Command;
+        self.progress += 1;
         self.log(events::STARTTLS, String::new());
+    }
+
+    /// Counts the units of input completed so far: each command line (or AUTH response
+    /// line), each DATA content or BDAT chunk, each TLS handshake. A timeout is a deadline
+    /// for one whole unit, not an idle timer that every byte restarts (DESIGN.md 6): the
+    /// driver starts a deadline of [`Session::current_timeout`] when it waits for input and
+    /// this value changed since its last wait, and keeps it otherwise, so a client that
+    /// trickles one byte at a time is closed when its command or data block is overdue.
+    pub fn progress(&self) -> u64 {
+        self.progress
     }
 
     /// RFC 5321 4.5.3.2: the data block timeout while content is being received, else the
@@ -409,6 +424,7 @@ impl Session {
                 let n = reader.feed(&self.buf[self.pos..]);
                 self.pos += n;
                 if reader.is_done() {
+                    self.progress += 1;
                     self.finish_data();
                     true
                 } else {
@@ -427,6 +443,7 @@ impl Session {
                 self.pos += take;
                 *remaining -= take;
                 if *remaining == 0 {
+                    self.progress += 1;
                     self.finish_bdat_chunk();
                     true
                 } else {
@@ -439,6 +456,7 @@ impl Session {
                     Some(i) => {
                         self.pos += i + 1;
                         self.mode = Mode::Command;
+                        self.progress += 1;
                         self.line_too_long();
                         true
                     }
@@ -462,6 +480,7 @@ impl Session {
                 };
                 let line = avail[..=i].to_vec();
                 self.pos += i + 1;
+                self.progress += 1;
                 if line.len() > limit {
                     self.mode = Mode::Command;
                     self.line_too_long();

@@ -680,6 +680,26 @@ fn timeouts() {
 }
 
 #[test]
+fn progress_counts_whole_units_not_bytes() {
+    // DESIGN.md 6: the driver's deadline restarts only when a unit completes.
+    let mut d = mx();
+    let start = d.s.progress();
+    for b in b"EHLO c" {
+        d.feed(&[*b]);
+        assert_eq!(d.s.progress(), start, "a partial line is no progress");
+    }
+    d.feed(b"\r\n");
+    assert_eq!(d.s.progress(), start + 1);
+    d.feed(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    let in_data = d.s.progress();
+    assert_eq!(in_data, start + 4);
+    d.feed(b"Subject: x\r\n\r\nbody\r\n");
+    assert_eq!(d.s.progress(), in_data, "content lines are not units");
+    d.feed(b".\r\n");
+    assert_eq!(d.s.progress(), in_data + 1);
+}
+
+#[test]
 fn input_buffer_is_bounded() {
     let mut limits = Limits::default();
     limits.max_message_size = 1000;

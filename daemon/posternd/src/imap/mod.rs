@@ -126,6 +126,7 @@ pub async fn run(
         buf: Vec::with_capacity(stream::READ_MIN),
         login_deadline: tokio::time::Instant::now()
             + Duration::from_secs(shared.config.imap.timeout_login_secs.max(1)),
+        command_deadline: tokio::time::Instant::now(),
     };
     driver.serve().await;
     driver.stream.shutdown().await;
@@ -141,6 +142,10 @@ struct Driver {
     errors: u64,
     buf: Vec<u8>,
     login_deadline: tokio::time::Instant,
+    /// Once logged in: when the command being received (or the IDLE in progress) is
+    /// overdue. Set when the server starts waiting for a command; bytes that arrive do not
+    /// extend it (DESIGN.md 6).
+    command_deadline: tokio::time::Instant,
 }
 
 enum Input {
@@ -167,9 +172,8 @@ impl Driver {
         )
     }
 
-    /// How long to wait for the client now: the idle timeout once logged in; before that,
-    /// what is left of the login deadline (a client trickling bytes cannot stay
-    /// unauthenticated longer than `timeout_login_secs`).
+    /// How long a write may take: the idle timeout once logged in; before that, what is
+    /// left of the login deadline.
     fn timeout(&self) -> Duration {
         let imap = &self.shared().config.imap;
         if self.session.user.is_some() {
@@ -181,8 +185,25 @@ impl Driver {
         }
     }
 
-    /// Reads more input into the receiver.
-    async fn fill(&mut self, timeout: Duration) -> Input {
+    /// When the input awaited now is overdue: before login, the login deadline (a client
+    /// trickling bytes cannot stay unauthenticated longer than `timeout_login_secs`); after,
+    /// the deadline of the command being received (RFC 9051 5.4: the autologout timer).
+    fn deadline(&self) -> tokio::time::Instant {
+        if self.session.user.is_some() {
+            self.command_deadline
+        } else {
+            self.login_deadline
+        }
+    }
+
+    /// A new command may start: its deadline runs from now.
+    fn next_command(&mut self) {
+        let idle = Duration::from_secs(self.shared().config.imap.timeout_idle_secs.max(1));
+        self.command_deadline = tokio::time::Instant::now() + idle;
+    }
+
+    /// Reads more input into the receiver, until the current deadline.
+    async fn fill(&mut self) -> Input {
         // Memory of idle sessions (10,000 in IDLE must stay small): a read that filled the
         // buffer doubles it for the next one (a large APPEND streams in big reads), a short
         // read lets it fall back to READ_MIN before the session waits.
@@ -194,7 +215,8 @@ impl Driver {
         }
         self.buf.clear();
         self.receiver.release_consumed();
-        match tokio::time::timeout(timeout, self.stream.read(&mut self.buf)).await {
+        let deadline = self.deadline();
+        match tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => Input::Closed,
             Ok(Ok(_)) => {
                 self.receiver.push(&self.buf);
@@ -215,13 +237,14 @@ impl Driver {
 
     async fn serve(&mut self) {
         self.session.out = self.session.greeting();
+        self.next_command();
         loop {
             if !self.flush().await {
                 return;
             }
             let item = match self.receiver.next() {
                 Some(item) => item,
-                None => match self.fill(self.timeout()).await {
+                None => match self.fill().await {
                     Input::Data => continue,
                     Input::Closed => return,
                     Input::Timeout => {
@@ -249,6 +272,7 @@ impl Driver {
                     if !self.step(next).await {
                         return;
                     }
+                    self.next_command();
                 }
                 Err(e) => {
                     tracing::debug!(event = "imap.bad_input", peer = %self.session.peer, error = %e);
@@ -262,6 +286,7 @@ impl Driver {
                         self.flush().await;
                         return;
                     }
+                    self.next_command();
                 }
             }
         }
@@ -365,7 +390,7 @@ impl Driver {
                             self.count("AUTHENTICATE", status);
                             return Box::pin(self.step(next)).await;
                         }
-                        None => match self.fill(self.timeout()).await {
+                        None => match self.fill().await {
                             Input::Data => continue,
                             Input::Closed => return false,
                             Input::Timeout => {
@@ -387,7 +412,10 @@ impl Driver {
 
     /// RFC 2177 / RFC 9051 6.3.13: report changes as they happen until DONE.
     async fn idle(&mut self, tag: String) -> bool {
-        let timeout = self.timeout();
+        // RFC 2177 3: the server may log out an IDLE client after its autologout timer; the
+        // client re-issues IDLE at least every 29 minutes. Updates sent meanwhile do not
+        // extend the deadline.
+        self.next_command();
         loop {
             if !self.flush().await {
                 return false;
@@ -431,7 +459,8 @@ impl Driver {
                 Changed(bool),
             }
             let woke = {
-                let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf));
+                let read =
+                    tokio::time::timeout_at(self.deadline(), self.stream.read(&mut self.buf));
                 tokio::select! {
                     r = read => Woke::Read(r),
                     closed = changed => Woke::Changed(closed),

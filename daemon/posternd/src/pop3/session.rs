@@ -137,6 +137,13 @@ impl Driver<'_> {
 
     async fn drive(&mut self, session: &mut Session) {
         let mut buf = Vec::with_capacity(READ_CHUNK);
+        // DESIGN.md 6: timeouts are deadlines, not idle timers that each byte restarts. The
+        // whole AUTHORIZATION state (STLS and login included) has one deadline of
+        // `timeout_login_secs` from the greeting; after login each command gets `timeout_secs`
+        // from when the server starts waiting for it (RFC 1939 3).
+        let login_deadline = tokio::time::Instant::now() + self.shared.pop3.limits.timeout_login;
+        let mut deadline = login_deadline;
+        let mut unit = None;
         loop {
             match session.next_action() {
                 Action::Send(bytes) => {
@@ -150,9 +157,14 @@ impl Driver<'_> {
                     if !self.flush().await {
                         return;
                     }
-                    let timeout = session.current_timeout();
+                    if !session.is_authenticated() {
+                        deadline = login_deadline;
+                    } else if unit != Some(session.progress()) {
+                        unit = Some(session.progress());
+                        deadline = tokio::time::Instant::now() + session.current_timeout();
+                    }
                     buf.clear();
-                    match tokio::time::timeout(timeout, self.conn.read_buf(&mut buf)).await {
+                    match tokio::time::timeout_at(deadline, self.conn.read_buf(&mut buf)).await {
                         // RFC 1939 6: a connection that ends without QUIT removes nothing.
                         Ok(Ok(0)) | Ok(Err(_)) => return,
                         Ok(Ok(_)) => session.receive(&buf),

@@ -125,6 +125,11 @@ impl Driver<'_> {
 
     async fn drive(&mut self, session: &mut Session) {
         let mut buf = Vec::with_capacity(READ_CHUNK);
+        // DESIGN.md 6: each timeout is a deadline for the whole command line or data block
+        // (RFC 5321 4.5.3.2), set when the server starts waiting for it; bytes that arrive
+        // do not extend it.
+        let mut deadline = tokio::time::Instant::now();
+        let mut unit = None;
         loop {
             match session.next_action() {
                 Action::Send(bytes) => self.out.extend_from_slice(&bytes),
@@ -132,9 +137,12 @@ impl Driver<'_> {
                     if !self.flush().await {
                         return;
                     }
-                    let timeout = session.current_timeout();
+                    if unit != Some(session.progress()) {
+                        unit = Some(session.progress());
+                        deadline = tokio::time::Instant::now() + session.current_timeout();
+                    }
                     buf.clear();
-                    match tokio::time::timeout(timeout, self.conn.read_buf(&mut buf)).await {
+                    match tokio::time::timeout_at(deadline, self.conn.read_buf(&mut buf)).await {
                         Ok(Ok(0)) | Ok(Err(_)) => return,
                         Ok(Ok(_)) => session.receive(&buf),
                         Err(_) => {
