@@ -52,6 +52,7 @@ SMTP_DEFAULTS = {
     "max_errors": 10,
     "max_connections": 10000,
     "max_connections_per_ip": 1000,
+    "max_submission_connections_per_ip": 1000,
     "timeout_command_secs": 60,
     "timeout_data_secs": 60,
 }

@@ -125,7 +125,10 @@ pub struct SmtpConfig {
     pub max_commands: u64,
     pub max_errors: u64,
     pub max_connections: u64,
+    /// Per IP address on the MX listeners.
     pub max_connections_per_ip: u64,
+    /// Per IP address on the submission listeners (587 and 465), an allowance of its own.
+    pub max_submission_connections_per_ip: u64,
     /// RFC 5321 4.5.3.2.7.
     pub timeout_command_secs: u64,
     /// RFC 5321 4.5.3.2.6.
@@ -143,6 +146,7 @@ impl Default for SmtpConfig {
             max_errors: 10,
             max_connections: 10_000,
             max_connections_per_ip: 50,
+            max_submission_connections_per_ip: 50,
             timeout_command_secs: 300,
             timeout_data_secs: 180,
         }

@@ -393,10 +393,20 @@ impl Validator<'_> {
 
     /// A per-IP connection limit above the section's total could never apply.
     fn per_ip_within_total(&mut self, section: &'static str, total: u64, per_ip: u64) {
+        self.allowance_within_total(section, "max_connections_per_ip", total, per_ip);
+    }
+
+    fn allowance_within_total(
+        &mut self,
+        section: &'static str,
+        key: &'static str,
+        total: u64,
+        per_ip: u64,
+    ) {
         if per_ip > total {
             self.error(
-                &[Key(section), Key("max_connections_per_ip")],
-                format!("max_connections_per_ip = {per_ip} exceeds max_connections = {total}"),
+                &[Key(section), Key(key)],
+                format!("{key} = {per_ip} exceeds max_connections = {total}"),
             );
         }
     }
@@ -450,11 +460,21 @@ impl Validator<'_> {
                 ("max_errors", s.max_errors),
                 ("max_connections", s.max_connections),
                 ("max_connections_per_ip", s.max_connections_per_ip),
+                (
+                    "max_submission_connections_per_ip",
+                    s.max_submission_connections_per_ip,
+                ),
                 ("timeout_command_secs", s.timeout_command_secs),
                 ("timeout_data_secs", s.timeout_data_secs),
             ],
         );
         self.per_ip_within_total("smtp", s.max_connections, s.max_connections_per_ip);
+        self.allowance_within_total(
+            "smtp",
+            "max_submission_connections_per_ip",
+            s.max_connections,
+            s.max_submission_connections_per_ip,
+        );
     }
 
     fn imap(&mut self, s: &crate::ImapConfig) {

@@ -18,6 +18,11 @@ use crate::directory::{Directory, Inboxes};
 use crate::metrics::Metrics;
 use crate::tls::ReloadingCertificate;
 
+/// The SMTP connection class of MX listeners in [`Shared::connection_limits`].
+pub const SMTP_MX: usize = 0;
+/// The SMTP connection class of submission listeners (587 and 465).
+pub const SMTP_SUBMISSION: usize = 1;
+
 /// State every worker shares (read-mostly).
 pub struct Shared {
     pub config: Config,
@@ -167,9 +172,14 @@ pub fn run(config: Config) -> Result<()> {
     let shared = Arc::new(Shared {
         health_gate,
         smtp_limits: smtp_limits(&config),
-        connection_limits: ConnectionLimits::new(
+        // DESIGN.md 6: MX and submission (587 and 465) each have their own per-IP
+        // allowance (classes SMTP_MX and SMTP_SUBMISSION), within one SMTP total.
+        connection_limits: ConnectionLimits::with_classes(
             usize_of(config.smtp.max_connections),
-            usize_of(config.smtp.max_connections_per_ip),
+            vec![
+                usize_of(config.smtp.max_connections_per_ip),
+                usize_of(config.smtp.max_submission_connections_per_ip),
+            ],
         ),
         inboxes: Inboxes::new(store.clone()),
         pop3: crate::pop3::Pop3State::new(&config),

@@ -40,7 +40,12 @@ pub async fn run(
         .connections
         .get_or_create(&vec![("listener", label.to_string())])
         .inc();
-    let slot = match shared.connection_limits.acquire(peer.ip()) {
+    let class = if kind.is_submission() {
+        crate::server::SMTP_SUBMISSION
+    } else {
+        crate::server::SMTP_MX
+    };
+    let slot = match shared.connection_limits.acquire_in(class, peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
             let reason = match refusal {
@@ -49,7 +54,7 @@ pub async fn run(
                     "too_many_connections_from_ip"
                 }
             };
-            tracing::warn!(event = "smtp.connection.refused", %peer, reason);
+            tracing::warn!(event = "smtp.connection.refused", %peer, listener = label, reason);
             shared
                 .metrics
                 .connections_refused
