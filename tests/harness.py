@@ -55,6 +55,8 @@ SMTP_DEFAULTS = {
     "max_submission_connections_per_ip": 1000,
     "timeout_command_secs": 60,
     "timeout_data_secs": 60,
+    # No wait before the MX greeting (tests/smtp/test_early_talker.py sets one).
+    "greeting_delay_ms": 0,
 }
 
 

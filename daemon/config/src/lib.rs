@@ -133,6 +133,9 @@ pub struct SmtpConfig {
     pub timeout_command_secs: u64,
     /// RFC 5321 4.5.3.2.6.
     pub timeout_data_secs: u64,
+    /// Milliseconds an MX listener waits before its 220 greeting; a client that talks
+    /// within them is refused with 554 (RFC 5321 3.1, 4.3.2). 0 = no wait.
+    pub greeting_delay_ms: u64,
 }
 
 impl Default for SmtpConfig {
@@ -149,6 +152,7 @@ impl Default for SmtpConfig {
             max_submission_connections_per_ip: 50,
             timeout_command_secs: 300,
             timeout_data_secs: 180,
+            greeting_delay_ms: 1000,
         }
     }
 }
@@ -160,6 +164,10 @@ impl SmtpConfig {
 
     pub fn timeout_data(&self) -> Duration {
         Duration::from_secs(self.timeout_data_secs)
+    }
+
+    pub fn greeting_delay(&self) -> Duration {
+        Duration::from_millis(self.greeting_delay_ms)
     }
 }
 

@@ -12,6 +12,8 @@ use crate::{Config, ConfigError, ListenerConfig, MetricsConfig, Problem, ServerC
 /// Hard upper bound on worker threads and store shards: far above any appliance, low enough
 /// that a typo (an extra zero or three) is caught before the daemon spawns thousands of threads.
 const MAX_WORKERS: u64 = 1024;
+/// The longest greeting delay accepted (`[smtp] greeting_delay_ms`).
+const MAX_GREETING_DELAY_MS: u64 = 30_000;
 
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
@@ -469,6 +471,17 @@ impl Validator<'_> {
             ],
         );
         self.per_ip_within_total("smtp", s.max_connections, s.max_connections_per_ip);
+        // RFC 5321 4.5.3.2.1: clients wait 5 minutes for the greeting; a delay near that
+        // would lose mail, and more than a few seconds only slows every sender.
+        if s.greeting_delay_ms > MAX_GREETING_DELAY_MS {
+            self.error(
+                &at("greeting_delay_ms"),
+                format!(
+                    "greeting_delay_ms = {} exceeds {MAX_GREETING_DELAY_MS}",
+                    s.greeting_delay_ms
+                ),
+            );
+        }
         self.allowance_within_total(
             "smtp",
             "max_submission_connections_per_ip",

@@ -72,6 +72,15 @@ pub async fn run(
         }
     };
     let _ = tcp.set_nodelay(true);
+    let delay = shared.config.smtp.greeting_delay();
+    let tcp = if kind == ListenerKind::Mx && !delay.is_zero() {
+        match greeting_awaited(&shared, tcp, peer, delay).await {
+            Some(tcp) => tcp,
+            None => return,
+        }
+    } else {
+        tcp
+    };
     shared.metrics.connections_active.inc();
     tracing::debug!(event = "smtp.connection.opened", %peer, listener = label);
     let mut conn = Connection::Plain(tcp);
@@ -106,6 +115,46 @@ pub async fn run(
     drop(slot);
     tracing::debug!(event = "smtp.connection.closed", %peer);
 }
+
+/// Waits `delay` before the MX greeting. A client that talks meanwhile is an early talker
+/// (Postfix's postscreen "pregreet" test): RFC 5321 3.1 and 4.3.2 let a server answer 554
+/// instead of the 220 greeting. The stream back when the greeting may be sent; None when the
+/// client left or was refused here.
+async fn greeting_awaited(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    delay: std::time::Duration,
+) -> Option<TcpStream> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(delay, tcp.peek(&mut probe)).await {
+        Err(_) => return Some(tcp),
+        Ok(Ok(0)) | Ok(Err(_)) => return None,
+        Ok(Ok(_)) => {}
+    }
+    tracing::info!(event = "smtp.reject.early_talker", %peer);
+    shared.metrics.reject("early_talker");
+    let mut conn = Connection::Plain(tcp);
+    let reply = Reply::esc(554, 5, 5, 1, "Protocol error: talked before the greeting");
+    let _ = tokio::time::timeout(EARLY_TALKER_LINGER, conn.write_all(&reply.to_bytes())).await;
+    conn.shutdown().await;
+    // Closing with unread input would reset the connection and could destroy the 554 before
+    // the client reads it: read what the client sent (briefly, boundedly) first.
+    let deadline = tokio::time::Instant::now() + EARLY_TALKER_LINGER;
+    let mut sink = Vec::with_capacity(4096);
+    let mut drained = 0usize;
+    while drained < READ_CHUNK {
+        sink.clear();
+        match tokio::time::timeout_at(deadline, conn.read_buf(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    None
+}
+
+/// How long a refused early talker is given to take the 554 before the socket closes.
+const EARLY_TALKER_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Driver<'a> {
     shared: &'a Shared,
