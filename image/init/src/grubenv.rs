@@ -278,4 +278,52 @@ mod tests {
         assert_eq!(env.get("ORDER"), None);
         assert!(command(&args(&["get", file.to_str().unwrap(), "ORDER"])).is_err());
     }
+
+    /// Against the real grub-editenv when the host has it (grub-common): what it writes we
+    /// read, and what we write it reads.
+    #[test]
+    fn interoperates_with_grub_editenv() {
+        let Ok(tool) = which_grub_editenv() else {
+            eprintln!("grub-editenv not installed: skipped");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grubenv");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&tool)
+                .arg(&file)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        run(&["create"]);
+        run(&[
+            "set",
+            "ORDER=A B",
+            "A_OK=0",
+            "A_TRY=2",
+            "EXTRA_CMDLINE=x\\y",
+        ]);
+        update(&file, |env| {
+            assert_eq!(env.get("ORDER"), Some("A B"));
+            assert_eq!(env.get("EXTRA_CMDLINE"), Some("x\\y"));
+            env.set("A_OK", "1")?;
+            env.set("A_TRY", "0")
+        })
+        .unwrap();
+        let listed = run(&["list"]);
+        assert!(listed.contains("A_OK=1\n"), "{listed}");
+        assert!(listed.contains("A_TRY=0\n"), "{listed}");
+        assert!(listed.contains("ORDER=A B\n"), "{listed}");
+    }
+
+    fn which_grub_editenv() -> Result<std::path::PathBuf, ()> {
+        ["/usr/bin/grub-editenv", "/usr/sbin/grub-editenv"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or(())
+    }
 }

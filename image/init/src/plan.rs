@@ -78,10 +78,22 @@ impl InitPlan {
                 if a.devices.is_empty() {
                     return Err(anyhow!("array {}: no member devices", a.name));
                 }
+                if !(a.filesystem.is_empty() || a.filesystem == "ext4") {
+                    return Err(anyhow!(
+                        "array {}: postern-init makes only ext4, not {:?}",
+                        a.name,
+                        a.filesystem
+                    ));
+                }
                 Ok(ArrayPlan {
                     name: a.name.clone(),
-                    md_device: md_device(&a.name),
-                    chunk_kib: (level != "raid1").then_some(DEFAULT_CHUNK_KIB),
+                    md_device: if a.device.is_empty() {
+                        md_device(&a.name)
+                    } else {
+                        PathBuf::from(&a.device)
+                    },
+                    chunk_kib: (level != "raid1")
+                        .then_some(a.chunk_kib.unwrap_or(DEFAULT_CHUNK_KIB)),
                     level,
                     members: a.devices.iter().map(|d| device_path(d)).collect(),
                     mount: PathBuf::from(if a.mount.is_empty() {
@@ -97,9 +109,12 @@ impl InitPlan {
             hostname: DEFAULT_HOSTNAME.to_string(),
             domain: DEFAULT_DOMAIN.to_string(),
             data_array,
-            watchdog: Some(WatchdogPlan {
-                device: PathBuf::from(DEFAULT_WATCHDOG),
-                timeout_secs: DEFAULT_WATCHDOG_TIMEOUT_SECS,
+            watchdog: (!board.watchdog.device.is_empty()).then(|| WatchdogPlan {
+                device: PathBuf::from(&board.watchdog.device),
+                timeout_secs: i32::try_from(board.watchdog.timeout_secs)
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .unwrap_or(DEFAULT_WATCHDOG_TIMEOUT_SECS),
             }),
             ipmi: board
                 .sensors

@@ -150,8 +150,20 @@ pub fn provision(plan: &InitPlan) -> Result<()> {
         .context("setting the admin password")?;
     }
     // Console only: this line must not reach the log ring on /persist.
-    println!("postern-init: admin account {admin} password: {password}");
-    println!("postern-init: (shown once; change it with `postern user passwd {admin}`)");
+    {
+        use std::io::Write;
+        // println! would panic if the console went away; PID 1 must not.
+        let mut console = std::io::stdout().lock();
+        let _ = writeln!(
+            console,
+            "postern-init: admin account {admin} password: {password}"
+        );
+        let _ = writeln!(
+            console,
+            "postern-init: (shown once; change it with `postern user passwd {admin}`)"
+        );
+        let _ = console.flush();
+    }
     write_config(
         paths::PROVISIONED_MARKER,
         &format!("{}\n", crate::boot_record::now_epoch()),

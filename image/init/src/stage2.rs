@@ -235,7 +235,21 @@ fn factory_reset(boot: &mut Boot) -> Result<()> {
 
 fn prepare_data(boot: &mut Boot) -> Result<()> {
     let Some(array) = boot.plan.data_array.clone() else {
-        say("the board has no data array: the mail store stays on the root of /var/lib/postern");
+        // The slot is read-only: without an array the store lives on /persist.
+        let store = Path::new(paths::PERSIST).join("data");
+        std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+        mounts::mount(
+            &store.display().to_string(),
+            Path::new(paths::DATA_MOUNT),
+            "",
+            libc::MS_BIND,
+            "",
+        )?;
+        boot.data_mounted = Some(PathBuf::from(paths::DATA_MOUNT));
+        boot.milestone(
+            "data-mounted",
+            "no data array in the board file: /persist/data",
+        );
         return Ok(());
     };
     let state = md::ensure_array(&array)?;
