@@ -90,6 +90,11 @@ impl DataReader {
         self.body.len()
     }
 
+    /// True once more content than the size limit was fed.
+    pub fn is_too_big(&self) -> bool {
+        self.too_big
+    }
+
     /// True once the message is certain to be refused.
     pub fn is_failed(&self) -> bool {
         self.bare || self.line_too_long || self.too_big

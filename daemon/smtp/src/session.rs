@@ -423,6 +423,18 @@ impl Session {
                 }
                 let n = reader.feed(&self.buf[self.pos..]);
                 self.pos += n;
+                if reader.is_too_big() {
+                    // RFC 1870 6.1 / RFC 5321 4.5.3.1.7: the message passed the size limit.
+                    // Answer now instead of reading the rest of it (a client may send without
+                    // end): the end of the data cannot be found without reading it all, so the
+                    // session cannot resynchronise and closes after the 552.
+                    let size = reader.size();
+                    self.log(events::SIZE, format!("over {size} octets, closing"));
+                    self.buf = Vec::new();
+                    self.pos = 0;
+                    self.close(too_big());
+                    return true;
+                }
                 if reader.is_done() {
                     self.progress += 1;
                     self.finish_data();
@@ -818,6 +830,22 @@ impl Session {
     }
 
     fn bdat(&mut self, size: usize, last: bool) {
+        let so_far = self
+            .txn
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .map_or(0, |r| r.size());
+        if so_far.saturating_add(size) > self.params.limits.max_message_size {
+            // RFC 3030 2 / RFC 1870 6.1: a declared chunk that would take the message past
+            // the size limit is refused with 552 before any of it is read. Its octets would
+            // have to be read and dropped to stay in sync (the chunk may be 100 GB), so the
+            // session closes after the reply instead.
+            self.log(events::SIZE, format!("BDAT chunk of {size} octets, closing"));
+            self.txn = None;
+            self.buf = Vec::new();
+            self.pos = 0;
+            return self.close(too_big());
+        }
         // RFC 3030 2: the chunk is always consumed, even when refused, so that its content
         // is never taken for commands.
         let refuse = match self.txn.as_mut() {

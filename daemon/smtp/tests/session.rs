@@ -474,8 +474,12 @@ fn data_limits() {
         d.feed(b"0123456789\r\n");
     }
     d.feed(b".\r\nNOOP\r\n");
-    assert_eq!(d.codes()[4..], ["354", "552 5.3.4", "250 2.0.0"]);
+    // The 552 comes as soon as the content passes the limit, and the session ends: the end
+    // of the data is not read (RFC 1870 6.1; issue 13).
+    assert_eq!(d.codes()[4..], ["354", "552 5.3.4"]);
+    assert!(d.closed);
     assert!(d.logs.contains(&"smtp.reject.size"));
+    assert!(d.s.buffered_input() < 200 && d.s.buffered_body() == 0);
     let mut d = Driver::with(params(ListenerKind::Mx, false, limits));
     d.feed(
         b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n0123456789012345678901234\r\n.\r\n",
@@ -526,8 +530,30 @@ fn bdat_refused_chunks_are_still_consumed() {
     let mut limits = Limits::default();
     limits.max_message_size = 10;
     let mut d = Driver::with(params(ListenerKind::Mx, false, limits));
-    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 20\r\n0123456789\r\n012345\r\nNOOP\r\n");
-    assert_eq!(d.codes()[4..], ["552 5.3.4", "250 2.0.0"]);
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 5\r\n01234BDAT 6\r\n");
+    // RFC 3030 2: a declared chunk that would pass the size limit is refused before it is
+    // read, and the session closes rather than reading it.
+    assert_eq!(d.codes()[4..], ["250 2.0.0", "552 5.3.4"]);
+    assert!(d.closed);
+    let mut d = mx();
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 100000000000 LAST\r\n");
+    assert_eq!(d.last(), "552 5.3.4");
+    assert!(d.closed);
+    assert!(d.delivered.is_empty());
+}
+
+#[test]
+fn data_over_the_limit_is_answered_before_its_end() {
+    let mut limits = Limits::default();
+    limits.max_message_size = 1000;
+    let mut d = Driver::with(params(ListenerKind::Mx, false, limits));
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    d.feed(&[b'x'; 999]);
+    assert!(!d.closed);
+    d.feed(b"\r\n");
+    // 1001 octets: over the limit, answered at once.
+    assert_eq!(d.last(), "552 5.3.4");
+    assert!(d.closed);
 }
 
 #[test]

@@ -11,6 +11,11 @@ use tokio_rustls::TlsAcceptor;
 /// Longest a TLS handshake may take, for every service.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Longest [`Connection::close_gracefully`] waits for the client to take its last reply.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most input [`Connection::close_gracefully`] reads and drops.
+pub const LINGER_BYTES: usize = 1 << 20;
+
 pub enum Connection {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -47,6 +52,25 @@ impl Connection {
             Connection::Tls(stream) => stream.shutdown().await,
             Connection::Closed => Ok(()),
         };
+    }
+
+    /// Ends the connection after a last reply: shuts down the sending side, then reads and
+    /// drops what the client still sends, for at most [`LINGER`] and [`LINGER_BYTES`].
+    /// Closing a socket with unread input resets the connection, and the reset can destroy
+    /// the last reply before the client reads it (a client refused while it still sends:
+    /// an oversized message, an early talker).
+    pub async fn close_gracefully(&mut self) {
+        self.shutdown().await;
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut sink = Vec::with_capacity(16 * 1024);
+        let mut drained = 0usize;
+        while drained < LINGER_BYTES {
+            sink.clear();
+            match tokio::time::timeout_at(deadline, self.read_buf(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
     }
 
     /// Runs the TLS handshake over the plaintext stream (STARTTLS, STLS, or implicit TLS),

@@ -110,7 +110,7 @@ pub async fn run(
         out: session.greeting(),
     };
     driver.drive(&mut session).await;
-    driver.conn.shutdown().await;
+    driver.conn.close_gracefully().await;
     shared.metrics.connections_active.dec();
     drop(slot);
     tracing::debug!(event = "smtp.connection.closed", %peer);
@@ -136,25 +136,11 @@ async fn greeting_awaited(
     shared.metrics.reject("early_talker");
     let mut conn = Connection::Plain(tcp);
     let reply = Reply::esc(554, 5, 5, 1, "Protocol error: talked before the greeting");
-    let _ = tokio::time::timeout(EARLY_TALKER_LINGER, conn.write_all(&reply.to_bytes())).await;
-    conn.shutdown().await;
-    // Closing with unread input would reset the connection and could destroy the 554 before
-    // the client reads it: read what the client sent (briefly, boundedly) first.
-    let deadline = tokio::time::Instant::now() + EARLY_TALKER_LINGER;
-    let mut sink = Vec::with_capacity(4096);
-    let mut drained = 0usize;
-    while drained < READ_CHUNK {
-        sink.clear();
-        match tokio::time::timeout_at(deadline, conn.read_buf(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => break,
-        }
-    }
+    let _ =
+        tokio::time::timeout(super::connection::LINGER, conn.write_all(&reply.to_bytes())).await;
+    conn.close_gracefully().await;
     None
 }
-
-/// How long a refused early talker is given to take the 554 before the socket closes.
-const EARLY_TALKER_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Driver<'a> {
     shared: &'a Shared,
