@@ -16,6 +16,9 @@ pub enum DataError {
     LineTooLong,
     /// More content than the message size limit (RFC 1870 section 6).
     TooBig,
+    /// A NUL octet in the content: RFC 5322 2.3 and 3.5 allow none (no US-ASCII 0 in any
+    /// part of a message), and RFC 6152 (8BITMIME) does not lift that.
+    Nul,
 }
 
 /// Incremental content reader. Feed it bytes in any split; the result does not depend on
@@ -41,6 +44,7 @@ pub struct DataReader {
     bare: bool,
     line_too_long: bool,
     too_big: bool,
+    nul: bool,
     done: bool,
 }
 
@@ -71,6 +75,7 @@ impl DataReader {
             bare: false,
             line_too_long: false,
             too_big: false,
+            nul: false,
             done: false,
         }
     }
@@ -97,7 +102,7 @@ impl DataReader {
 
     /// True once the message is certain to be refused.
     pub fn is_failed(&self) -> bool {
-        self.bare || self.line_too_long || self.too_big
+        self.bare || self.line_too_long || self.too_big || self.nul
     }
 
     fn failed_reason(&self) -> Option<DataError> {
@@ -108,6 +113,8 @@ impl DataReader {
             Some(DataError::LineTooLong)
         } else if self.too_big {
             Some(DataError::TooBig)
+        } else if self.nul {
+            Some(DataError::Nul)
         } else {
             None
         }
@@ -119,6 +126,10 @@ impl DataReader {
     }
 
     fn emit(&mut self, bytes: &[u8]) {
+        if !self.nul && memchr::memchr(0, bytes).is_some() {
+            self.nul = true;
+            self.fail_storage();
+        }
         self.size = self.size.saturating_add(bytes.len());
         if self.size > self.max_size && !self.too_big {
             self.too_big = true;

@@ -159,6 +159,8 @@ pub mod events {
     pub const LINE_TOO_LONG: &str = "smtp.reject.line_too_long";
     pub const DATA_LINE_TOO_LONG: &str = "smtp.reject.data_line_too_long";
     pub const SIZE: &str = "smtp.reject.size";
+    /// A NUL octet in DATA/BDAT content (RFC 5322 2.3).
+    pub const NUL: &str = "smtp.reject.nul";
     pub const SENDER: &str = "smtp.reject.sender";
     pub const RECIPIENT: &str = "smtp.reject.recipient";
     pub const TOO_MANY_RECIPIENTS: &str = "smtp.reject.too_many_recipients";

@@ -840,7 +840,10 @@ impl Session {
             // the size limit is refused with 552 before any of it is read. Its octets would
             // have to be read and dropped to stay in sync (the chunk may be 100 GB), so the
             // session closes after the reply instead.
-            self.log(events::SIZE, format!("BDAT chunk of {size} octets, closing"));
+            self.log(
+                events::SIZE,
+                format!("BDAT chunk of {size} octets, closing"),
+            );
             self.txn = None;
             self.buf = Vec::new();
             self.pos = 0;
@@ -948,6 +951,17 @@ impl Session {
             Err(DataError::TooBig) => {
                 self.log(events::SIZE, String::new());
                 self.reply(too_big());
+            }
+            Err(DataError::Nul) => {
+                // RFC 5322 2.3 / 3.5: no NUL anywhere in a message; RFC 3463 3.7 X.6.0.
+                self.log(events::NUL, String::new());
+                self.reply(Reply::esc(
+                    554,
+                    5,
+                    6,
+                    0,
+                    "Message refused: NUL character in message content",
+                ));
             }
         }
     }

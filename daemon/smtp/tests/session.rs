@@ -543,6 +543,18 @@ fn bdat_refused_chunks_are_still_consumed() {
 }
 
 #[test]
+fn nul_in_content_is_refused() {
+    // RFC 5322 2.3: no NUL in a message, DATA or BDAT; the session goes on.
+    let mut d = mx();
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nSubject: x\r\n\r\na\0b\r\n.\r\nNOOP\r\n");
+    assert_eq!(d.codes()[4..], ["354", "554 5.6.0", "250 2.0.0"]);
+    assert!(d.logs.contains(&"smtp.reject.nul"));
+    d.feed(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 4 LAST\r\n\0\r\nx");
+    assert_eq!(d.last(), "554 5.6.0");
+    assert!(d.delivered.is_empty());
+}
+
+#[test]
 fn data_over_the_limit_is_answered_before_its_end() {
     let mut limits = Limits::default();
     limits.max_message_size = 1000;
