@@ -428,7 +428,7 @@ def test_board_configs_check(board):
 
 
 def test_qemu_board_with_recorded_guest_output(env):
-    """The qemu-x86_64 board against what the guest recorded: its disks (by the board's device
+    """The qemu-test-guest board against what the guest recorded: its disks (by the board's device
     paths and -d types), its md0 array, and the data array's role in the storage verdict."""
     root, sock, tmp = env
     smart_env(root, {"sda": recorded_smart("sda-healthy.json"),
@@ -437,14 +437,14 @@ def test_qemu_board_with_recorded_guest_output(env):
     set_md_scenario(root, "healthy")
     cfg = write_config(tmp / "h.toml", base_config(
         root, sock, mdraid={"enable": True}, smart={"enable": True}))
-    snap = status_once(cfg, board=BOARDS / "qemu-x86_64.toml")
+    snap = status_once(cfg, board=BOARDS / "qemu-test-guest.toml")
     for cid in ["disk/sda", "disk/sdb", "disk/nvme0n1", "array/md0"]:
         assert component(snap, cid)["state"] == "OK", component(snap, cid)
     assert component(snap, "disk/sda")["attributes"]["location"] == "AHCI port 0"
     set_md_scenario(root, "failed")
-    snap = status_once(cfg, board=BOARDS / "qemu-x86_64.toml")
+    snap = status_once(cfg, board=BOARDS / "qemu-test-guest.toml")
     assert not snap["storage"]["safe"]
     # A board disk that is gone (sdb removed from the guest) is CRITICAL.
     os.remove(root / "smartctl" / "sdb.json")
-    snap = status_once(cfg, board=BOARDS / "qemu-x86_64.toml")
+    snap = status_once(cfg, board=BOARDS / "qemu-test-guest.toml")
     assert component(snap, "disk/sdb")["state"] == "CRITICAL"

@@ -71,7 +71,7 @@ def start(tmp_path, bmc, peers=None, board=True, **ipmi) -> tuple[Hwmond, int]:
         sections["sinks.syslog"] = {"enable": True, "udp": peers["syslog"].addr}
     cfg = write_config(tmp_path / "hwmond.toml", base_config(tmp_path / "root", sock, **sections))
     d = Hwmond(cfg, sock, tmp_path / "hwmond.log",
-               board=BOARDS / "qemu-x86_64.toml" if board else None)
+               board=BOARDS / "qemu-test-guest.toml" if board else None)
     return d, metrics_port
 
 
@@ -308,7 +308,7 @@ def test_alert_mail_through_posternd(tmp_path, bmc, server, tls):
         email.update({"ca_file": str(cert), "tls_name": HOSTNAME})
     sections = {"ipmi": ipmi_config(bmc), "sinks.email": email}
     cfg = write_config(tmp_path / "hwmond.toml", base_config(tmp_path / "root", sock, **sections))
-    d = Hwmond(cfg, sock, tmp_path / "hwmond.log", board=BOARDS / "qemu-x86_64.toml")
+    d = Hwmond(cfg, sock, tmp_path / "hwmond.log", board=BOARDS / "qemu-test-guest.toml")
     try:
         d.wait_state(lambda s: any(c["id"] == "psu/PSU1" and c["state"] == "OK"
                                    for c in s["components"]), what="PSU1 OK")

@@ -1,6 +1,12 @@
-//! Board configurations (`board-configs/*.toml`): which disks, arrays, filesystems and sensors a
-//! board has, what each sensor means, thresholds, poll intervals and rule overrides. Shared with
-//! the image build, which takes the disk and array layout from the same file.
+//! Board files (`board-configs/*.toml`): one per board (SKU). What the image needs (the system
+//! disk, the data array, console, watchdog, partition sizes, kernel modules) and what hwmond
+//! needs (disks, arrays, filesystems, what each sensor means, thresholds, poll intervals and
+//! rule overrides). `board-configs/README.md` documents every key and who reads it.
+//!
+//! [`Board::load`] parses, fills the defaults that derive from other keys (a disk's block
+//! device, an array's md device, the data array's mount point) and checks the whole file:
+//! unknown keys, duplicates and cross-references are `file:line:column: message` errors naming
+//! the offending key. [`Board::load_for_image`] also requires what an image cannot do without.
 
 use std::path::Path;
 
@@ -9,13 +15,21 @@ use serde::{Deserialize, Serialize};
 use crate::health::{ComponentKind, State, Thresholds};
 use crate::toml_load::{self, LoadError};
 
-/// A whole board file.
+/// Where the data array is mounted unless the board says otherwise (the mail store).
+pub const DEFAULT_DATA_MOUNT: &str = "/var/lib/postern";
+
+/// A whole board file. Field order is the order of `postern-board show --json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Board {
     pub board: BoardInfo,
-    pub intervals: Intervals,
-    pub rules: Rules,
+    /// The disk the GPT image is written to; `None` only in boards that no image is built for
+    /// (hwmond test boards). [`Board::load_for_image`] requires it.
+    pub system_disk: Option<SystemDisk>,
+    pub image: ImageSizes,
+    pub kernel: Kernel,
+    pub console: Console,
+    pub watchdog: Watchdog,
     #[serde(rename = "disk")]
     pub disks: Vec<BoardDisk>,
     #[serde(rename = "array")]
@@ -24,6 +38,8 @@ pub struct Board {
     pub filesystems: Vec<BoardFilesystem>,
     #[serde(rename = "sensor")]
     pub sensors: Vec<BoardSensor>,
+    pub intervals: Intervals,
+    pub rules: Rules,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +50,98 @@ pub struct BoardInfo {
     pub vendor: String,
     pub model: String,
     pub description: String,
+}
+
+/// The disk that carries the GPT image (EFI, boot and system A/B, persist).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemDisk {
+    /// Its block device: `/dev/vda`, `/dev/nvme0n1`, `/dev/sda`, or a stable
+    /// `/dev/disk/by-path/...` name.
+    pub device: String,
+}
+
+/// Partition sizes of the GPT image in MiB. `boot_mib` and `system_mib` are per slot (A and B
+/// each get one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageSizes {
+    /// The EFI system partition (GRUB, grub.cfg, grubenv).
+    pub efi_mib: u32,
+    /// One slot's vfat boot partition (kernel and stage-1 initramfs).
+    pub boot_mib: u32,
+    /// One slot's EROFS root filesystem.
+    pub system_mib: u32,
+    /// The ext4 boot-state partition (`/persist`).
+    pub persist_mib: u32,
+}
+
+impl Default for ImageSizes {
+    fn default() -> Self {
+        // Room for a Debian kernel with its modules and a release build of the daemons, with
+        // headroom for updates that grow: RAUC cannot resize a slot in the field.
+        ImageSizes {
+            efi_mib: 32,
+            boot_mib: 64,
+            system_mib: 256,
+            persist_mib: 256,
+        }
+    }
+}
+
+/// What the board needs from the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kernel {
+    /// Modules to load at boot, in this order (their dependencies are resolved by the builder):
+    /// storage controllers, md and its RAID personality, filesystems, watchdog, IPMI, NICs.
+    /// Names as modprobe takes them (`md-mod` and `md_mod` are the same).
+    pub modules: Vec<String>,
+    /// Extra kernel command line, appended after the console and the slot arguments.
+    pub cmdline: String,
+}
+
+/// The serial console: the kernel's `console=`, GRUB's serial terminal and the init's shell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Console {
+    /// Kernel console name: `ttyS0`, `ttyS1`, `hvc0` (not a path).
+    pub device: String,
+    pub baud: u32,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            device: "ttyS0".into(),
+            baud: 115_200,
+        }
+    }
+}
+
+/// The hardware watchdog the init feeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Watchdog {
+    pub device: String,
+    /// The driver (`i6300esb`, `iTCO_wdt`, `softdog`); empty when it is built into the kernel.
+    /// Must be one of `[kernel] modules`.
+    pub module: String,
+    /// Seconds without a feed before the board resets.
+    pub timeout_secs: u32,
+    /// Seconds between feeds; at most half the timeout, so one late feed is not a reset.
+    pub feed_interval_secs: u32,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Watchdog {
+            device: "/dev/watchdog".into(),
+            module: String::new(),
+            timeout_secs: 60,
+            feed_interval_secs: 10,
+        }
+    }
 }
 
 /// Poll intervals in seconds; `None` = hwmond's default. hwmond's own config wins over these.
@@ -63,13 +171,26 @@ pub enum Role {
     Spare,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Data => "data",
+            Role::System => "system",
+            Role::Spare => "spare",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BoardDisk {
-    /// Component name (`sda`, `nvme0n1`): `disk/<name>`.
+    /// Component name, the kernel's block device name (`sda`, `nvme0n1`): `disk/<name>`.
     pub name: String,
     /// Device path for smartctl (`/dev/sda`, `/dev/nvme0`, `/dev/disk/by-path/...`).
     pub device: String,
+    /// The whole-disk block device arrays and the system disk name it by; default
+    /// `/dev/<name>`.
+    pub block_device: String,
     /// smartctl `-d` type (`sat`, `nvme`, `scsi`, `megaraid,0`); empty = smartctl's choice.
     pub smart_type: String,
     pub role: Role,
@@ -80,17 +201,33 @@ pub struct BoardDisk {
     pub temp_critical_c: Option<f64>,
 }
 
+/// RAID levels an array may have, with the fewest members each works with.
+pub const RAID_LEVELS: [(&str, usize); 4] =
+    [("raid1", 2), ("raid10", 4), ("raid5", 3), ("raid6", 4)];
+
+/// Filesystems the data array may carry.
+pub const ARRAY_FILESYSTEMS: [&str; 2] = ["ext4", "xfs"];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BoardArray {
-    /// `md0`, or the name under /dev/md/ (`data`).
+    /// `md0`, or the name under /dev/md/ (`data`): `array/<name>`.
     pub name: String,
+    /// The md device; default `/dev/<name>` for `mdN`, else `/dev/md/<name>`.
+    pub device: String,
     /// `raid1`, `raid10`, `raid5`, `raid6`.
     pub level: String,
-    /// Member partitions (`sda2`, `sdb2`).
+    /// Member whole disks by block device (`/dev/nvme0n1`): each is a `[[disk]]`'s
+    /// `block_device` with the array's role.
     pub devices: Vec<String>,
+    /// Hot spares, the same way; each a `[[disk]]` with role `spare`.
+    pub spares: Vec<String>,
     pub role: Role,
-    /// Where its filesystem is mounted, if anywhere.
+    /// Chunk size in KiB for raid10/5/6 (a power of two, at least 4); `None` = mdadm's (512).
+    pub chunk_kib: Option<u32>,
+    /// The filesystem first boot makes on it: `ext4` or `xfs`.
+    pub filesystem: String,
+    /// Where its filesystem is mounted; the data array's defaults to `/var/lib/postern`.
     pub mount: String,
 }
 
@@ -105,7 +242,9 @@ pub struct BoardFilesystem {
 }
 
 /// Where a sensor is read from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SensorSource {
     #[default]
@@ -206,71 +345,70 @@ impl Default for Rules {
 }
 
 impl Board {
+    /// Reads, parses and checks a board file.
     pub fn load(path: &Path) -> Result<Board, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Board::parse(&text, path)
+        Board::parse(&read(path)?, path)
     }
 
-    /// Parses and checks a board file (unknown keys, duplicate names, empty names).
+    /// Parses and checks a board file: the first problem, see [`Board::problems`] for all.
     pub fn parse(text: &str, origin: &Path) -> Result<Board, LoadError> {
-        let board: Board = toml_load::parse_str(text, origin)?;
-        board.check(text, origin)?;
-        Ok(board)
+        Board::parse_all(text, origin).map_err(|problems| first(problems, origin))
     }
 
-    fn check(&self, text: &str, origin: &Path) -> Result<(), LoadError> {
-        let err = |needle: &str, msg: String| {
-            LoadError::invalid(origin, toml_load::line_of(text, needle), 1, msg)
-        };
-        let mut seen = std::collections::BTreeSet::new();
-        for d in &self.disks {
-            if d.name.is_empty() || d.device.is_empty() {
-                return Err(err("[[disk]]", "[[disk]] needs name and device".into()));
-            }
-            if !seen.insert(("disk", d.name.clone())) {
-                return Err(err(&d.name, format!("duplicate disk `{}`", d.name)));
+    /// [`Board::load`], and the board must have what an image is built from: a system disk,
+    /// a data array and the kernel modules they and the image's filesystems need.
+    pub fn load_for_image(path: &Path) -> Result<Board, LoadError> {
+        Board::load_for_image_all(path).map_err(|problems| first(problems, path))
+    }
+
+    /// [`Board::load_for_image`] with every problem, in file order (for `postern-board check`).
+    pub fn load_for_image_all(path: &Path) -> Result<Board, Vec<LoadError>> {
+        let text = read(path).map_err(|e| vec![e])?;
+        let board = Board::parse_all(&text, path)?;
+        let problems = crate::check::image_problems(&board, &text, path);
+        if problems.is_empty() {
+            Ok(board)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Parses, fills derived defaults and checks; every problem found, in file order.
+    pub fn parse_all(text: &str, origin: &Path) -> Result<Board, Vec<LoadError>> {
+        let mut board: Board = toml_load::parse_str(text, origin).map_err(|e| vec![e])?;
+        board.fill_derived_defaults();
+        let problems = crate::check::problems(&board, text, origin);
+        if problems.is_empty() {
+            Ok(board)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Defaults that follow from other keys; filled before the checks so that cross-references
+    /// compare what the init and the builder will use.
+    fn fill_derived_defaults(&mut self) {
+        for disk in &mut self.disks {
+            if disk.block_device.is_empty() && !disk.name.is_empty() {
+                disk.block_device = format!("/dev/{}", disk.name);
             }
         }
-        for a in &self.arrays {
-            if a.name.is_empty() {
-                return Err(err("[[array]]", "[[array]] needs a name".into()));
+        for array in &mut self.arrays {
+            if array.device.is_empty() && !array.name.is_empty() {
+                array.device = md_device(&array.name);
             }
-            if !seen.insert(("array", a.name.clone())) {
-                return Err(err(&a.name, format!("duplicate array `{}`", a.name)));
+            if array.filesystem.is_empty() {
+                array.filesystem = "ext4".into();
             }
-        }
-        for f in &self.filesystems {
-            if !f.mount.starts_with('/') {
-                return Err(err(
-                    "[[filesystem]]",
-                    format!("filesystem mount `{}` must be absolute", f.mount),
-                ));
+            if array.mount.is_empty() && array.role == Role::Data {
+                array.mount = DEFAULT_DATA_MOUNT.into();
             }
         }
-        for s in &self.sensors {
-            if !matches!(
-                s.kind,
-                ComponentKind::Psu | ComponentKind::Fan | ComponentKind::Sensor
-            ) {
-                return Err(err(
-                    &s.name,
-                    format!("sensor `{}`: kind must be psu, fan or sensor", s.name),
-                ));
-            }
-            if s.name.is_empty() || s.component.is_empty() {
-                return Err(err(
-                    "[[sensor]]",
-                    "[[sensor]] needs name and component".into(),
-                ));
-            }
-            if !seen.insert(("sensor", format!("{:?}/{}", s.source, s.name))) {
-                return Err(err(&s.name, format!("duplicate sensor `{}`", s.name)));
-            }
-        }
-        Ok(())
+    }
+
+    /// The data array (the mail store): the `[[array]]` with role `data`. The checks allow one.
+    pub fn data_array(&self) -> Option<&BoardArray> {
+        self.arrays.iter().find(|a| a.role == Role::Data)
     }
 
     /// The board's mapping for a sensor named `name` at `source`.
@@ -284,6 +422,11 @@ impl Board {
         self.disks.iter().find(|d| d.name == name)
     }
 
+    /// The `[[disk]]` whose whole-disk block device is `path`.
+    pub fn disk_by_block_device(&self, path: &str) -> Option<&BoardDisk> {
+        self.disks.iter().find(|d| d.block_device == path)
+    }
+
     pub fn array(&self, name: &str) -> Option<&BoardArray> {
         self.arrays.iter().find(|a| a.name == name)
     }
@@ -293,68 +436,38 @@ impl Board {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    fn board_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+impl BoardArray {
+    /// The fewest members its level works with; `None` for an unknown level.
+    pub fn min_members(&self) -> Option<usize> {
+        RAID_LEVELS
+            .iter()
+            .find(|(level, _)| *level == self.level)
+            .map(|(_, n)| *n)
     }
+}
 
-    #[test]
-    fn every_board_config_loads() {
-        let mut n = 0;
-        for entry in std::fs::read_dir(board_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-                continue;
-            }
-            let board = Board::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            let stem = path.file_stem().unwrap().to_str().unwrap();
-            assert_eq!(board.board.name, stem, "{}", path.display());
-            assert!(!board.disks.is_empty(), "{}", path.display());
-            assert!(!board.sensors.is_empty(), "{}", path.display());
-            for a in &board.arrays {
-                for d in &a.devices {
-                    let disk = d.trim_end_matches(|c: char| c.is_ascii_digit());
-                    let disk = disk.strip_suffix('p').unwrap_or(disk);
-                    assert!(
-                        board.disk(disk).is_some()
-                            || board.disks.iter().any(|x| d.starts_with(&x.name)),
-                        "{}: array {} member {d} is not a board disk",
-                        path.display(),
-                        a.name
-                    );
-                }
-            }
-            n += 1;
-        }
-        assert!(n >= 2, "expected at least two board configs");
+/// `/dev/mdN` for the numbered names, `/dev/md/<name>` for named arrays (mdadm's convention).
+pub fn md_device(name: &str) -> String {
+    let numbered = name
+        .strip_prefix("md")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if numbered {
+        format!("/dev/{name}")
+    } else {
+        format!("/dev/md/{name}")
     }
+}
 
-    #[test]
-    fn unknown_key_is_an_error_with_line() {
-        let text = "[board]\nname = \"x\"\n\n[rules]\ndisk_temp_warnin_c = 50\n";
-        let e = Board::parse(text, Path::new("b.toml")).unwrap_err();
-        let s = e.to_string();
-        assert!(s.starts_with("b.toml:5:"), "{s}");
-        assert!(s.contains("disk_temp_warnin_c"), "{s}");
-    }
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
-    #[test]
-    fn duplicate_disk_is_an_error() {
-        let text = "[[disk]]\nname = \"sda\"\ndevice = \"/dev/sda\"\n[[disk]]\nname = \"sda\"\ndevice = \"/dev/sdb\"\n";
-        let e = Board::parse(text, Path::new("b.toml")).unwrap_err();
-        assert!(e.to_string().contains("duplicate disk"), "{e}");
-    }
-
-    #[test]
-    fn rules_override() {
-        let text = "[rules]\narray_rebuilding = \"OK\"\npercentage_used_warning = 80\n";
-        let b = Board::parse(text, Path::new("b.toml")).unwrap();
-        assert_eq!(b.rules.array_rebuilding, State::Ok);
-        assert_eq!(b.rules.percentage_used_warning, 80.0);
-        assert_eq!(b.rules.smart_failed, State::Critical);
-    }
+fn first(problems: Vec<LoadError>, origin: &Path) -> LoadError {
+    problems
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| LoadError::invalid(origin, 1, 1, "invalid board file"))
 }

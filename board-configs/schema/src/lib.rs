@@ -8,8 +8,13 @@
 //! - [`toml_load`]: TOML loading with `path:line:column` errors.
 
 pub mod board;
+mod check;
 pub mod health;
 pub mod toml_load;
 
 pub use board::*;
+pub use check::CONSOLE_BAUDS;
+
+#[cfg(test)]
+mod tests;
 pub use toml_load::LoadError;
