@@ -143,8 +143,10 @@ class Box:
         """Every message of the admin's INBOX as (UID, stored bytes), over IMAPS."""
         m = self.imap(timeout)
         try:
-            typ, _ = m.select("INBOX", readonly=True)
-            assert typ == "OK"
+            typ, data = m.select("INBOX", readonly=True)
+            assert typ == "OK", data
+            if int(data[0]) == 0:
+                return []  # "1:*" on an empty mailbox is an error for some servers
             typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
             assert typ == "OK", data
             out = []
