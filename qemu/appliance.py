@@ -432,6 +432,11 @@ class Appliance(Guest):
                     return time.monotonic() - self.started_at
             except OSError:
                 pass
+            # GRUB found no slot with tries left (image/lib/grub.cfg.in): every boot of both
+            # slots failed, so waiting longer only repeats the failure.
+            if "postern: no slot with tries left" in self.console():
+                raise GuestError("every slot failed to boot (GRUB: no slot with tries left)\n"
+                                 f"{self.diagnostics()}")
             if time.monotonic() > deadline:
                 raise GuestError(f"no SMTP banner on 127.0.0.1:{port} within {timeout} s\n"
                                  f"{self.diagnostics()}")
