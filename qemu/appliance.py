@@ -407,7 +407,9 @@ class Appliance(Guest):
                             ("qemu.log", self.run_dir / "qemu.log"),
                             ("ipmi_sim.log", self.run_dir / "ipmi" / "ipmi_sim.log")):
             try:
-                text = path.read_text(errors="replace").splitlines()[-lines:]
+                # Without OVMF's terminal escapes (cursor moves, colours).
+                text = re.sub(r"\x1b\[[0-9;=?]*[A-Za-z]", "",
+                              path.read_text(errors="replace")).splitlines()[-lines:]
             except OSError:
                 continue
             parts.append(f"--- {title} ({path}) ---\n" + "\n".join(text))
