@@ -5,7 +5,8 @@
 //! - [`collectors`]: SMART (smartctl --json), md RAID, hwmon sysfs, thermal zones, EDAC, system
 //!   (sysinfo), filesystems (statvfs), IPMI; each reads a configurable root or command.
 //! - [`sinks`]: where events go (log, metrics, e-mail, webhook, syslog).
-//! - [`board`]: board files (`board-configs/*.toml`) and the rule parameters.
+//! - [`board`]: board files (`board-configs/*.toml`) and the rule parameters (the schema is
+//!   postern-board's, shared with the image builder and the init; re-exported here).
 //! - [`config`]: hwmond's configuration file.
 //! - [`api`]: the health API (Unix socket, newline-delimited JSON).
 //! - [`daemon`]: the scheduler that runs collectors, the model and the sinks.
