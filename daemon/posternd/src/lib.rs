@@ -10,6 +10,7 @@ pub mod imap;
 pub mod login;
 pub mod mailbox_io;
 pub mod metrics;
+pub mod peer_noise;
 pub mod pop3;
 pub mod server;
 pub mod smtp;

@@ -315,6 +315,7 @@ async fn control_loop(
     let reload_every = Duration::from_secs(shared.config.tls.reload_check_secs.max(1));
     let mut cert_poll = tokio::time::interval(reload_every);
     let mut accounts_poll = tokio::time::interval(Duration::from_secs(1));
+    let mut peer_noise = tokio::time::interval(crate::peer_noise::SUMMARY_INTERVAL);
     let addresses: Vec<String> = shared
         .config
         .listeners
@@ -332,11 +333,13 @@ async fn control_loop(
             }
             _ = cert_poll.tick() => certificate.reload(false),
             _ = accounts_poll.tick() => reload_accounts(&shared, false).await,
+            _ = peer_noise.tick() => crate::peer_noise::report(),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
     tracing::info!(event = "server.stopping");
+    crate::peer_noise::report();
     let _ = std::fs::remove_file(&admin_path);
     Ok(())
 }

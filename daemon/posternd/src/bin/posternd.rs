@@ -69,14 +69,26 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(config: &Config) {
+    use posternd::peer_noise;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // DESIGN.md 6: records a peer causes are counted and summarised, not printed.
+    let printed = filter_fn(|meta| !peer_noise::is_peer_caused(meta));
+    // The counter has its own filter: with per-layer filters, an event reaches only the
+    // layers whose filter enabled it.
+    let counted = filter_fn(peer_noise::is_peer_caused);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(peer_noise::Counter.with_filter(counted));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(fmt.json().with_filter(printed)).init(),
+        LogFormat::Text => registry.with(fmt.with_filter(printed)).init(),
     }
 }
 
