@@ -30,6 +30,9 @@ use address::{split, strip_subaddress};
 /// beyond this point, which also bounds the work a crafted loop could cause.
 pub const MAX_ALIAS_DEPTH: usize = 8;
 
+/// The local part that exists in every local domain (RFC 5321 4.5.1).
+pub const POSTMASTER: &str = "postmaster";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error("{}: {source}", path.display())]
@@ -302,15 +305,50 @@ impl Accounts {
     /// expanded recursively (at most [`MAX_ALIAS_DEPTH`] levels, loops cut, duplicates removed,
     /// in first-seen order); "name+tag@domain" as "name@domain" when no exact entry exists.
     /// `None` when the address is not deliverable locally.
+    ///
+    /// postmaster@ exists in every local domain (RFC 5321 4.5.1) without configuration: when
+    /// no user or alias of that name exists, it goes to the domain's administrator (see
+    /// [`Accounts::administrator`]). A user or alias named postmaster@domain takes over.
     pub fn resolve_recipient(&self, address: &str) -> Option<Vec<String>> {
         let a = normalize_address(address).ok()?;
-        if !self.domains.contains(split(&a).1) {
+        let (local, domain) = split(&a);
+        if !self.domains.contains(domain) {
             return None;
         }
         let mut out = Vec::new();
         let mut visited = BTreeSet::new();
         self.expand(&a, 0, &mut visited, &mut out);
+        if out.is_empty() && local == POSTMASTER {
+            out.extend(self.administrator(domain));
+        }
         (!out.is_empty()).then_some(out)
+    }
+
+    /// Who receives postmaster@`domain` when no user or alias of that name exists: the
+    /// domain's first user (the earliest created; the smallest address among equals), or
+    /// when the domain has no users, the first user of all. None when there are no users.
+    pub fn administrator(&self, domain: &str) -> Option<String> {
+        let first = |in_domain: bool| {
+            self.users
+                .iter()
+                .filter(|(a, _)| !in_domain || split(a).1 == domain)
+                .min_by(|(a1, u1), (a2, u2)| u1.created.cmp(&u2.created).then(a1.cmp(a2)))
+                .map(|(a, _)| a.clone())
+        };
+        first(true).or_else(|| first(false))
+    }
+
+    /// The domain of a recipient written without one ("<Postmaster>", RFC 5321 4.1.1.3):
+    /// the local domain that `hostname` is or lies in (the longest such), else the first
+    /// local domain.
+    pub fn default_domain(&self, hostname: &str) -> Option<String> {
+        let host = hostname.trim_end_matches('.').to_ascii_lowercase();
+        self.domains
+            .iter()
+            .filter(|d| host == **d || host.ends_with(&format!(".{d}")))
+            .max_by_key(|d| d.len())
+            .or_else(|| self.domains.iter().next())
+            .cloned()
     }
 
     fn expand(

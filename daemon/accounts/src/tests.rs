@@ -561,3 +561,51 @@ fn corrupt_and_future_files_are_errors() {
     .unwrap();
     assert!(matches!(store.load(), Err(AccountError::Corrupt { .. })));
 }
+
+#[test]
+fn postmaster_exists_in_every_local_domain() {
+    // RFC 5321 4.5.1: postmaster@domain without configuration goes to the administrator.
+    let mut a = sample();
+    a.add_domain("other.test").unwrap();
+    a.add_domain("empty.test").unwrap();
+    a.add_user("carol@other.test", PW).unwrap();
+    assert_eq!(
+        a.resolve_recipient("Postmaster@Example.Test"),
+        Some(s(&["alice@example.test"]))
+    );
+    assert_eq!(
+        a.resolve_recipient("postmaster@other.test"),
+        Some(s(&["carol@other.test"]))
+    );
+    // A domain without users: the first user of all (same second: the smallest address).
+    assert_eq!(
+        a.resolve_recipient("postmaster@empty.test"),
+        Some(s(&["alice@example.test"]))
+    );
+    assert_eq!(a.resolve_recipient("postmaster@remote.test"), None);
+    // An alias of that name takes over.
+    a.add_alias("postmaster@example.test", &s(&["bob@example.test"]))
+        .unwrap();
+    assert_eq!(
+        a.resolve_recipient("postmaster@example.test"),
+        Some(s(&["bob@example.test"]))
+    );
+    assert_eq!(
+        a.administrator("example.test").as_deref(),
+        Some("alice@example.test")
+    );
+    assert_eq!(Accounts::default().administrator("example.test"), None);
+    // The domain of a bare "<Postmaster>": the one the host name lies in, else the first.
+    assert_eq!(
+        a.default_domain("mail.other.test").as_deref(),
+        Some("other.test")
+    );
+    assert_eq!(
+        a.default_domain("other.test.").as_deref(),
+        Some("other.test")
+    );
+    assert_eq!(
+        a.default_domain("mx.elsewhere.test").as_deref(),
+        Some("empty.test")
+    );
+}

@@ -544,6 +544,16 @@ impl Session {
     // ------------------------------------------------------------ commands
 
     fn command(&mut self, line: &[u8]) {
+        if is_bare_postmaster(line) {
+            // RFC 5321 4.1.1.3: "RCPT TO:<Postmaster>" without a domain (any case) must be
+            // accepted; smtp-proto requires a domain. The driver decides the domain.
+            return self.rcpt(RcptTo {
+                address: "postmaster".to_string(),
+                orcpt: None,
+                rrvs: 0,
+                flags: 0,
+            });
+        }
         // smtp-proto expects a line ending in LF; ours ends in CRLF, which it accepts.
         let parsed = Request::parse(&mut line.iter());
         match parsed {
@@ -1116,6 +1126,22 @@ impl Session {
             password,
         });
     }
+}
+
+/// "RCPT TO:<Postmaster>" (RFC 5321 4.1.1.3), case-insensitive, without parameters.
+fn is_bare_postmaster(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let end = line.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    let line = &line[..end];
+    let Some(prefix) = line.get(..8) else {
+        return false;
+    };
+    if !prefix.eq_ignore_ascii_case(b"RCPT TO:") {
+        return false;
+    }
+    let path = &line[8..];
+    let path = path.strip_prefix(b" ").unwrap_or(path);
+    path.eq_ignore_ascii_case(b"<postmaster>")
 }
 
 fn too_big() -> Reply {

@@ -543,6 +543,16 @@ fn bdat_refused_chunks_are_still_consumed() {
 }
 
 #[test]
+fn bare_postmaster_is_a_recipient() {
+    // RFC 5321 4.1.1.3: <Postmaster> without a domain, in any case.
+    let mut d = mx();
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<postmaster>\r\nRCPT TO: <PostMaster>\r\nRCPT TO:<postmasterx>\r\n");
+    assert_eq!(d.codes()[3..], ["250 2.1.5", "250 2.1.5", "501 5.1.3"]);
+    d.feed(b"DATA\r\nx\r\n.\r\n");
+    assert_eq!(d.delivered[0].rcpt_to, ["postmaster", "postmaster"]);
+}
+
+#[test]
 fn nul_in_content_is_refused() {
     // RFC 5322 2.3: no NUL in a message, DATA or BDAT; the session goes on.
     let mut d = mx();

@@ -294,8 +294,21 @@ impl Driver<'_> {
         }
     }
 
+    /// The address a recipient is looked up as: "<Postmaster>" without a domain (RFC 5321
+    /// 4.1.1.3) is postmaster@ the server's own local domain.
+    fn lookup_address(&self, accounts: &postern_accounts::Accounts, address: &str) -> String {
+        if address.eq_ignore_ascii_case(postern_accounts::POSTMASTER) {
+            if let Some(domain) = accounts.default_domain(&self.shared.config.server.hostname) {
+                return format!("{}@{domain}", postern_accounts::POSTMASTER);
+            }
+        }
+        address.to_string()
+    }
+
     fn check_recipient(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
         let accounts = self.shared.directory.snapshot();
+        let lookup = self.lookup_address(&accounts, address);
+        let address = lookup.as_str();
         let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         if !accounts.is_local_domain(domain) {
             // Never an open relay. Authenticated users may relay once the outbound queue
@@ -335,7 +348,7 @@ impl Driver<'_> {
         let users: BTreeSet<String> = envelope
             .rcpt_to
             .iter()
-            .filter_map(|rcpt| accounts.resolve_recipient(rcpt))
+            .filter_map(|rcpt| accounts.resolve_recipient(&self.lookup_address(&accounts, rcpt)))
             .flatten()
             .collect();
         if users.is_empty() {
