@@ -122,14 +122,20 @@ class Debs:
         return None
 
     def lib_package(self, soname):
-        """The Debian package that ships SONAME, from the host's dpkg database (read only)."""
-        p = subprocess.run(["dpkg-query", "-S", f"*/x86_64-linux-gnu/{soname}"], text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        for line in p.stdout.splitlines():
-            pkgs, _, path = line.partition(": ")
-            if os.path.basename(path) == soname:
-                return pkgs.split(",")[0].strip().split(":")[0]
-        return None
+        """The Debian package that ships SONAME, from the host's dpkg database (read only; what
+        `dpkg -S` answers, from one pass over dpkg's file lists instead of one per library)."""
+        if not hasattr(self, "_lib_index"):
+            self._lib_index = {}
+            info = "/var/lib/dpkg/info"
+            for name in sorted(os.listdir(info)) if os.path.isdir(info) else []:
+                if not name.endswith(".list"):
+                    continue
+                pkg = name[:-5].split(":")[0]
+                with open(os.path.join(info, name), errors="replace") as f:
+                    for line in f:
+                        if "/x86_64-linux-gnu/" in line:
+                            self._lib_index.setdefault(os.path.basename(line.rstrip("\n")), pkg)
+        return self._lib_index.get(soname)
 
     def resolve_lib(self, soname, hint_pkgs=()):
         """(package, path) of SONAME: already extracted, else the host's dpkg says which package
