@@ -3,11 +3,15 @@
 //! The certificate comes from files named in the configuration, or from a self-signed pair
 //! generated on first start (so TLS is never off). It is reloaded when the files change
 //! (polled) or on SIGHUP; a reload that fails keeps the previous certificate and logs why.
+//!
+//! The self-signed certificate is valid for [`SELF_SIGNED_LIFETIME`] (from a day before its
+//! creation, for clocks that lag); a start that finds it within [`SELF_SIGNED_RENEW_BEFORE`]
+//! of its end (or past it, or unreadable) generates a new pair.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use arc_swap::ArcSwap;
@@ -18,6 +22,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+
+/// How long a generated self-signed certificate is valid.
+pub const SELF_SIGNED_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+/// A generated certificate this close to its end is replaced at start.
+pub const SELF_SIGNED_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+/// The generated certificate is valid from this long before its creation (clock skew).
+const SELF_SIGNED_BACKDATE: Duration = Duration::from_secs(86_400);
 
 /// Where the certificate and key live, and whether we generated them.
 #[derive(Debug, Clone)]
@@ -46,6 +57,9 @@ impl CertificateFiles {
                 };
                 if !files.certificate.exists() || !files.private_key.exists() {
                     generate_self_signed(&config.server.hostname, &dir, &files)?;
+                } else if let Some(why) = self_signed_needs_renewal(&files.certificate) {
+                    tracing::info!(event = "tls.self_signed_renewing", certificate = %files.certificate.display(), reason = why);
+                    generate_self_signed(&config.server.hostname, &dir, &files)?;
                 }
                 Ok(files)
             }
@@ -58,16 +72,42 @@ impl CertificateFiles {
     }
 }
 
+/// Why the generated certificate at `path` must be replaced now, if it must.
+fn self_signed_needs_renewal(path: &Path) -> Option<&'static str> {
+    let Ok(chain) =
+        CertificateDer::pem_file_iter(path).and_then(|i| i.collect::<Result<Vec<_>, _>>())
+    else {
+        return Some("unreadable");
+    };
+    let Some((_, not_after)) = chain.first().and_then(|c| validity(c)) else {
+        return Some("unreadable");
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if not_after <= now.saturating_add(SELF_SIGNED_RENEW_BEFORE.as_secs() as i64) {
+        Some("expiring")
+    } else {
+        None
+    }
+}
+
 fn generate_self_signed(hostname: &str, dir: &Path, files: &CertificateFiles) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let names = vec![hostname.to_string(), "localhost".to_string()];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| anyhow!("generating a self-signed certificate: {e}"))?;
-    crate::files::write_private_file(
-        &files.private_key,
-        generated.signing_key.serialize_pem().as_bytes(),
-    )?;
-    crate::files::write_private_file(&files.certificate, generated.cert.pem().as_bytes())?;
+    let failed = |e: rcgen::Error| anyhow!("generating a self-signed certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(names).map_err(failed)?;
+    // rcgen's default validity is 1975 to 4096; a year, renewed at start, instead.
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+    params.not_before = now - SELF_SIGNED_BACKDATE;
+    params.not_after = now + SELF_SIGNED_LIFETIME;
+    let signing_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&signing_key).map_err(failed)?;
+    crate::files::write_private_file(&files.private_key, signing_key.serialize_pem().as_bytes())?;
+    crate::files::write_private_file(&files.certificate, cert.pem().as_bytes())?;
     tracing::warn!(
         event = "tls.self_signed_generated",
         certificate = %files.certificate.display(),
@@ -98,6 +138,99 @@ fn load_certified_key(files: &CertificateFiles, provider: &CryptoProvider) -> Re
         .keys_match()
         .with_context(|| "certificate and private key do not match".to_string())?;
     Ok(certified)
+}
+
+/// The validity (notBefore, notAfter) of a DER certificate, in seconds since the Unix epoch
+/// (RFC 5280 4.1: Certificate, TBSCertificate, Validity; UTCTime or GeneralizedTime, 4.1.2.5).
+/// Only these two fields are needed, so a few lines of DER walking stand in for an X.509
+/// parser dependency.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    let (tag, certificate, _) = der_tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, tbs, _) = der_tlv(certificate)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let mut rest = tbs;
+    let (tag, _, after) = der_tlv(rest)?;
+    if tag == 0xa0 {
+        // [0] EXPLICIT version.
+        rest = after;
+    }
+    // serialNumber, signature, issuer.
+    for expected in [0x02, 0x30, 0x30] {
+        let (tag, _, after) = der_tlv(rest)?;
+        if tag != expected {
+            return None;
+        }
+        rest = after;
+    }
+    let (tag, validity, _) = der_tlv(rest)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag_before, before, rest) = der_tlv(validity)?;
+    let (tag_after, after, _) = der_tlv(rest)?;
+    Some((der_time(tag_before, before)?, der_time(tag_after, after)?))
+}
+
+/// One DER element: (tag, content, what follows).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, input) = input.split_first()?;
+    let (&first, mut input) = input.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || input.len() < n {
+            return None;
+        }
+        let (bytes, rest) = input.split_at(n);
+        input = rest;
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    if input.len() < len {
+        return None;
+    }
+    let (content, rest) = input.split_at(len);
+    Some((tag, content, rest))
+}
+
+/// UTCTime "YYMMDDHHMMSSZ" (tag 0x17; years 1950 to 2049) or GeneralizedTime
+/// "YYYYMMDDHHMMSSZ" (0x18), as seconds since the Unix epoch (RFC 5280 4.1.2.5).
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, rest) = match (tag, text.len()) {
+        (0x17, 12) => {
+            let yy: i64 = text[..2].parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
+        }
+        (0x18, 14) => (text[..4].parse().ok()?, &text[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, H. Hinnant's
+    // days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
 /// Serves the current certificate; swapped atomically on reload.
@@ -202,4 +335,51 @@ fn provider_preferring_aes128() -> CryptoProvider {
         )
     });
     provider
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(dir: &Path) -> CertificateFiles {
+        let files = CertificateFiles {
+            certificate: dir.join("c.crt"),
+            private_key: dir.join("c.key"),
+            self_signed: true,
+        };
+        generate_self_signed("mail.example.test", dir, &files).unwrap();
+        files
+    }
+
+    #[test]
+    fn generated_certificate_is_valid_for_a_year_from_yesterday() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = generated(dir.path());
+        let der = CertificateDer::pem_file_iter(&files.certificate)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let (not_before, not_after) = validity(&der).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - 86_400 - 60..=now - 86_400 + 60).contains(&not_before));
+        assert!((now + 365 * 86_400 - 60..=now + 365 * 86_400 + 60).contains(&not_after));
+        assert_eq!(self_signed_needs_renewal(&files.certificate), None);
+    }
+
+    #[test]
+    fn der_times() {
+        // RFC 5280 4.1.2.5.1: UTCTime years 50-99 are 19xx, 00-49 are 20xx.
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(der_time(0x18, b"20000301000000Z"), Some(951_868_800));
+        assert_eq!(der_time(0x18, b"40961231235959Z"), Some(67_121_740_799));
+        assert_eq!(der_time(0x17, b"7001010000Z"), None);
+        assert_eq!(der_time(0x18, b"2000130100000Z"), None);
+        assert_eq!(validity(b"\x30\x03\x02\x01\x00"), None);
+        assert_eq!(validity(b""), None);
+    }
 }
