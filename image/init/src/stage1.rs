@@ -156,10 +156,12 @@ fn exec(program: &str, argv0: &str) -> anyhow::Error {
     anyhow::anyhow!("exec {program}: {}", std::io::Error::last_os_error())
 }
 
-fn boot(args: &KernelArgs) -> Result<()> {
+fn boot() -> Result<()> {
     mounts::mount_pseudo("proc", "/proc", "")?;
     mounts::mount_pseudo("sysfs", "/sys", "")?;
     mounts::mount_pseudo("devtmpfs", "/dev", "mode=0755")?;
+    // The command line is read from /proc, so only after it is mounted.
+    let args = KernelArgs::from_proc();
     load_modules(Path::new(paths::MODULES_ORDER));
     let Some(slot) = args.slot else {
         bail!("no postern.slot=A|B on the kernel command line");
@@ -199,8 +201,7 @@ fn boot(args: &KernelArgs) -> Result<()> {
 /// Stage 1 never returns: it execs stage 2 or reboots.
 pub fn main() -> ! {
     std::env::set_var("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
-    let args = KernelArgs::from_proc();
-    let error = match boot(&args) {
+    let error = match boot() {
         Ok(()) => anyhow::anyhow!("stage 2 returned"),
         Err(error) => error,
     };
