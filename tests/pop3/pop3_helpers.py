@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import poplib
 import smtplib
-import socket
 
 from harness import (ALICE, HOST, PASSWORDS, REMOTE_SENDER, SOCK_TIMEOUT, RawClient,
                      client_tls_context, make_message)
@@ -114,16 +113,6 @@ def export_with_flags(srv, user: str = ALICE, restart: bool = True) -> list[tupl
         shutil.rmtree(out, ignore_errors=True)
         if was_running and restart:
             srv.start()
-
-
-def imap_available(srv) -> bool:
-    """Whether this build serves IMAP (the greeting is '* OK')."""
-    try:
-        with socket.create_connection((HOST, srv.ports.imap), timeout=5) as s:
-            s.settimeout(5)
-            return s.recv(1024).startswith(b"* OK")
-    except OSError:
-        return False
 
 
 def imap_login(srv, user: str = ALICE):

@@ -4,9 +4,7 @@ with bare LF line endings (IMAP APPEND of a bare-LF message)."""
 
 import re
 
-import pytest
-
-from pop3_helpers import deliver, imap_available, imap_login, login, open_ssl
+from pop3_helpers import deliver, imap_login, login, open_ssl
 
 # Bare LF throughout, a line starting with a dot (byte-stuffed on the wire), an empty line,
 # and a last line without a line ending.
@@ -55,8 +53,6 @@ def pop3_sizes(srv) -> tuple[list[int], list[int], tuple[int, int], list[int]]:
 
 
 def test_list_and_stat_count_the_octets_retr_sends(server):
-    if not imap_available(server):
-        pytest.skip("IMAP is not served by this build")
     deliver(server, subject="crlf")  # SMTP: CRLF already
     m = imap_login(server)
     try:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from harness import ALICE, BOB, make_message, split_trace
-from pop3_helpers import (RawPOP3, deliver, export_with_flags, imap_available, imap_login, login,
+from pop3_helpers import (RawPOP3, deliver, export_with_flags, imap_login, login,
                           open_ssl, open_stls, plain, retr_bytes)
 
 
@@ -94,17 +94,7 @@ def test_update_removes_durably(server):
         p.quit()
 
 
-def export_writes_flags() -> bool:
-    """Whether this build's `postern mailbox export` writes Maildir flags (the mailbox
-    import/export of issue 3; the first export wrote every message as ':2,')."""
-    from harness import run_cli
-    p = run_cli(None, "mailbox", "export", "--help", check=False)
-    return b"--mbox" in p.stdout
-
-
 def test_retr_marks_seen_top_does_not(server):
-    if not export_writes_flags():
-        pytest.skip("mailbox export of this build writes no flags")
     for i in range(3):
         deliver(server, subject=f"s{i}")
     p = open_stls(server)
@@ -168,8 +158,6 @@ def test_users_see_only_their_own_maildrop(server):
 # -- consistency with IMAP (needs the IMAP server of issue 3) ----------------------------------
 
 def test_seen_and_expunge_visible_over_imap(server):
-    if not imap_available(server):
-        pytest.skip("IMAP is not served by this build")
     for i in range(3):
         deliver(server, subject=f"i{i}")
     p = open_ssl(server)
@@ -189,8 +177,6 @@ def test_seen_and_expunge_visible_over_imap(server):
 
 
 def test_messages_expunged_by_imap_meanwhile(server):
-    if not imap_available(server):
-        pytest.skip("IMAP is not served by this build")
     for i in range(3):
         deliver(server, subject=f"x{i}")
     p = open_ssl(server)

@@ -2,6 +2,9 @@
 //! itself as the child). Every acknowledged append must be present exactly once after
 //! reopening, with its exact bytes; the same store is killed ten times per backend, so
 //! recovery is also exercised on top of earlier recoveries.
+//!
+//! A `harness = false` test (daemon/store/Cargo.toml): `main` is the parent, or the child
+//! when the environment names the store to append to. No test passes by doing nothing.
 
 mod common;
 
@@ -44,18 +47,38 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// Child mode: append forever from several tasks, printing each acknowledgement.
-#[test]
-fn crash_child() {
-    let (Ok(dir), Ok(backend), Ok(seed)) = (
+const TEST_NAME: &str = "sigkill_loses_nothing_acknowledged";
+
+fn main() {
+    if let (Ok(dir), Ok(backend), Ok(seed)) = (
         std::env::var(ENV_DIR),
         std::env::var(ENV_BACKEND),
         std::env::var(ENV_SEED),
-    ) else {
-        return; // Not the child: nothing to do.
-    };
+    ) {
+        return crash_child(&dir, &backend, &seed);
+    }
+    // `cargo test NAME` passes a filter; options (--nocapture...) are not filters.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return;
+    }
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("running 0 tests");
+        return;
+    }
+    println!("running 1 test");
+    sigkill_loses_nothing_acknowledged();
+    println!("test {TEST_NAME} ... ok");
+}
+
+/// Child mode: append forever from several tasks, printing each acknowledgement.
+fn crash_child(dir: &str, backend: &str, seed: &str) {
     let seed: u64 = seed.parse().unwrap();
-    let store = Store::open(store_opts(&dir, backend_from(&backend))).unwrap();
+    let store = Store::open(store_opts(dir, backend_from(backend))).unwrap();
     let mb = store
         .ensure_mailbox("crash@x.test", "INBOX", None)
         .unwrap()
@@ -105,11 +128,7 @@ fn crash_child() {
     });
 }
 
-#[test]
 fn sigkill_loses_nothing_acknowledged() {
-    if std::env::var(ENV_DIR).is_ok() {
-        return;
-    }
     let exe = std::env::current_exe().unwrap();
     for backend in ["io_uring", "portable"] {
         let dir = tempfile::tempdir().unwrap();
@@ -119,7 +138,6 @@ fn sigkill_loses_nothing_acknowledged() {
         let mut flagged: HashMap<u32, u64> = HashMap::new();
         for seed in 0..10u64 {
             let mut child = Command::new(&exe)
-                .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
                 .env(ENV_DIR, &dir_s)
                 .env(ENV_BACKEND, backend)
                 .env(ENV_SEED, seed.to_string())

@@ -12,7 +12,7 @@ const MAX_LINE: usize = 64;
 /// Reference DATA decoder: lines are split on CRLF only.
 fn reference(input: &[u8]) -> Option<(usize, Result<Vec<u8>, DataError>)> {
     let (mut pos, mut body) = (0, Vec::new());
-    let (mut bare, mut long) = (false, false);
+    let (mut bare, mut long, mut nul) = (false, false, false);
     loop {
         let idx = pos + input[pos..].windows(2).position(|w| w == b"\r\n")?;
         let line = &input[pos..idx];
@@ -23,6 +23,8 @@ fn reference(input: &[u8]) -> Option<(usize, Result<Vec<u8>, DataError>)> {
                 Err(DataError::LineTooLong)
             } else if body.len() > MAX_SIZE {
                 Err(DataError::TooBig)
+            } else if nul {
+                Err(DataError::Nul)
             } else {
                 Ok(body)
             };
@@ -30,6 +32,7 @@ fn reference(input: &[u8]) -> Option<(usize, Result<Vec<u8>, DataError>)> {
         }
         bare |= line.iter().any(|&c| c == b'\r' || c == b'\n');
         long |= line.len() + 2 > MAX_LINE;
+        nul |= line.contains(&0);
         body.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
         body.extend_from_slice(b"\r\n");
         pos = idx + 2;
@@ -102,5 +105,6 @@ fuzz_target!(|data: &[u8]| {
         Err(DataError::BareLineEnding) => assert!(!no_bare(input)),
         Err(DataError::TooBig) => assert!(input.len() > MAX_SIZE),
         Err(DataError::LineTooLong) => assert!(no_bare(input)),
+        Err(DataError::Nul) => assert!(no_bare(input) && input.contains(&0)),
     }
 });
