@@ -14,8 +14,11 @@ pub struct ConnectionLimits {
     /// The per-IP allowance of each class.
     max_per_ip: Vec<usize>,
     /// Open connections in total, and by (class, address).
-    open: Mutex<(usize, HashMap<(usize, IpAddr), usize>)>,
+    open: Mutex<(usize, HashMap<SlotKey, usize>)>,
 }
+
+/// A listener class and a client address.
+type SlotKey = (usize, IpAddr);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -26,7 +29,7 @@ pub enum Refusal {
 /// Held for the life of a connection; releases its slot on drop.
 pub struct ConnectionSlot {
     limits: Arc<ConnectionLimits>,
-    key: (usize, IpAddr),
+    key: SlotKey,
 }
 
 impl ConnectionLimits {
