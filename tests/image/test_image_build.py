@@ -41,7 +41,8 @@ TOOLS = {"apt-get": "apt", "dpkg-deb": "dpkg", "mkfs.erofs": "erofs-utils",
          "fsck.erofs": "erofs-utils", "grub-mkimage": "grub-common", "mcopy": "mtools",
          "mkfs.fat": "dosfstools", "mke2fs": "e2fsprogs", "sfdisk": "fdisk", "rauc": "rauc",
          "mksquashfs": "squashfs-tools", "faketime": "faketime", "cpio": "cpio",
-         "openssl": "openssl", "readelf": "binutils", "depmod": "kmod"}
+         "openssl": "openssl", "readelf": "binutils", "depmod": "kmod",
+         "grub-script-check": "grub-common"}
 
 
 def sha256(path) -> str:
@@ -233,10 +234,14 @@ def test_system_slot_is_erofs_with_the_appliance(builds, tmp_path):
     assert f"compatible=postern-{BOARD}\n" in conf and "bootloader=grub\n" in conf
     assert (root / "etc/rauc/keyring.pem").read_bytes() == \
         (builds["builder"].keys / "ca.cert.pem").read_bytes()
-    # Every module in the load order is in the slot.
-    for line in (root / "etc/postern/modules.order").read_text().splitlines():
-        if line and not line.startswith("#"):
-            assert (root / line.lstrip("/")).is_file(), line
+    # Every module in the load order (paths relative to /lib/modules/KVER) is in the slot,
+    # with the board's watchdog and the soft dependency of ext4.
+    order = (root / "etc/postern/modules.order").read_text().splitlines()
+    for line in order:
+        assert (root / "lib/modules" / build["kernel"] / line).is_file(), line
+    names = [os.path.basename(m) for m in order]
+    assert {"erofs.ko", "ext4.ko", "i6300esb.ko", "crc32c_generic.ko"} <= set(names), names
+    assert names.index("jbd2.ko") < names.index("ext4.ko")
     # The Debian programs run with the libraries the builder put next to them (their own
     # loader and library directory, nothing from the host).
     loader = root / "usr/lib64/ld-linux-x86-64.so.2"
@@ -259,6 +264,10 @@ def test_grubenv_starts_with_both_slots_good(builds):
     assert env == {"ORDER": "A B", "A_OK": "1", "A_TRY": "0", "B_OK": "1", "B_TRY": "0",
                    "EXTRA_CMDLINE": ""}
     assert len(r.stdout) == 1024  # a GRUB environment block: save_env rewrites it in place
+    for out in (builds["first"], builds["other"]):
+        r = subprocess.run(["grub-script-check", str(out / "grub.cfg")], text=True,
+                           capture_output=True)
+        assert r.returncode == 0, f"grub.cfg: {r.stdout}{r.stderr}"
     cfg = (builds["first"] / "grub.cfg").read_text()
     assert "console=ttyS0,115200" in cfg and "save_env" in cfg
     assert "console=ttyS1,115200" in (builds["other"] / "grub.cfg").read_text()
