@@ -81,6 +81,8 @@ FANS = {"FAN1": (0x20, 90), "FAN2": (0x21, 88)}
 PSUS = {"PSU1": 0x10, "PSU2": 0x11}
 
 DEFAULT_NVME_MIB = 256
+# The spare PCIe root port removable media (attach_media) is hot-plugged into.
+MEDIA_PORT = "media-port"
 
 # In the guest (image/init/src/paths.rs): the writable configuration lives on /persist.
 HWMOND_CONFIG = "/persist/etc/postern/hwmond.toml"
@@ -341,6 +343,8 @@ class Appliance(Guest):
             if d.get("present", True):
                 a += ["-drive", f"if=none,id={d['node']},file={d['image']},format=raw,cache=unsafe",
                       "-device", f"nvme,id={slot},serial={d['serial']},drive={d['node']},bus={d['bus']}"]
+        # A spare hot-plug port for removable media (update bundles, attach_media()).
+        a += ["-device", f"pcie-root-port,id={MEDIA_PORT},chassis={len(self.state['nvme']) + 1}"]
         netdev = "user,id=net0,restrict=on"
         for g, h in sorted(self.ports.items()):
             netdev += f",hostfwd=tcp:127.0.0.1:{h}-:{g}"
@@ -362,6 +366,35 @@ class Appliance(Guest):
             a += ["-chardev", f"file,id=console,path={run / 'console.log'}",
                   "-serial", "chardev:console"]
         return a
+
+    def attach_media(self, path: pathlib.Path, timeout: float = 30) -> str:
+        """Plug `path` in as a read-only virtio disk (removable media: an update bundle on a
+        stick) on the spare root port. Returns the disk serial the guest sees in
+        /sys/block/vdX/serial. A block device has whole sectors, so the file is copied into the
+        run directory padded to 512 bytes; the guest reads the original length back."""
+        self._media_generation = getattr(self, "_media_generation", 0) + 1
+        gen = self._media_generation
+        media = self.run_dir / f"media-{gen}.img"
+        shutil.copyfile(path, media)
+        size = media.stat().st_size
+        with open(media, "r+b") as f:
+            f.truncate((size + 511) // 512 * 512)
+        node, serial = f"media{gen}", f"PSTN-MEDIA-{gen}"
+        self.qmp("blockdev-add", timeout=timeout, driver="raw", **{"node-name": node},
+                 **{"read-only": True},
+                 file={"driver": "file", "filename": str(media), "read-only": True})
+        self.qmp("device_add", timeout=timeout, driver="virtio-blk-pci", id="media",
+                 drive=node, serial=serial, bus=MEDIA_PORT)
+        return serial
+
+    def detach_media(self, timeout: float = 60) -> None:
+        """Unplug the media attached last (QMP device_del; waits until QEMU let go of it)."""
+        self.qmp("device_del", id="media")
+        deadline = time.monotonic() + timeout
+        while "media" in {p["name"] for p in self.qmp("qom-list", path="/machine/peripheral")}:
+            if time.monotonic() > deadline:
+                raise GuestError(f"device_del media: still present after {timeout} s")
+            time.sleep(0.5)
 
     # --- lifecycle -------------------------------------------------------------------------
     def boot(self, timeout: float = 60) -> Appliance:

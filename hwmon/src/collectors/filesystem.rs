@@ -70,6 +70,34 @@ pub fn fs_name(mount: &Path) -> String {
     }
 }
 
+/// The state a filesystem's fullness (`used` percent of blocks or inodes) puts it in, if any.
+/// A read-only system filesystem (the appliance's EROFS slot, a squashfs root) is full by
+/// construction and nothing can fill it further, so its fullness is no fault; a read-only data
+/// filesystem is judged (and is a fault of its own).
+fn fullness_verdict(
+    used: f64,
+    read_only: bool,
+    data: bool,
+    warn: f64,
+    crit: f64,
+) -> Option<(State, String)> {
+    if read_only && !data {
+        None
+    } else if used >= crit {
+        Some((
+            State::Critical,
+            format!("{used:.1}% full (critical at {crit}%)"),
+        ))
+    } else if used >= warn {
+        Some((
+            State::Warning,
+            format!("{used:.1}% full (warning at {warn}%)"),
+        ))
+    } else {
+        None
+    }
+}
+
 struct Mount {
     path: PathBuf,
     data: bool,
@@ -151,17 +179,15 @@ impl Collector for FilesystemCollector {
                         Unit::Bool,
                     ));
                     let used = st.used_percent.max(st.inodes_used_percent.unwrap_or(0.0));
-                    if used >= m.crit {
-                        let why = format!("{used:.1}% full (critical at {}%)", m.crit);
-                        obs.raise(State::Critical, why.clone());
-                        if m.data {
-                            obs.storage_unsafe = Some(why);
+                    match fullness_verdict(used, st.read_only, m.data, m.warn, m.crit) {
+                        Some((State::Critical, why)) => {
+                            obs.raise(State::Critical, why.clone());
+                            if m.data {
+                                obs.storage_unsafe = Some(why);
+                            }
                         }
-                    } else if used >= m.warn {
-                        obs.raise(
-                            State::Warning,
-                            format!("{used:.1}% full (warning at {}%)", m.warn),
-                        );
+                        Some((state, why)) => obs.raise(state, why),
+                        None => {}
                     }
                     if st.read_only && m.data {
                         obs.raise(State::Critical, "data filesystem is read-only");
@@ -187,6 +213,19 @@ impl Collector for FilesystemCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_read_only_system_filesystem_is_no_fault() {
+        assert_eq!(fullness_verdict(100.0, true, false, 85.0, 95.0), None);
+        let (state, why) = fullness_verdict(100.0, true, true, 85.0, 95.0).unwrap();
+        assert_eq!(
+            (state, why.as_str()),
+            (State::Critical, "100.0% full (critical at 95%)")
+        );
+        let (state, _) = fullness_verdict(90.0, false, false, 85.0, 95.0).unwrap();
+        assert_eq!(state, State::Warning);
+        assert_eq!(fullness_verdict(50.0, false, true, 85.0, 95.0), None);
+    }
 
     #[test]
     fn names() {
