@@ -37,6 +37,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub health: HealthConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +237,25 @@ impl Default for Pop3Config {
             max_errors: 10,
             max_connections: 10_000,
             max_connections_per_ip: 50,
+        }
+    }
+}
+
+/// `[auth]`: the verified-credential cache shared by SMTP AUTH, IMAP and POP3 logins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Seconds a verified (account, password) pair is answered without argon2; 0 = no cache.
+    pub credential_cache_ttl_secs: u64,
+    /// Most pairs held; the least recently used goes first. 0 = no cache.
+    pub credential_cache_entries: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            credential_cache_ttl_secs: 300,
+            credential_cache_entries: 10_000,
         }
     }
 }

@@ -19,6 +19,7 @@ pub(crate) struct RawConfig {
     pub metrics: RawMetrics,
     pub log: crate::LogConfig,
     pub health: RawHealth,
+    pub auth: crate::AuthConfig,
     // Last: TOML serialisation puts arrays of tables after plain tables anyway.
     #[serde(rename = "listener")]
     pub listeners: Vec<RawListener>,
@@ -36,6 +37,7 @@ impl Default for RawConfig {
             metrics: RawMetrics::default(),
             log: crate::LogConfig::default(),
             health: RawHealth::default(),
+            auth: crate::AuthConfig::default(),
             listeners: default_listeners(),
         }
     }

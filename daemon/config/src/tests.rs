@@ -99,6 +99,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         "store.max_batch",
         "metrics.bind",
         "log.format",
+        "auth.credential_cache_ttl_secs",
     ] {
         assert!(
             schema.contains(k),
@@ -106,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 45);
+    assert_eq!(schema.len(), 47);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -429,4 +430,19 @@ fn health_socket_is_optional_and_resolved() {
         c.health.socket.as_deref(),
         Some(Path::new("/etc/postern/run/hwmond.sock"))
     );
+}
+
+#[test]
+fn credential_cache_bounds_are_checked_and_zero_disables() {
+    let c = parse("[auth]\ncredential_cache_ttl_secs = 0\ncredential_cache_entries = 0\n").unwrap();
+    assert_eq!(c.auth.credential_cache_ttl_secs, 0);
+    assert_eq!(c.auth.credential_cache_entries, 0);
+    let e =
+        parse("[auth]\ncredential_cache_ttl_secs = 86401\ncredential_cache_entries = 1000001\n")
+            .unwrap_err();
+    let p = e.problems();
+    let at: Vec<(usize, usize)> = p.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(at, vec![(2, 29), (3, 28)], "{p:?}");
+    assert!(p[0].message.contains("credential_cache_ttl_secs = 86401"));
+    assert!(p[1].message.contains("credential_cache_entries = 1000001"));
 }

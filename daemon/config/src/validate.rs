@@ -14,6 +14,8 @@ use crate::{Config, ConfigError, ListenerConfig, MetricsConfig, Problem, ServerC
 const MAX_WORKERS: u64 = 1024;
 /// The longest greeting delay accepted (`[smtp] greeting_delay_ms`).
 const MAX_GREETING_DELAY_MS: u64 = 30_000;
+const MAX_CREDENTIAL_CACHE_TTL_SECS: u64 = 86_400;
+const MAX_CREDENTIAL_CACHE_ENTRIES: u64 = 1_000_000;
 
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
@@ -155,6 +157,7 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
         health: RawHealth {
             socket: path(&c.health.socket),
         },
+        auth: c.auth.clone(),
         listeners: c
             .listeners
             .iter()
@@ -217,6 +220,7 @@ impl Validator<'_> {
         self.pop3(&raw.pop3);
         self.store(&raw.store);
         self.log(&raw.log);
+        self.auth(&raw.auth);
         Config {
             server,
             tls,
@@ -230,6 +234,7 @@ impl Validator<'_> {
             health: crate::HealthConfig {
                 socket: optional_path(base, &raw.health.socket),
             },
+            auth: raw.auth,
         }
     }
 
@@ -557,6 +562,31 @@ impl Validator<'_> {
             ],
         );
         self.per_ip_within_total("pop3", s.max_connections, s.max_connections_per_ip);
+    }
+
+    fn auth(&mut self, s: &crate::AuthConfig) {
+        let at = |k| [Key("auth"), Key(k)];
+        // Clients reconnect within minutes, so a longer TTL saves no argon2 runs worth having;
+        // it would only keep proofs of a password in memory longer.
+        if s.credential_cache_ttl_secs > MAX_CREDENTIAL_CACHE_TTL_SECS {
+            self.error(
+                &at("credential_cache_ttl_secs"),
+                format!(
+                    "credential_cache_ttl_secs = {} is above {MAX_CREDENTIAL_CACHE_TTL_SECS} (a day)",
+                    s.credential_cache_ttl_secs
+                ),
+            );
+        }
+        // Each entry is about 100 bytes: the bound keeps the cache's memory at ~100 MB.
+        if s.credential_cache_entries > MAX_CREDENTIAL_CACHE_ENTRIES {
+            self.error(
+                &at("credential_cache_entries"),
+                format!(
+                    "credential_cache_entries = {} is above {MAX_CREDENTIAL_CACHE_ENTRIES}",
+                    s.credential_cache_entries
+                ),
+            );
+        }
     }
 
     fn store(&mut self, s: &crate::StoreConfig) {
