@@ -12,14 +12,18 @@ use arc_swap::ArcSwap;
 use postern_accounts::{AccountStore, Accounts};
 use postern_store::{MailboxId, Store};
 
+use crate::credential_cache::CredentialCache;
+
 pub struct Directory {
     accounts_file: AccountStore,
     current: ArcSwap<Accounts>,
     loaded_stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// Logins verified against `current`; emptied whenever it is replaced.
+    credentials: CredentialCache,
 }
 
 impl Directory {
-    pub fn open(data_dir: &Path) -> Result<Arc<Directory>> {
+    pub fn open(data_dir: &Path, credentials: CredentialCache) -> Result<Arc<Directory>> {
         let accounts_file = AccountStore::open(data_dir)
             .with_context(|| format!("opening accounts in {}", data_dir.display()))?;
         let stamp = accounts_file.file_stamp();
@@ -28,11 +32,16 @@ impl Directory {
             accounts_file,
             current: ArcSwap::from_pointee(accounts),
             loaded_stamp: Mutex::new(stamp),
+            credentials,
         }))
     }
 
     pub fn snapshot(&self) -> Arc<Accounts> {
         self.current.load_full()
+    }
+
+    pub fn credentials(&self) -> &CredentialCache {
+        &self.credentials
     }
 
     /// Reloads when forced or when the file changed; a file that fails to load keeps the
@@ -49,6 +58,11 @@ impl Directory {
         match self.accounts_file.load() {
             Ok(accounts) => {
                 self.current.store(Arc::new(accounts));
+                // A password changed or an account went away: no login verified before may
+                // be answered from memory. (Entries are also bound to the stored hash they
+                // were verified against, so one added by a check still running on the old
+                // snapshot can never match the new one.)
+                self.credentials.clear();
                 *loaded = stamp;
                 tracing::info!(event = "accounts.reloaded");
                 true
@@ -145,5 +159,39 @@ impl Inboxes {
         let id = Self::create_user_mailboxes(&self.store, user)?;
         self.remember(user, id);
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_reload_empties_the_credential_cache_and_a_failed_one_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = Directory::open(
+            dir.path(),
+            CredentialCache::new(Duration::from_secs(300), 10),
+        )
+        .unwrap();
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        directory
+            .credentials()
+            .insert("alice@example.test", hash, "correct horse");
+        // Unchanged file, not forced: nothing reloaded, the entry stays.
+        assert!(!directory.reload(false));
+        assert!(directory
+            .credentials()
+            .contains("alice@example.test", hash, "correct horse"));
+        // A file that does not load keeps the old snapshot, and so its cache.
+        std::fs::write(dir.path().join(postern_accounts::ACCOUNTS_FILE), b"{").unwrap();
+        assert!(!directory.reload(true));
+        assert_eq!(directory.credentials().len(), 1);
+        // The CLI's reload after a password change or a removal: everything is forgotten.
+        std::fs::remove_file(dir.path().join(postern_accounts::ACCOUNTS_FILE)).unwrap();
+        assert!(directory.reload(true));
+        assert!(directory.credentials().is_empty());
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cli;
 pub mod connection_limits;
+pub mod credential_cache;
 pub mod directory;
 pub mod files;
 pub mod health_gate;

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use postern_accounts::Accounts;
+use postern_accounts::{normalize_address, Accounts};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
+use crate::credential_cache::CredentialCache;
 use crate::server::Shared;
 
 /// A failed check is answered after this delay, the same for every service, to slow
@@ -75,37 +76,89 @@ pub struct Attempt<'a> {
     pub username: &'a str,
 }
 
-/// Checks `username`/`password` against the current accounts snapshot. Logs
-/// `<service>.auth.succeeded` or `<service>.auth.failed`; a failure is counted and answered
-/// only after [`FAILURE_DELAY`]. Callers flush pending output first if it must not wait.
+/// Checks `username`/`password` against the current accounts snapshot, from the
+/// verified-credential cache when it holds the pair. Logs `<service>.auth.succeeded` (with
+/// `cached`) or `<service>.auth.failed`; a failure is counted and answered only after
+/// [`FAILURE_DELAY`]. Callers flush pending output first if it must not wait.
 pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> bool {
-    let ok = check(shared.directory.snapshot(), attempt.username, password).await;
+    let outcome = check(
+        shared.directory.snapshot(),
+        shared.directory.credentials(),
+        attempt.username,
+        password,
+    )
+    .await;
     let Attempt {
         service,
         peer,
         mechanism,
         username,
     } = attempt;
-    if ok {
-        tracing::info!(event = service.succeeded_event(), service = service.name(), peer = %peer, user = %username, mechanism);
+    if outcome.ok() {
+        let cached = outcome == Outcome::Cached;
+        tracing::info!(event = service.succeeded_event(), service = service.name(), peer = %peer, user = %username, mechanism, cached);
     } else {
         service.failures(shared).inc();
         tracing::warn!(event = service.failed_event(), service = service.name(), peer = %peer, user = %username, mechanism);
         tokio::time::sleep(FAILURE_DELAY).await;
     }
-    ok
+    outcome.ok()
 }
 
-/// The argon2id verification, off the event loop (it costs tens of milliseconds of CPU and
-/// ~19 MiB), at most one per CPU at a time ([`VERIFICATIONS`]): a login flood queues here
-/// instead of taking every core and the memory. Unknown users cost the same as known ones
-/// (`Accounts::verify_password`).
-async fn check(accounts: Arc<Accounts>, username: &str, password: String) -> bool {
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// argon2 verified the password.
+    Verified,
+    /// The cache held the pair, verified earlier against the same stored hash.
+    Cached,
+    Refused,
+}
+
+impl Outcome {
+    fn ok(self) -> bool {
+        self != Outcome::Refused
+    }
+}
+
+/// The cache first (a keyed hash, microseconds, on the event loop); otherwise the argon2id
+/// verification, off the event loop (it costs tens of milliseconds of CPU and ~19 MiB), at
+/// most one per CPU at a time ([`VERIFICATIONS`]): a login flood queues here instead of
+/// taking every core and the memory. Unknown users cost the same as known ones
+/// (`Accounts::verify_password`). Only a verified success enters the cache, bound to the
+/// stored hash it was checked against.
+async fn check(
+    accounts: Arc<Accounts>,
+    cache: &CredentialCache,
+    username: &str,
+    password: String,
+) -> Outcome {
+    // The cache is keyed by the canonical address, as the accounts are; a name that is not
+    // a user's has no stored hash and always takes the full (equal-cost) verification.
+    let stored = normalize_address(username).ok().and_then(|account| {
+        let hash = accounts.user(&account)?.password_hash.clone();
+        Some((account, hash))
+    });
+    if let Some((account, hash)) = &stored {
+        if cache.contains(account, hash, &password) {
+            return Outcome::Cached;
+        }
+    }
     let user = username.to_string();
-    VERIFICATIONS
-        .run(move || accounts.verify_password(&user, &password))
-        .await
-        .unwrap_or(false)
+    let verified = VERIFICATIONS
+        .run(move || {
+            let ok = accounts.verify_password(&user, &password);
+            (ok, password)
+        })
+        .await;
+    match (verified, stored) {
+        (Some((true, password)), Some((account, hash))) => {
+            cache.insert(&account, &hash, &password);
+            Outcome::Verified
+        }
+        (Some((true, _)), None) => Outcome::Verified,
+        _ => Outcome::Refused,
+    }
 }
 
 /// The bound on concurrent password verifications of the whole daemon: one per CPU
@@ -161,35 +214,142 @@ mod tests {
         Arc::new(accounts)
     }
 
+    fn cache() -> CredentialCache {
+        CredentialCache::new(Duration::from_secs(300), 100)
+    }
+
     #[tokio::test]
     async fn check_runs_the_account_verification() {
         let accounts = alice();
-        assert!(
+        // No cache: every answer comes from argon2.
+        let off = CredentialCache::new(Duration::ZERO, 0);
+        let ok = |u: &'static str, p: &'static str| {
+            let (accounts, off) = (accounts.clone(), &off);
+            async move { check(accounts, off, u, p.into()).await }
+        };
+        assert_eq!(
+            ok("alice@example.test", "correct horse").await,
+            Outcome::Verified
+        );
+        assert_eq!(
+            ok("ALICE@example.test", "correct horse").await,
+            Outcome::Verified
+        );
+        assert_eq!(ok("alice@example.test", "wrong").await, Outcome::Refused);
+        assert_eq!(
+            ok("nobody@example.test", "correct horse").await,
+            Outcome::Refused
+        );
+        assert_eq!(ok("", "").await, Outcome::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_verified_login_is_answered_from_the_cache_next_time() {
+        let (accounts, cache) = (alice(), cache());
+        let login = |u: &'static str, p: &'static str| check(accounts.clone(), &cache, u, p.into());
+        assert_eq!(
+            login("alice@example.test", "correct horse").await,
+            Outcome::Verified
+        );
+        assert_eq!(
+            login("alice@example.test", "correct horse").await,
+            Outcome::Cached
+        );
+        // The canonical address is the key: another spelling of the same account hits.
+        assert_eq!(
+            login("Alice@Example.TEST", "correct horse").await,
+            Outcome::Cached
+        );
+        // A wrong password is never a hit, however often the right one was used.
+        assert_eq!(
+            login("alice@example.test", "correct horsE").await,
+            Outcome::Refused
+        );
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_login_is_never_cached() {
+        let (accounts, cache) = (alice(), cache());
+        for _ in 0..2 {
+            assert_eq!(
+                check(
+                    accounts.clone(),
+                    &cache,
+                    "alice@example.test",
+                    "wrong one".into()
+                )
+                .await,
+                Outcome::Refused
+            );
+            assert_eq!(
+                check(
+                    accounts.clone(),
+                    &cache,
+                    "nobody@example.test",
+                    "wrong one".into()
+                )
+                .await,
+                Outcome::Refused
+            );
+        }
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_changed_password_misses_even_before_the_cache_is_cleared() {
+        let cache = cache();
+        let before = alice();
+        assert_eq!(
             check(
-                accounts.clone(),
+                before.clone(),
+                &cache,
                 "alice@example.test",
                 "correct horse".into()
             )
-            .await
+            .await,
+            Outcome::Verified
         );
-        assert!(
+        // The reload has installed the new accounts but not yet cleared the cache (or a check
+        // on the old snapshot inserted after the clear): the old password still fails.
+        let mut changed = (*before).clone();
+        changed
+            .set_password("alice@example.test", "battery staple")
+            .unwrap();
+        let changed = Arc::new(changed);
+        assert_eq!(
             check(
-                accounts.clone(),
-                "ALICE@example.test",
+                changed.clone(),
+                &cache,
+                "alice@example.test",
                 "correct horse".into()
             )
-            .await
+            .await,
+            Outcome::Refused
         );
-        assert!(!check(accounts.clone(), "alice@example.test", "wrong".into()).await);
-        assert!(
-            !check(
-                accounts.clone(),
-                "nobody@example.test",
-                "correct horse".into()
+        assert_eq!(
+            check(
+                changed.clone(),
+                &cache,
+                "alice@example.test",
+                "battery staple".into()
             )
-            .await
+            .await,
+            Outcome::Verified
         );
-        assert!(!check(accounts, "", String::new()).await);
+        // A removed account: the entry made before is useless.
+        let mut removed = (*changed).clone();
+        removed.del_user("alice@example.test").unwrap();
+        assert_eq!(
+            check(
+                Arc::new(removed),
+                &cache,
+                "alice@example.test",
+                "battery staple".into()
+            )
+            .await,
+            Outcome::Refused
+        );
     }
 
     /// Counts the verifications running at once and the most seen.
@@ -289,7 +449,13 @@ mod tests {
             .acquire_many_owned(u32::try_from(cpus).unwrap())
             .await
             .unwrap();
-        let pending = check(accounts, "alice@example.test", "correct horse".into());
+        let cache = cache();
+        let pending = check(
+            accounts,
+            &cache,
+            "alice@example.test",
+            "correct horse".into(),
+        );
         tokio::pin!(pending);
         assert!(
             tokio::time::timeout(Duration::from_millis(300), &mut pending)
@@ -298,7 +464,7 @@ mod tests {
             "the check ran without a slot"
         );
         drop(held);
-        assert!(pending.await);
+        assert_eq!(pending.await, Outcome::Verified);
     }
 
     #[test]

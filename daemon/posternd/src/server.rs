@@ -138,7 +138,10 @@ pub fn run(config: Config) -> Result<()> {
         shards = store.shard_count(),
         stripe_alignment = store.stripe_alignment(),
     );
-    let directory = Directory::open(&data_dir)?;
+    let directory = Directory::open(
+        &data_dir,
+        crate::credential_cache::CredentialCache::from_config(&config.auth),
+    )?;
     let (tls, certificate) = crate::tls::server_config(&config)?;
     let workers = config.effective_workers();
 
