@@ -358,3 +358,56 @@ def test_new_sel_entries_become_events(tmp_path, bmc):
         assert sim.scrape(port)["ipmi_sel_logs_count"] == before + 2
     finally:
         assert d.stop() == 0
+
+
+def after_a_poll(d: Hwmond, timeout: float = 20) -> None:
+    """Returns just after the IPMI collector's next poll (the BMC component's update time
+    moves), so that what follows has a whole poll interval before the next one."""
+    def updated(s):
+        return next((c["updated_ms"] for c in s["components"] if c["id"] == "sensor/ipmi-bmc"), None)
+    before = updated(d.state())
+    d.wait_state(lambda s: updated(s) not in (None, before), timeout=timeout, what="an IPMI poll")
+
+
+@pytest.mark.parametrize("fault", ["psu", "fan"])
+def test_fault_that_clears_between_polls_is_critical_then_recovered(tmp_path, bmc, peers, fault):
+    """A PSU failure or fan stall that asserts and clears between two polls is seen only in
+    the BMC's SEL: it is still a CRITICAL transition with a reason (and the recovery after),
+    mailed as an alert and then a recovery."""
+    d, _ = start(tmp_path, bmc, peers, interval_secs=6.0)
+    smtp = peers["smtp"]
+    cid, sensor = ("psu/PSU1", sim.PSU1) if fault == "psu" else ("fan/FAN1", sim.FAN1)
+    try:
+        d.wait_state(lambda s: any(c["id"] == cid and c["state"] == "OK"
+                                   for c in s["components"]), what=f"{cid} OK", timeout=30)
+        ev = d.events()
+        after_a_poll(d)
+        t0 = time.monotonic()
+        if fault == "psu":
+            bmc.set_bit(sensor, 1, 1)
+            bmc.set_bit(sensor, 1, 0)
+        else:
+            bmc.set_value(sensor, 0)
+            bmc.set_value(sensor, 90)
+        # Both console commands ran well inside the 6 s interval: no poll saw the fault.
+        assert time.monotonic() - t0 < 3, "injection too slow for the poll interval"
+        seen = ev.until(lambda e: e["component"] == cid and e["name"] == "StateChanged"
+                        and e["to"] == "OK", timeout=20, what=f"{cid} recovery")
+        mine = [e for e in seen if e["component"] == cid]
+        changes = [(e["from"], e["to"]) for e in mine if e["name"] == "StateChanged"]
+        assert changes == [("OK", "CRITICAL"), ("CRITICAL", "OK")], mine
+        crit = next(e for e in mine if e["name"] == "StateChanged" and e["to"] == "CRITICAL")
+        want = "Failure detected" if fault == "psu" else "Lower Critical going low at 0 RPM"
+        assert want in crit["reason"] and "cleared" in crit["reason"], crit
+        asserted = "SelFailureDetectedAsserted" if fault == "psu" else "SelLowerCriticalGoingLowAsserted"
+        sel = next(e for e in mine if e["name"] == asserted)
+        assert (sel["from"], sel["to"]) == ("OK", "CRITICAL") and sel["reason"], sel
+        mail = smtp.wait_for(lambda x: x["component"] == cid and x["state"] == "CRITICAL",
+                             what="alert mail")
+        assert f"CRITICAL {cid}: " in mail["subject"] and want in mail["subject"], mail["subject"]
+        smtp.wait_for(lambda x: x["component"] == cid and x["state"] == "RECOVERED",
+                      what="recovery mail")
+        assert component(d.state(), cid)["state"] == "OK"
+        ev.close()
+    finally:
+        assert d.stop() == 0

@@ -14,7 +14,9 @@
 //! failure, input out of range or configuration error WARNING. A sensor whose reading is
 //! unavailable is UNKNOWN; when the BMC cannot be reached every IPMI component is UNKNOWN.
 //! Each new SEL entry becomes a named event (`SelLowerCriticalGoingLowAsserted`,
-//! `SelFailureDetectedAsserted`...) on the component of its sensor.
+//! `SelFailureDetectedAsserted`...) on the component of its sensor. A fault asserted in the
+//! SEL that the readings no longer show (it cleared between two polls) is reported as a
+//! transition into that state with the SEL's reason, followed by the recovery.
 
 mod conn;
 pub mod sdr;
@@ -250,6 +252,14 @@ impl IpmiCollector {
                 "SDR repository read"
             );
         }
+        // The SEL is read before the sensors: an assertion found there happened before this
+        // poll's readings, so a reading that is fine now means the fault cleared in between
+        // (and not that it began after the readings, which the next poll will see).
+        let sel = if self.sel_enabled {
+            read_sel(conn, &mut self.sel)?
+        } else {
+            Vec::new()
+        };
         let mut observations: Vec<Observation> = Vec::with_capacity(self.sensors.len() + 1);
         for sensor in &self.sensors {
             let reading = match conn.sensor_reading(sensor.record.number) {
@@ -269,7 +279,6 @@ impl IpmiCollector {
             Unit::Count,
         ));
         if self.sel_enabled {
-            let sel = read_sel(conn, &mut self.sel)?;
             if let Some(info) = self.sel.last_info {
                 bmc.readings.push(Reading::new(
                     "sel_entries",
@@ -286,40 +295,13 @@ impl IpmiCollector {
                     bmc.reason = "SEL full: new events are being dropped".into();
                 }
             }
-            for record in sel {
-                let name = record.event_name();
-                let target = self
-                    .sensors
-                    .iter()
-                    .position(|s| {
-                        s.record.number == record.sensor_number
-                            && record.is_system_event()
-                            && u16::from(s.record.owner) == (record.generator & 0xff)
-                    })
-                    .or_else(|| {
-                        self.sensors.iter().position(|s| {
-                            s.record.number == record.sensor_number && record.is_system_event()
-                        })
-                    });
-                tracing::info!(
-                    event = "hwmon.ipmi.sel",
-                    record = record.id,
-                    sensor = record.sensor_number,
-                    description = %record.description(),
-                    deasserted = record.deassertion,
-                    "new SEL entry"
-                );
-                match target {
-                    Some(i) => observations[i].events.push(name),
-                    None => bmc.events.push(name),
-                }
-            }
         }
         attach_bmc_attributes(&mut bmc, &self.target);
         observations.push(bmc);
         // Several SDR records may map to one component (a PSU status and its current sensor
         // under one board name): merge them, worst state wins.
-        Ok(merge(observations))
+        let observations = merge(observations);
+        Ok(apply_sel(observations, &self.sensors, sel))
     }
 
     /// Every component we reported, UNKNOWN: the BMC cannot be read.
@@ -381,6 +363,139 @@ impl Collector for IpmiCollector {
             }
         }
     }
+}
+
+/// The SEL entries of one component in one poll.
+#[derive(Default)]
+struct SelNews {
+    /// Worst fault an assertion reported, with the reasons in SEL order.
+    fault: Option<State>,
+    reasons: Vec<String>,
+    /// Event names of the fault assertions, and of every other entry.
+    fault_events: Vec<String>,
+    other_events: Vec<String>,
+}
+
+/// Attaches new SEL entries to the components of their sensors (the BMC's when the SDR does
+/// not describe the sensor). A fault the SEL reports that is worse than the component's
+/// reading now asserted and cleared between two polls: the readings alone would never show
+/// it, so a transient observation in that state, with the SEL's reason and the assertion
+/// events, goes before the current one; the model then emits the transition into the fault
+/// and the recovery after it, and the sinks (alert mail included) see both.
+fn apply_sel(
+    observations: Vec<Observation>,
+    sensors: &[Sensor],
+    sel: Vec<SelRecord>,
+) -> Vec<Observation> {
+    let mut news: BTreeMap<ComponentId, SelNews> = BTreeMap::new();
+    for record in sel {
+        let name = record.event_name();
+        let sensor = sensors
+            .iter()
+            .find(|s| {
+                s.record.number == record.sensor_number
+                    && record.is_system_event()
+                    && u16::from(s.record.owner) == (record.generator & 0xff)
+            })
+            .or_else(|| {
+                sensors
+                    .iter()
+                    .find(|s| s.record.number == record.sensor_number && record.is_system_event())
+            });
+        tracing::info!(
+            event = "hwmon.ipmi.sel",
+            record = record.id,
+            sensor = record.sensor_number,
+            description = %record.description(),
+            deasserted = record.deassertion,
+            "new SEL entry"
+        );
+        let component = sensor.map_or_else(bmc_component, |s| s.mapping.component.clone());
+        let entry = news.entry(component).or_default();
+        match sel_fault(&record, sensor) {
+            Some((state, reason)) => {
+                entry.fault = Some(entry.fault.map_or(state, |f| f.worst(state)));
+                entry.reasons.push(reason);
+                entry.fault_events.push(name);
+            }
+            None => entry.other_events.push(name),
+        }
+    }
+    let mut out = Vec::with_capacity(observations.len());
+    for mut o in observations {
+        let Some(n) = news.remove(&o.component) else {
+            out.push(o);
+            continue;
+        };
+        match n.fault {
+            Some(fault) if fault.severity() > o.state.severity() => {
+                let mut transient = o.clone();
+                transient.state = fault;
+                transient.reason = format!(
+                    "{} (BMC event log; cleared before the next reading)",
+                    n.reasons.join("; ")
+                );
+                transient.events = n.fault_events;
+                // The fault did not outlive the poll: it says nothing about storage now.
+                transient.storage_unsafe = None;
+                out.push(transient);
+                o.events.extend(n.other_events);
+            }
+            _ => {
+                o.events.extend(n.fault_events);
+                o.events.extend(n.other_events);
+            }
+        }
+        out.push(o);
+    }
+    out
+}
+
+/// The state and reason a SEL entry reports for its sensor's component, when it reports a
+/// fault: a threshold crossed outwards (going low on a lower threshold, going high on an
+/// upper one), or a power supply failure, AC loss, removal or warning condition.
+fn sel_fault(record: &SelRecord, sensor: Option<&Sensor>) -> Option<(State, String)> {
+    if !record.is_system_event() {
+        return None;
+    }
+    let offset = record.offset();
+    let label = sensor.map_or_else(
+        || format!("sensor {:#04x}", record.sensor_number),
+        |s| s.record.name(),
+    );
+    let state = match (record.reading_type, record.sensor_type, record.deassertion) {
+        (sdr::READING_THRESHOLD, _, false) => match offset {
+            0x0 | 0x7 => State::Warning,
+            0x2 | 0x4 | 0x9 | 0xb => State::Critical,
+            _ => return None,
+        },
+        (sdr::READING_SENSOR_SPECIFIC, sensor_type::POWER_SUPPLY, false) => match offset {
+            1 | 3 | 4 => State::Critical,
+            2 | 5 | 6 => State::Warning,
+            _ => return None,
+        },
+        // Presence detected deasserted: the supply was pulled.
+        (sdr::READING_SENSOR_SPECIFIC, sensor_type::POWER_SUPPLY, true) if offset == 0 => {
+            return Some((State::Critical, format!("{label}: not present")));
+        }
+        _ => return None,
+    };
+    let mut reason = format!("{label}: {}", record.description());
+    // 29.7 event data 1 bits 7:6 = 01b: data 2 is the reading that triggered the event.
+    if record.reading_type == sdr::READING_THRESHOLD && record.data[0] & 0xc0 == 0x40 {
+        if let Some((s, value)) = sensor.and_then(|s| {
+            s.record
+                .conversion
+                .and_then(|c| c.convert(record.data[1]))
+                .map(|v| (s, v))
+        }) {
+            let unit = s.record.unit().unwrap_or(Unit::Number);
+            reason = format!("{reason} at {value} {}", unit.suffix())
+                .trim_end()
+                .to_string();
+        }
+    }
+    Some((state, reason))
 }
 
 fn bmc_component() -> ComponentId {
@@ -885,6 +1000,83 @@ mod tests {
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].state, State::Critical);
         assert_eq!(merged[0].events.len(), 1);
+    }
+
+    fn fan_sel(deassertion: bool, offset: u8) -> SelRecord {
+        SelRecord {
+            id: 7,
+            record_type: 0x02,
+            timestamp: 0,
+            generator: 0x20,
+            sensor_type: sensor_type::FAN,
+            sensor_number: 0x20,
+            deassertion,
+            reading_type: sdr::READING_THRESHOLD,
+            data: [0x50 | offset, 0x00, 0x0a],
+        }
+    }
+
+    #[test]
+    fn a_fault_only_the_sel_saw_becomes_a_transition_and_a_recovery() {
+        let s = sensor(fan_record());
+        let now_ok = merge(vec![observe(&s, reading(90, 0))]);
+        let sel = vec![fan_sel(false, 0x2), fan_sel(true, 0x2), fan_sel(false, 0x3)];
+        let out = apply_sel(now_ok, std::slice::from_ref(&s), sel);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].state, State::Critical);
+        assert_eq!(
+            out[0].reason,
+            "FAN1: Lower Critical going low at 0 RPM (BMC event log; cleared before the next \
+             reading)"
+        );
+        assert_eq!(out[0].events, vec!["SelLowerCriticalGoingLowAsserted"]);
+        assert_eq!(out[1].state, State::Ok);
+        assert_eq!(
+            out[1].events,
+            vec![
+                "SelLowerCriticalGoingLowDeasserted",
+                "SelLowerCriticalGoingHighAsserted"
+            ]
+        );
+        // Through the model: OK -> CRITICAL with the reason, then the recovery.
+        let mut h = crate::model::Health::default();
+        h.apply_at("ipmi", merge(vec![observe(&s, reading(90, 0))]), 1);
+        let ev = h.apply_at("ipmi", out, 2);
+        let changes: Vec<_> = ev
+            .iter()
+            .filter(|e| e.name == "StateChanged")
+            .map(|e| (e.from, e.to, e.reason.is_empty()))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                (State::Ok, State::Critical, false),
+                (State::Critical, State::Ok, true)
+            ]
+        );
+        assert_eq!(ev[0].name, "SelLowerCriticalGoingLowAsserted");
+        assert_eq!((ev[0].from, ev[0].to), (State::Ok, State::Critical));
+    }
+
+    #[test]
+    fn a_fault_the_reading_still_shows_is_not_doubled() {
+        let s = sensor(fan_record());
+        let now = merge(vec![observe(&s, reading(0, 0x03))]);
+        let out = apply_sel(now, std::slice::from_ref(&s), vec![fan_sel(false, 0x2)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, "FAN1 stopped (0 RPM)");
+        assert_eq!(out[0].events, vec!["SelLowerCriticalGoingLowAsserted"]);
+        // A PSU failure on a supply the SDR does not describe lands on the BMC component.
+        let bmc = vec![Observation::new(bmc_component())];
+        let mut psu = fan_sel(false, 1);
+        psu.sensor_type = sensor_type::POWER_SUPPLY;
+        psu.reading_type = sdr::READING_SENSOR_SPECIFIC;
+        psu.sensor_number = 0x77;
+        psu.data = [0x01, 0xff, 0xff];
+        let out = apply_sel(bmc, &[s], vec![psu]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].state, State::Critical);
+        assert!(out[0].reason.starts_with("sensor 0x77: Failure detected"));
     }
 
     #[test]

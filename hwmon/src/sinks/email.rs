@@ -241,7 +241,9 @@ impl Worker {
                 }
             }
             for (component, events) in by_component {
-                self.deliver(&component, &events);
+                for episode in episodes(events) {
+                    self.deliver(&component, &episode);
+                }
             }
         }
     }
@@ -276,6 +278,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Splits one component's batch where it recovers: a fault that asserted and cleared within
+/// one batch (a PSU failure seen only in the BMC's event log) is mailed as the failure and
+/// then the recovery, not as one RECOVERED mail that hides the failure in its body.
+fn episodes(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut current: Vec<Event> = Vec::new();
+    for e in events {
+        let recovers = e.to == State::Ok && e.from != State::Ok;
+        let failed_before = current.iter().any(|p| p.to != State::Ok);
+        if recovers && failed_before {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(e);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// The message (RFC 5322, UTF-8 body). Subject: `<prefix> CRITICAL fan/FAN1: reason` or
@@ -458,6 +480,23 @@ mod tests {
         let crit_only = Policy::new(State::Critical, Duration::ZERO);
         assert!(!crit_only.wanted(&ev("StateChanged", State::Ok, State::Warning)));
         assert!(!crit_only.wanted(&ev("StateChanged", State::Warning, State::Ok)));
+    }
+
+    #[test]
+    fn a_fault_cleared_within_a_batch_is_mailed_then_recovered() {
+        let batch = vec![
+            ev("SelFailureDetectedAsserted", State::Ok, State::Critical),
+            ev("StateChanged", State::Ok, State::Critical),
+            ev("SelFailureDetectedDeasserted", State::Critical, State::Ok),
+            ev("StateChanged", State::Critical, State::Ok),
+        ];
+        let split = episodes(batch);
+        assert_eq!(split.len(), 2);
+        assert!(split[0].iter().all(|e| e.to == State::Critical));
+        assert!(split[1].iter().all(|e| e.to == State::Ok));
+        // A plain recovery stays one mail.
+        let plain = episodes(vec![ev("StateChanged", State::Critical, State::Ok)]);
+        assert_eq!(plain.len(), 1);
     }
 
     #[test]
