@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::board::Board;
 use crate::collectors::ipmi::IpmiConfig;
 use crate::sinks::SinksConfig;
-use crate::toml_load::{self, LoadError};
+use crate::toml_load::{self, LoadError, Locator, Seg};
 
 /// The documented reference configuration.
 pub const REFERENCE_TOML: &str = include_str!("../hwmond.reference.toml");
@@ -268,6 +268,42 @@ impl Config {
         if self.hwmond.socket.as_os_str().is_empty() {
             return Err(err("socket", "socket must not be empty"));
         }
+        // What the daemon would refuse at start is refused here, at the key, so that
+        // `check-config` and `run` agree (issue 13).
+        let locator = Locator::new(text);
+        // At the offending key; when the file leaves it to its default (an email sink with
+        // no `to` at all), at the key that made it matter (`enable`, `interface`).
+        let at = |section: &[&str], keys: &[&str], message: String| {
+            let mut path: Vec<Seg<'_>> = section.iter().map(|k| Seg::Key(k)).collect();
+            let parent = locator.position(&path);
+            let mut found = parent;
+            for key in keys {
+                path.push(Seg::Key(key));
+                let pos = locator.position(&path);
+                path.pop();
+                if pos != parent {
+                    found = pos;
+                    break;
+                }
+            }
+            LoadError::invalid(origin, found.0, found.1, message)
+        };
+        check_log_level(&self.hwmond.log_level)
+            .map_err(|m| at(&["hwmond"], &["log_level"], format!("log_level: {m}")))?;
+        crate::collectors::ipmi::check(&self.ipmi).map_err(|(key, m)| {
+            at(
+                &["ipmi"],
+                &[key, "interface", "enable"],
+                format!("[ipmi] {m}"),
+            )
+        })?;
+        crate::sinks::check(&self.sinks).map_err(|p| {
+            at(
+                &["sinks", p.sink],
+                &[p.key, "enable"],
+                format!("[sinks.{}] {}", p.sink, p.message),
+            )
+        })?;
         Ok(())
     }
 
@@ -276,9 +312,37 @@ impl Config {
         if self.hwmond.board.as_os_str().is_empty() {
             Ok(Board::default())
         } else {
-            Board::load(&self.hwmond.board)
+            crate::board::load_checked(&self.hwmond.board)
         }
     }
+}
+
+/// Levels a log directive may name (tracing's `LevelFilter` names).
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log_level`: a level, or tracing filter directives whose levels are all known. A bare word
+/// that is not a level would be taken by tracing as a target name and silently log
+/// everything of nothing, so it is refused (`target=level` names a target).
+pub fn check_log_level(spec: &str) -> Result<(), String> {
+    if spec.trim().is_empty() {
+        return Err("empty; one of error, warn, info, debug, trace".into());
+    }
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None if directive.contains('[') => continue,
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "unknown level `{level}`; one of error, warn, info, debug, trace, off \
+                 (or target=level directives)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(spec)
+        .map(|_| ())
+        .map_err(|e| format!("{spec:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -332,6 +396,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("h.toml:2:"), "{e}");
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, Path::new("h.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// What `hwmond run` refuses at start is refused by the shared check, at the key.
+    #[test]
+    fn start_time_refusals_are_config_errors_at_the_key() {
+        let e = error_of("[hwmond]\nlog_level = \"verbose\"\n");
+        assert!(
+            e.starts_with("h.toml:2:1: log_level: unknown level `verbose`"),
+            "{e}"
+        );
+        let e = error_of("[hwmond]\nlog_level = \"info,postern_hwmon=loud\"\n");
+        assert!(
+            e.starts_with("h.toml:2:1: log_level: unknown level `loud`"),
+            "{e}"
+        );
+        for good in ["info", "DEBUG", "warn,postern_hwmon=trace", "off"] {
+            assert!(check_log_level(good).is_ok(), "{good}");
+        }
+        let e = error_of("\n[sinks.metrics]\nenable = true\n  listen = \"0.0.0.0:9188\"\n");
+        assert_eq!(
+            e,
+            "h.toml:4:3: [sinks.metrics] listen 0.0.0.0:9188: only loopback addresses are allowed"
+        );
+        let e = error_of("[sinks.metrics]\nenable = true\nlisten = \"localhost\"\n");
+        assert!(
+            e.starts_with("h.toml:3:1: [sinks.metrics] listen localhost: "),
+            "{e}"
+        );
+        // A disabled sink is not checked (run does not start it).
+        assert!(Config::parse(
+            "[sinks.metrics]\nlisten = \"0.0.0.0:1\"\n",
+            Path::new("h.toml")
+        )
+        .is_ok());
+        let e = error_of("[ipmi]\nenable = true\ninterface = \"lan\"\n");
+        assert_eq!(e, "h.toml:3:1: [ipmi] interface = \"lan\" needs host");
+        let e = error_of(
+            "[ipmi]\nenable = true\ninterface = \"lan\"\nhost = \"b\"\ncipher_suite = 17\n",
+        );
+        assert!(e.starts_with("h.toml:5:1: [ipmi] cipher_suite 17"), "{e}");
+        let e = error_of("[sinks.email]\nenable = true\nfrom = \"a@b.test\"\n");
+        assert_eq!(e, "h.toml:2:1: [sinks.email] to: no recipient");
+        let e = error_of("[sinks.email]\nenable = true\nto = []\n");
+        assert_eq!(e, "h.toml:3:1: [sinks.email] to: no recipient");
+        let e = error_of("[sinks.syslog]\nenable = true\nudp = \"192.0.2.1:514\"\n");
+        assert!(
+            e.starts_with("h.toml:3:1: [sinks.syslog] udp 192.0.2.1:514: only loopback"),
+            "{e}"
+        );
+        let e = error_of("[sinks.webhook]\nenable = true\nurl = \"ftp://x\"\n");
+        assert!(e.starts_with("h.toml:3:1: [sinks.webhook] "), "{e}");
     }
 
     #[test]

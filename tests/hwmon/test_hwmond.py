@@ -420,6 +420,52 @@ def test_bad_config_reports_file_and_line(env):
     assert r.stderr.startswith(f"{board}:6:"), r.stderr
 
 
+GUEST_BOARD = (BOARDS / "qemu-test-guest.toml").read_text()
+EXTRA_SENSOR = ('\n[[sensor]]\nname = "Extra"\nkind = "sensor"\ncomponent = "extra"\n'
+                'thresholds = { upper_non_critical = 90.0, upper_critical = 80.0 }\n')
+GUEST_LINES = GUEST_BOARD.count("\n")
+RAID_LINE = GUEST_BOARD[:GUEST_BOARD.index('level = "raid1"')].count("\n") + 1
+
+# (config text after [hwmond], board text or None, expected "line:column: message" in the file
+# that is wrong: the config unless a board is given).
+REFUSED = {
+    "metrics listen": ('\n[sinks.metrics]\nenable = true\nlisten = "0.0.0.0:9188"\n', None,
+                       "6:1: [sinks.metrics] listen 0.0.0.0:9188: only loopback addresses are allowed"),
+    "ipmi lan without host": ('\n[ipmi]\nenable = true\n  interface = "lan"\n', None,
+                              '6:3: [ipmi] interface = "lan" needs host'),
+    "email without recipients": ('\n[sinks.email]\nenable = true\nfrom = "a@b.test"\nto = []\n',
+                                 None, "7:1: [sinks.email] to: no recipient"),
+    "unknown log level": ('log_level = "verbose"\n', None,
+                          "3:1: log_level: unknown level `verbose`"),
+    "unknown raid level": ("", GUEST_BOARD.replace('level = "raid1"', 'level = "raid0"'),
+                           f"{RAID_LINE}:1: array md0: level `raid0` is not one of"),
+    "inverted thresholds": ("", GUEST_BOARD + EXTRA_SENSOR,
+                            f"{GUEST_LINES + 6}:43: sensor Extra: thresholds: upper_non_critical 90 "
+                            "must not be above upper_critical 80"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_check_config_refuses_what_run_refuses(env, case):
+    """`hwmond check-config` and `hwmond run` share one validation: each case is refused by
+    both, with the same file:line:column and message."""
+    root, sock, tmp = env
+    extra, board_text, want = REFUSED[case]
+    text = f'[hwmond]\nsocket = "{sock}"\n' + extra
+    where = tmp / "h.toml"
+    if board_text is not None:
+        where = tmp / "board.toml"
+        where.write_text(board_text)
+        text += f'board = "{where}"\n'
+    cfg = tmp / "h.toml"
+    cfg.write_text(text)
+    for command in ("check-config", "run"):
+        r = run_hwmond("--config", str(cfg), command, timeout=30)
+        assert r.returncode == 2, (command, r.returncode, r.stderr)
+        assert r.stderr.startswith(f"{where}:{want}"), (command, r.stderr)
+    assert not sock.exists()
+
+
 @pytest.mark.parametrize("board", sorted(p.name for p in BOARDS.glob("*.toml")))
 def test_board_configs_check(board):
     r = run_hwmond("--board", str(BOARDS / board), "check-config")

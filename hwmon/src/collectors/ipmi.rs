@@ -100,6 +100,28 @@ impl Default for IpmiConfig {
 /// The cipher suites ipmi-rs can negotiate.
 pub const SUPPORTED_CIPHER_SUITES: &[u8] = &[3];
 
+/// What is wrong with an enabled `[ipmi]` section (the key and why), if anything; the
+/// configuration check runs this too, so `check-config` refuses what `run` would.
+pub fn check(config: &IpmiConfig) -> Result<(), (&'static str, String)> {
+    if !config.enable || config.interface != IpmiInterface::Lan {
+        return Ok(());
+    }
+    if config.host.is_empty() {
+        return Err(("host", "interface = \"lan\" needs host".into()));
+    }
+    if !SUPPORTED_CIPHER_SUITES.contains(&config.cipher_suite) {
+        return Err((
+            "cipher_suite",
+            format!(
+                "cipher_suite {} is not supported (ipmi-rs negotiates suite 3: \
+                 RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)",
+                config.cipher_suite
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The IPMI collector when enabled.
 pub fn build(
     config: &IpmiConfig,
@@ -117,16 +139,7 @@ pub fn build(
             path: config.device.display().to_string(),
         },
         IpmiInterface::Lan => {
-            if config.host.is_empty() {
-                return Err(unavailable("interface = \"lan\" needs host".into()));
-            }
-            if !SUPPORTED_CIPHER_SUITES.contains(&config.cipher_suite) {
-                return Err(unavailable(format!(
-                    "cipher_suite {} is not supported (ipmi-rs negotiates suite 3: \
-                     RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128)",
-                    config.cipher_suite
-                )));
-            }
+            check(config).map_err(|(_, m)| unavailable(m))?;
             let password = if config.password_file.as_os_str().is_empty() {
                 config.password.clone()
             } else {

@@ -125,20 +125,27 @@ pub struct EmailSink {
 }
 
 impl EmailSink {
-    pub fn start(config: &EmailConfig) -> Result<EmailSink, SinkError> {
+    /// What is wrong with the configuration (the key and why), if anything; the
+    /// configuration check runs this too, so `check-config` refuses what `run` would.
+    pub fn check(config: &EmailConfig) -> Result<(), (&'static str, String)> {
         if config.to.is_empty() {
-            return Err(config_error("email", "to: no recipient"));
+            return Err(("to", "to: no recipient".into()));
         }
         if config.from.is_empty() || !config.from.contains('@') {
-            return Err(config_error("email", "from: an address is required"));
+            return Err(("from", "from: an address is required".into()));
         }
         if !matches!(config.min_state, State::Warning | State::Critical) {
-            return Err(config_error("email", "min_state: WARNING or CRITICAL"));
+            return Err(("min_state", "min_state: WARNING or CRITICAL".into()));
         }
         if config.tls == TlsMode::Required || !config.ca_file.is_empty() {
             // Fail at start, not at the first alert, when the CA file is unusable.
-            smtp::tls_client_config(&config.ca_file).map_err(|e| config_error("email", e))?;
+            smtp::tls_client_config(&config.ca_file).map_err(|e| ("ca_file", e))?;
         }
+        Ok(())
+    }
+
+    pub fn start(config: &EmailConfig) -> Result<EmailSink, SinkError> {
+        EmailSink::check(config).map_err(|(_, m)| config_error("email", m))?;
         let (tx, rx) = mpsc::sync_channel(1024);
         let params = SmtpParams {
             server: config.server.clone(),

@@ -61,17 +61,24 @@ pub struct MetricsSink {
 }
 
 impl MetricsSink {
-    pub fn start(config: &MetricsConfig) -> Result<MetricsSink, SinkError> {
+    /// The listen address, or what is wrong with the configuration (the key and why); the
+    /// configuration check runs this too, so `check-config` refuses what `run` would.
+    pub fn check(config: &MetricsConfig) -> Result<SocketAddr, (&'static str, String)> {
         let addr: SocketAddr = config
             .listen
             .parse()
-            .map_err(|e| config_error("metrics", format!("listen {}: {e}", config.listen)))?;
+            .map_err(|e| ("listen", format!("listen {}: {e}", config.listen)))?;
         if !is_loopback(&addr) {
-            return Err(config_error(
-                "metrics",
+            return Err((
+                "listen",
                 format!("listen {addr}: only loopback addresses are allowed"),
             ));
         }
+        Ok(addr)
+    }
+
+    pub fn start(config: &MetricsConfig) -> Result<MetricsSink, SinkError> {
+        let addr = MetricsSink::check(config).map_err(|(_, m)| config_error("metrics", m))?;
         let listener = TcpListener::bind(addr).map_err(|source| SinkError::Io {
             sink: "metrics".into(),
             source,

@@ -77,6 +77,35 @@ pub fn build(config: &SinksConfig) -> Result<Vec<Box<dyn Sink>>, SinkError> {
     Ok(out)
 }
 
+/// A value of `[sinks.<sink>]` that the sink refuses at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub sink: &'static str,
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// The first problem of the enabled sinks' configuration: what [`build`] would refuse. The
+/// configuration check runs this, so that `hwmond check-config` and `hwmond run` agree.
+pub fn check(config: &SinksConfig) -> Result<(), Problem> {
+    let problem = |sink: &'static str| {
+        move |(key, message): (&'static str, String)| Problem { sink, key, message }
+    };
+    if config.metrics.enable {
+        MetricsSink::check(&config.metrics).map_err(problem("metrics"))?;
+    }
+    if config.email.enable {
+        EmailSink::check(&config.email).map_err(problem("email"))?;
+    }
+    if config.webhook.enable {
+        WebhookSink::check(&config.webhook).map_err(problem("webhook"))?;
+    }
+    if config.syslog.enable {
+        SyslogSink::check(&config.syslog).map_err(problem("syslog"))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn config_error(sink: &str, message: impl Into<String>) -> SinkError {
     SinkError::Config {
         sink: sink.into(),

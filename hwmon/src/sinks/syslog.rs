@@ -60,33 +60,44 @@ pub struct SyslogSink {
 }
 
 impl SyslogSink {
-    pub fn start(config: &SyslogConfig) -> Result<SyslogSink, SinkError> {
+    /// The UDP collector (`None`: the local socket), or what is wrong with the configuration
+    /// (the key and why); the configuration check runs this too, so `check-config` refuses
+    /// what `run` would.
+    pub fn check(config: &SyslogConfig) -> Result<Option<SocketAddr>, (&'static str, String)> {
         if config.facility > 23 {
-            return Err(config_error("syslog", "facility: 0..=23"));
+            return Err(("facility", "facility: 0..=23".into()));
         }
+        if config.udp.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = config
+            .udp
+            .parse()
+            .map_err(|e| ("udp", format!("udp {}: {e}", config.udp)))?;
+        if !is_loopback(&addr) {
+            return Err((
+                "udp",
+                format!("udp {addr}: only loopback collectors are allowed"),
+            ));
+        }
+        Ok(Some(addr))
+    }
+
+    pub fn start(config: &SyslogConfig) -> Result<SyslogSink, SinkError> {
+        let udp = SyslogSink::check(config).map_err(|(_, m)| config_error("syslog", m))?;
         let io = |source| SinkError::Io {
             sink: "syslog".into(),
             source,
         };
-        let transport = if config.udp.is_empty() {
-            Transport::Unix(UnixDatagram::unbound().map_err(io)?, config.socket.clone())
-        } else {
-            let addr: SocketAddr = config
-                .udp
-                .parse()
-                .map_err(|e| config_error("syslog", format!("udp {}: {e}", config.udp)))?;
-            if !is_loopback(&addr) {
-                return Err(config_error(
-                    "syslog",
-                    format!("udp {addr}: only loopback collectors are allowed"),
-                ));
-            }
+        let transport = if let Some(addr) = udp {
             let bind = if addr.is_ipv6() {
                 "[::1]:0"
             } else {
                 "127.0.0.1:0"
             };
             Transport::Udp(UdpSocket::bind(bind).map_err(io)?, addr)
+        } else {
+            Transport::Unix(UnixDatagram::unbound().map_err(io)?, config.socket.clone())
         };
         Ok(SyslogSink {
             transport,

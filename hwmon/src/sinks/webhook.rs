@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,21 +126,28 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn start(config: &WebhookConfig) -> Result<WebhookSink, SinkError> {
-        let url = Url::parse(&config.url).map_err(|e| config_error("webhook", e))?;
+    /// The URL and TLS settings, or what is wrong with the configuration (the key and why);
+    /// the configuration check runs this too, so `check-config` refuses what `run` would.
+    #[allow(clippy::type_complexity)]
+    pub fn check(
+        config: &WebhookConfig,
+    ) -> Result<(Url, Option<Arc<rustls::ClientConfig>>), (&'static str, String)> {
+        let url = Url::parse(&config.url).map_err(|e| ("url", e))?;
         for h in &config.headers {
             if !h.contains(':') || h.contains(['\r', '\n']) {
-                return Err(config_error(
-                    "webhook",
-                    format!("headers: bad header {h:?}"),
-                ));
+                return Err(("headers", format!("headers: bad header {h:?}")));
             }
         }
         let tls = if url.https {
-            Some(smtp::tls_client_config(&config.ca_file).map_err(|e| config_error("webhook", e))?)
+            Some(smtp::tls_client_config(&config.ca_file).map_err(|e| ("ca_file", e))?)
         } else {
             None
         };
+        Ok((url, tls))
+    }
+
+    pub fn start(config: &WebhookConfig) -> Result<WebhookSink, SinkError> {
+        let (url, tls) = WebhookSink::check(config).map_err(|(_, m)| config_error("webhook", m))?;
         let (tx, rx) = mpsc::sync_channel(1024);
         let worker = Worker {
             url,
