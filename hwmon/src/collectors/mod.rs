@@ -117,10 +117,36 @@ pub fn build(
 pub struct CommandOutput {
     pub status: Option<i32>,
     pub stdout: Vec<u8>,
+    /// Kept (bounded) so that a tool failing outside its JSON can say why in the reason.
+    pub stderr: Vec<u8>,
 }
 
-/// Runs `argv` (program + arguments) with stdin closed, stderr discarded, and kills it after
-/// `timeout`. Nonzero exit is not an error (smartctl encodes findings in its exit bits).
+impl CommandOutput {
+    /// The tool's own complaint: the last non-empty stderr line, else the `=======>` line
+    /// smartctl prints on stdout for a bad command line; `None` when it said nothing.
+    pub fn complaint(&self) -> Option<String> {
+        let last = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .map(String::from)
+        };
+        let message = last(&self.stderr).or_else(|| {
+            String::from_utf8_lossy(&self.stdout).lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("=======>")
+                    .map(|m| m.trim().to_string())
+            })
+        })?;
+        // A reason is one line of a status table or a mail subject, not a log dump.
+        Some(message.chars().take(300).collect())
+    }
+}
+
+/// Runs `argv` (program + arguments) with stdin closed, stdout and stderr captured, and kills
+/// it after `timeout`. Nonzero exit is not an error (smartctl encodes findings in its exit
+/// bits).
 pub fn run_command(argv: &[String], timeout: Duration) -> std::io::Result<CommandOutput> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::new(
@@ -132,7 +158,7 @@ pub fn run_command(argv: &[String], timeout: Duration) -> std::io::Result<Comman
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()?;
     let mut stdout = child.stdout.take();
     let reader = std::thread::spawn(move || {
@@ -140,6 +166,16 @@ pub fn run_command(argv: &[String], timeout: Duration) -> std::io::Result<Comman
         if let Some(out) = stdout.as_mut() {
             // Bounded: no tool we run prints more than a few hundred KiB.
             let _ = out.take(16 << 20).read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut stderr = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(err) = stderr.as_mut() {
+            // Keep the head, drain the rest so the child never blocks on a full pipe.
+            let _ = err.take(64 << 10).read_to_end(&mut buf);
+            let _ = std::io::copy(err, &mut std::io::sink());
         }
         buf
     });
@@ -159,9 +195,11 @@ pub fn run_command(argv: &[String], timeout: Duration) -> std::io::Result<Comman
         std::thread::sleep(Duration::from_millis(5));
     };
     let stdout = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
     Ok(CommandOutput {
         status: status.code(),
         stdout,
+        stderr,
     })
 }
 
@@ -216,6 +254,21 @@ mod tests {
         .unwrap();
         assert_eq!(out.stdout, b"hi\n");
         assert_eq!(out.status, Some(3));
+        assert_eq!(out.complaint(), None);
+        let out = run_command(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo '{}'; echo 'first' >&2; echo 'smartctl: Permission denied' >&2; exit 2"
+                    .into(),
+            ],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            out.complaint().as_deref(),
+            Some("smartctl: Permission denied")
+        );
         let e = run_command(&["sleep".into(), "5".into()], Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert!(run_command(&[], Duration::from_secs(1)).is_err());

@@ -20,6 +20,8 @@
 //!   `disk_temp_warning_c`: WARNING;
 //! - self-test log errors: WARNING; error log growth: an event (`ErrorLogIncreased`);
 //! - a board disk smartctl cannot open: CRITICAL (removed or dead); another device: UNKNOWN.
+//! - no overall health verdict (`smart_status.passed` missing or not a boolean): UNKNOWN,
+//!   never OK; a smartctl that fails outside its JSON: its own stderr message is the reason.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -157,7 +159,10 @@ impl SmartCollector {
             .collect()
     }
 
-    fn query(&self, dev: &SmartDevice) -> Result<Value, String> {
+    /// smartctl's JSON and its stderr complaint, or why there is no JSON (with the
+    /// complaint, which is what tells the operator why: "Permission denied", a missing
+    /// library).
+    fn query(&self, dev: &SmartDevice) -> Result<(Value, Option<String>), String> {
         let mut argv = self.command.clone();
         argv.extend(["--json=c".into(), "-a".into()]);
         if !dev.dtype.is_empty() {
@@ -165,11 +170,34 @@ impl SmartCollector {
         }
         argv.push(dev.path.clone());
         let out = run_command(&argv, self.timeout).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("smartctl output is not JSON: {e}"))
+        let complaint = out.complaint();
+        match serde_json::from_slice(&out.stdout) {
+            Ok(json) => Ok((json, complaint)),
+            Err(e) => {
+                let status = out
+                    .status
+                    .map_or_else(|| "killed".to_string(), |c| format!("exit {c}"));
+                Err(match complaint {
+                    Some(c) => format!("{c} ({status})"),
+                    None => format!("output is not JSON ({status}): {e}"),
+                })
+            }
+        }
     }
 
     /// Turns one smartctl JSON document into an observation for `dev`.
     pub fn evaluate(&mut self, dev: &SmartDevice, json: &Value) -> Observation {
+        self.evaluate_output(dev, json, None)
+    }
+
+    /// [`SmartCollector::evaluate`] with what smartctl wrote to stderr, kept in the reason
+    /// when it could not read the device.
+    pub fn evaluate_output(
+        &mut self,
+        dev: &SmartDevice,
+        json: &Value,
+        stderr: Option<&str>,
+    ) -> Observation {
         let rules = self.board.rules.clone();
         let mut obs = Observation::new(ComponentId::new(ComponentKind::Disk, dev.name.clone()));
         obs.attr("device", dev.path.clone());
@@ -219,8 +247,13 @@ impl SmartCollector {
                 .and_then(|m| m.first())
                 .and_then(|m| m.get("string"))
                 .and_then(Value::as_str)
-                .unwrap_or("smartctl could not open the device")
-                .to_string();
+                .map(String::from);
+            let msg = match (msg, stderr) {
+                (Some(m), Some(e)) if m != e => format!("{m}; smartctl: {e}"),
+                (Some(m), _) => m,
+                (None, Some(e)) => format!("smartctl: {e}"),
+                (None, None) => "smartctl could not open the device".to_string(),
+            };
             let state = if dev.expected {
                 State::Critical
             } else {
@@ -245,6 +278,15 @@ impl SmartCollector {
                 if p { 1.0 } else { 0.0 },
                 Unit::Bool,
             ));
+        } else {
+            // No verdict is not a good verdict: the disk is UNKNOWN until smartctl says
+            // PASSED (SMART disabled, a bridge that hides it, a smartctl that changed shape).
+            let why = match json.get("smart_status").map(|s| s.get("passed")) {
+                None => "smartctl reported no overall health (no smart_status)".to_string(),
+                Some(None) => "smartctl reported no overall health (no smart_status.passed)".into(),
+                Some(Some(v)) => format!("smartctl overall health is not true/false: {v}"),
+            };
+            obs.raise(State::Unknown, why);
         }
         let critical_warning = nvme
             .and_then(|l| l.get("critical_warning"))
@@ -561,7 +603,9 @@ impl Collector for SmartCollector {
         let mut out = Vec::new();
         for dev in self.devices() {
             match self.query(&dev) {
-                Ok(json) => out.push(self.evaluate(&dev, &json)),
+                Ok((json, stderr)) => {
+                    out.push(self.evaluate_output(&dev, &json, stderr.as_deref()))
+                }
                 Err(e) => {
                     let mut obs =
                         Observation::new(ComponentId::new(ComponentKind::Disk, dev.name.clone()));
@@ -730,5 +774,127 @@ mod tests {
         let o = c.evaluate(&dev("nvme0", true), &j);
         assert_eq!(o.state, State::Warning, "{}", o.reason);
         assert!(o.reason.contains("warning 45"), "{}", o.reason);
+    }
+
+    #[test]
+    fn no_overall_health_is_unknown_never_ok() {
+        let mut c = collector();
+        let healthy = recorded("sda-healthy.json");
+        let mut missing = healthy.clone();
+        missing.as_object_mut().unwrap().remove("smart_status");
+        let o = c.evaluate(&dev("sda", true), &missing);
+        assert_eq!(o.state, State::Unknown);
+        assert_eq!(
+            o.reason,
+            "smartctl reported no overall health (no smart_status)"
+        );
+        // The readings are still there: only the verdict is missing.
+        assert_eq!(o.get_reading("temperature").unwrap().value, 31.0);
+        assert!(o.get_reading("smart_passed").is_none());
+        for bad in [serde_json::json!("yes"), serde_json::json!(1), Value::Null] {
+            let mut j = healthy.clone();
+            j["smart_status"]["passed"] = bad.clone();
+            let o = c.evaluate(&dev("sda", true), &j);
+            assert_eq!(o.state, State::Unknown, "{bad}");
+            assert!(
+                o.reason
+                    .starts_with("smartctl overall health is not true/false: "),
+                "{bad}: {}",
+                o.reason
+            );
+        }
+        let mut j = healthy.clone();
+        j["smart_status"] = serde_json::json!({});
+        let o = c.evaluate(&dev("sda", true), &j);
+        assert_eq!(o.state, State::Unknown);
+        assert!(o.reason.contains("no smart_status.passed"), "{}", o.reason);
+        // Worse findings still win over the missing verdict.
+        missing["temperature"]["current"] = 75.into();
+        let o = c.evaluate(&dev("sda", true), &missing);
+        assert_eq!(o.state, State::Critical, "{}", o.reason);
+        assert!(o.reason.contains("no smart_status"), "{}", o.reason);
+        assert_eq!(c.evaluate(&dev("sda", true), &healthy).state, State::Ok);
+    }
+
+    fn collector_running(script: &str) -> SmartCollector {
+        let config = SmartConfig {
+            command: vec!["sh".into(), "-c".into(), script.into(), "smartctl".into()],
+            devices: vec!["/dev/sdz".into()],
+            ..SmartConfig::default()
+        };
+        SmartCollector::new(
+            &config,
+            Duration::from_secs(60),
+            &CollectorContext::default(),
+        )
+    }
+
+    #[test]
+    fn a_failing_smartctl_keeps_its_own_message() {
+        // No JSON at all (a wrapper that cannot run smartctl): stderr is the reason.
+        let mut c = collector_running("echo 'sudo: smartctl: command not found' >&2; exit 1");
+        let o = c.collect();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].state, State::Critical);
+        assert_eq!(
+            o[0].reason,
+            "smartctl failed: sudo: smartctl: command not found (exit 1)"
+        );
+        // JSON saying the open failed without a message of its own, and a complaint on stderr.
+        let mut c = collector_running(
+            "echo '{\"smartctl\":{\"exit_status\":2}}'; \
+             echo '/dev/sdz: Permission denied' >&2; exit 2",
+        );
+        let o = c.collect();
+        assert_eq!(o[0].state, State::Critical);
+        assert_eq!(o[0].reason, "smartctl: /dev/sdz: Permission denied");
+        assert_eq!(o[0].events, vec!["DeviceUnreadable"]);
+        // Both: the JSON message first, then what stderr added.
+        let mut c = collector_running(
+            "echo '{\"smartctl\":{\"exit_status\":2,\"messages\":[{\"string\":\"open failed\"}]}}'; \
+             echo 'ioctl: Operation not permitted' >&2; exit 2",
+        );
+        let o = c.collect();
+        assert_eq!(
+            o[0].reason,
+            "open failed; smartctl: ioctl: Operation not permitted"
+        );
+        // Output that is not JSON and no complaint.
+        let mut c = collector_running("echo garbage; exit 0");
+        let o = c.collect();
+        assert!(
+            o[0].reason
+                .starts_with("smartctl failed: output is not JSON (exit 0): "),
+            "{}",
+            o[0].reason
+        );
+    }
+
+    /// The real smartctl refusing its command line says why on stdout, outside its JSON.
+    #[test]
+    fn real_smartctl_command_line_error_is_in_the_reason() {
+        let Some(smartctl) = ["/usr/sbin/smartctl", "/usr/bin/smartctl", "/sbin/smartctl"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            eprintln!("smartctl not installed; skipped");
+            return;
+        };
+        let config = SmartConfig {
+            command: vec![smartctl.into(), "--nosuchopt".into()],
+            devices: vec!["/dev/null".into()],
+            ..SmartConfig::default()
+        };
+        let mut c = SmartCollector::new(
+            &config,
+            Duration::from_secs(60),
+            &CollectorContext::default(),
+        );
+        let o = c.collect();
+        assert_eq!(o[0].state, State::Critical);
+        assert_eq!(
+            o[0].reason,
+            "smartctl failed: UNRECOGNIZED OPTION: nosuchopt (exit 1)"
+        );
     }
 }
