@@ -30,6 +30,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILDER = REPO / "image" / "build"
 BOARD = "qemu-x86_64"
 OTHER_BOARD = "postern-2u-sata-raid10"
+OTHER_VERSION = "9.9.9-test"
 LABELS = ["efi", "boot_a", "system_a", "boot_b", "system_b", "persist"]
 SIZE_KEYS = {"efi": "efi", "boot_a": "boot", "system_a": "system", "boot_b": "boot",
              "system_b": "system", "persist": "persist"}
@@ -143,7 +144,8 @@ def builds():
         b = Builder(base, str(bin_dir))
         first = b.build(BOARD, "first")
         second = b.build(BOARD, "second")
-        other = b.build(OTHER_BOARD, "other")
+        # The other board also carries the options of the rollback test's bundle.
+        other = b.build(OTHER_BOARD, "other", "--version", OTHER_VERSION, "--test-health-fail")
         yield {"first": first, "second": second, "other": other, "builder": b}
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -229,7 +231,8 @@ def test_system_slot_is_erofs_with_the_appliance(builds, tmp_path):
     assert (root / "etc/postern/board.toml").read_bytes() == \
         (REPO / "board-configs" / f"{BOARD}.toml").read_bytes()
     build = json.loads((root / "etc/postern/build.json").read_text())
-    assert build["board"] == BOARD and build["commit"] == git("rev-parse", "HEAD")
+    assert build["board"] == BOARD
+    assert build["commit"] == builds["builder"].env["POSTERN_COMMIT"]
     conf = (root / "etc/rauc/system.conf").read_text()
     assert f"compatible=postern-{BOARD}\n" in conf and "bootloader=grub\n" in conf
     assert (root / "etc/rauc/keyring.pem").read_bytes() == \
@@ -299,6 +302,21 @@ def test_bundle_verifies_against_the_keyring_only(builds, tmp_path):
          str(bundle_of(builds["other"]))], check=True, text=True,
         stdout=subprocess.PIPE).stdout)
     assert other["compatible"] == f"postern-{OTHER_BOARD}"
+    assert other["version"] == OTHER_VERSION
+    assert bundle_of(builds["other"]).name == f"postern-{OTHER_BOARD}-{OTHER_VERSION}.raucb"
+
+
+def test_health_fail_build_has_a_posternd_that_exits(builds, tmp_path):
+    img = extract_partition(builds["other"] / "disk.img", "system_a", tmp_path / "system.img")
+    root = tmp_path / "root"
+    subprocess.run(["fsck.erofs", f"--extract={root}", str(img)], check=True,
+                   capture_output=True)
+    build = json.loads((root / "etc/postern/build.json").read_text())
+    assert build["test_health_fail"] is True and build["version"] == OTHER_VERSION
+    r = subprocess.run(["sh", str(root / "usr/sbin/posternd"), "--config", "/nonexistent"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "--test-health-fail" in r.stderr
+    assert (root / "usr/sbin/posternd.real").stat().st_size > 1 << 20
 
 
 def test_manifest_lists_packages_lock_and_artefacts(builds):
