@@ -365,6 +365,11 @@ def test_status_table_and_json_from_the_daemon(env):
         assert "COMPONENT" in table and "STATE" in table
         md_line = next(l for l in lines if l.startswith("array/md0"))
         assert "CRITICAL" in md_line and "degraded" in md_line
+        # For an operator: within 100 columns, the worst component first, with its since-time.
+        assert all(len(l) <= 100 for l in lines), table
+        header = next(i for i, l in enumerate(lines) if l.startswith("COMPONENT"))
+        assert lines[header + 1] == md_line, table
+        assert md_line.split()[2:4][1].count(":") == 1, md_line
         r = run_hwmond("--config", str(cfg), "status", "--json")
         snap = json.loads(r.stdout)
         assert component(snap, "array/md0")["collector"] == "mdraid"

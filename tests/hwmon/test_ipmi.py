@@ -411,3 +411,50 @@ def test_fault_that_clears_between_polls_is_critical_then_recovered(tmp_path, bm
         ev.close()
     finally:
         assert d.stop() == 0
+
+
+def status_with_bmc_at(tmp_path, port: int) -> list[str]:
+    from hwmond_harness import run_hwmond
+    sock = tmp_path / "hwmond.sock"
+    sections = {"ipmi": {"enable": True, "interface": "lan", "host": "127.0.0.1", "port": port,
+                         "username": sim.USER, "password": sim.PASSWORD, "timeout_secs": 0.5}}
+    cfg = write_config(tmp_path / "hwmond.toml", base_config(tmp_path / "root", sock, **sections))
+    r = run_hwmond("--config", str(cfg), "--board", str(BOARDS / "qemu-test-guest.toml"),
+                   "status", "--once")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+@pytest.mark.parametrize("bmc_is", ["silent", "closed"])
+def test_status_with_the_bmc_down_at_start(tmp_path, bmc_is):
+    """No BMC answers when hwmond starts: `hwmond status` lists the board's IPMI components as
+    UNKNOWN (not missing), says why in words, worst first, within 100 columns."""
+    silent = sim.socket.socket(sim.socket.AF_INET, sim.socket.SOCK_DGRAM)
+    try:
+        # A bound socket that never answers (a BMC that hangs), or a port nobody has.
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1] if bmc_is == "silent" else sim.free_port(sim.socket.SOCK_DGRAM)
+        lines = status_with_bmc_at(tmp_path, port)
+    finally:
+        silent.close()
+    text = "\n".join(lines)
+    assert all(len(l) <= 100 for l in lines), "\n".join(l for l in lines if len(l) > 100)
+    assert lines[0] == "overall: WARNING", text
+    header = next(i for i, l in enumerate(lines) if l.startswith("COMPONENT"))
+    assert lines[header].split() == ["COMPONENT", "STATE", "SINCE", "REASON", "/", "READINGS"]
+    rows = [l.split() for l in lines[header + 1:] if not l.startswith(" ")]
+    assert rows[0][:2] == ["sensor/ipmi-bmc", "WARNING"], text
+    bmc_text = " ".join(l.strip() for l in lines[header + 1:header + 4])
+    want = ("timed out (no reply within 0.5 s)" if bmc_is == "silent"
+            else "connection refused (nothing answers IPMI on that port)")
+    assert f"BMC unreachable: BMC 127.0.0.1:{port}: {want}" in bmc_text, text
+    assert "Os {" not in text and "kind:" not in text, text
+    unknown = [row[0] for row in rows if row[1] == "UNKNOWN"]
+    for cid in ["psu/PSU1", "psu/PSU2", "fan/FAN1", "fan/FAN2", "sensor/cpu-temp"]:
+        assert cid in unknown, text
+    # Worst first: WARNING, then the UNKNOWN ones, then OK.
+    states = [row[1] for row in rows]
+    rank = {"CRITICAL": 0, "WARNING": 1, "UNKNOWN": 2, "OK": 3}
+    assert states == sorted(states, key=rank.__getitem__), text
+    # A since-time (MM-DD HH:MM) on every row.
+    assert all(len(row) > 3 and row[3].count(":") == 1 for row in rows), text

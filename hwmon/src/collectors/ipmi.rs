@@ -317,18 +317,33 @@ impl IpmiCollector {
         Ok(apply_sel(observations, &self.sensors, sel))
     }
 
-    /// Every component we reported, UNKNOWN: the BMC cannot be read.
+    /// Every component we reported, UNKNOWN: the BMC cannot be read. Before the first SDR
+    /// walk (the BMC down at start) those are the board's IPMI sensors: a board that lists
+    /// PSUs and fans shows them as not known to be fine, not as absent.
     fn unreachable(&self, error: &str) -> Vec<Observation> {
-        let mut out: Vec<Observation> = self
-            .sensors
-            .iter()
-            .map(|s| {
-                let mut o = Observation::new(s.mapping.component.clone());
-                o.state = State::Unknown;
-                o.reason = "BMC unreachable".into();
-                o
-            })
-            .collect();
+        let unknown = |component: ComponentId, meaning: &str| {
+            let mut o = Observation::new(component);
+            o.state = State::Unknown;
+            o.reason = "BMC unreachable".into();
+            if !meaning.is_empty() {
+                o.attributes.insert("meaning".into(), meaning.to_string());
+            }
+            o
+        };
+        let mut out: Vec<Observation> = if self.sensors.is_empty() {
+            let mut board: Vec<&BoardSensor> =
+                self.board_sensors.values().filter(|b| !b.ignore).collect();
+            board.sort_by(|a, b| (a.kind, &a.component).cmp(&(b.kind, &b.component)));
+            board
+                .into_iter()
+                .map(|b| unknown(ComponentId::new(b.kind, b.component.clone()), &b.meaning))
+                .collect()
+        } else {
+            self.sensors
+                .iter()
+                .map(|s| unknown(s.mapping.component.clone(), &s.mapping.meaning))
+                .collect()
+        };
         let mut bmc = Observation::new(bmc_component());
         bmc.state = State::Warning;
         bmc.reason = format!("BMC unreachable: {error}");
@@ -1090,6 +1105,47 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].state, State::Critical);
         assert!(out[0].reason.starts_with("sensor 0x77: Failure detected"));
+    }
+
+    #[test]
+    fn board_sensors_are_unknown_when_the_bmc_is_down_at_start() {
+        let board_sensor = |name: &str, kind, component: &str, ignore| BoardSensor {
+            name: name.into(),
+            source: crate::board::SensorSource::Ipmi,
+            kind,
+            component: component.into(),
+            meaning: format!("{name} meaning"),
+            thresholds: Thresholds::default(),
+            ignore,
+        };
+        let mut ctx = CollectorContext::default();
+        ctx.board.sensors = vec![
+            board_sensor("PSU1", ComponentKind::Psu, "PSU1", false),
+            board_sensor("FAN1", ComponentKind::Fan, "FAN1", false),
+            board_sensor("FAN4", ComponentKind::Fan, "FAN4", true),
+        ];
+        let c = IpmiCollector::new(
+            Target::Device {
+                path: "/nonexistent/ipmi0".into(),
+            },
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            true,
+            Duration::from_secs(600),
+            &ctx,
+        );
+        let mut c = c;
+        let out = c.collect();
+        let ids: Vec<String> = out.iter().map(|o| o.component.to_string()).collect();
+        assert_eq!(ids, vec!["psu/PSU1", "fan/FAN1", "sensor/ipmi-bmc"]);
+        assert!(out[..2].iter().all(|o| o.state == State::Unknown));
+        assert_eq!(out[0].attributes["meaning"], "PSU1 meaning");
+        assert_eq!(out[2].state, State::Warning);
+        assert_eq!(
+            out[2].reason,
+            "BMC unreachable: opening /nonexistent/ipmi0: no such device (is the IPMI driver \
+             loaded?)"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod cc {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    #[error("opening {path}: {source}")]
+    #[error("opening {path}: {}", io_words(source))]
     Open {
         path: String,
         #[source]
@@ -30,7 +30,7 @@ pub enum ConnError {
     },
     #[error("BMC {addr}: {message}")]
     Activate { addr: String, message: String },
-    #[error("transport: {0}")]
+    #[error("{0}")]
     Transport(String),
     #[error("command {netfn:#04x}/{cmd:#04x}: completion code {code:#04x}")]
     Completion { netfn: u8, cmd: u8, code: u8 },
@@ -81,6 +81,82 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// An I/O error for an operator: what happened, without Rust's `(os error N)`.
+pub fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::TimedOut | K::WouldBlock => "timed out".into(),
+        K::NotFound => "no such device (is the IPMI driver loaded?)".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// ipmi-rs errors for an operator. They are nested enums with only `Debug` (an I/O error deep
+/// inside a session error); their variant and `ErrorKind` names say what happened, and are
+/// what this looks for. `timeout`: the reply wait, named in "timed out" (zero: not named).
+pub fn in_words(debug: &str, timeout: Duration) -> String {
+    let has = |names: &[&str]| names.iter().any(|n| debug.contains(n));
+    if has(&["ConnectionRefused"]) {
+        return "connection refused (nothing answers IPMI on that port)".into();
+    }
+    if has(&["WouldBlock", "TimedOut"]) {
+        return if timeout.is_zero() {
+            "timed out (no reply)".into()
+        } else {
+            format!("timed out (no reply within {:.1} s)", timeout.as_secs_f64())
+        };
+    }
+    if has(&["HostUnreachable"]) {
+        return "host unreachable".into();
+    }
+    if has(&["NetworkUnreachable"]) {
+        return "network unreachable".into();
+    }
+    if has(&["PermissionDenied"]) {
+        return "permission denied".into();
+    }
+    if has(&[
+        "ServerAuthenticationFailed",
+        "InvalidIntegrityCheckValue",
+        "UnauthorizedName",
+        "InvalidNameLength",
+        "RakpMessage2Validate",
+        "RakpMessage4Validate",
+        "PasswordTooLong",
+        "UsernameTooLong",
+        "InsufficientPrivilege",
+    ]) {
+        return "authentication failed (wrong user name or password)".into();
+    }
+    if has(&["IpmiNotSupported", "NoSupportedIpmiLANVersions", "NotIpmi"]) {
+        return "the host does not speak IPMI over LAN (RMCP+)".into();
+    }
+    if has(&["NotActive", "InactiveSessionId"]) {
+        return "session no longer active".into();
+    }
+    // Something else: the outermost variant name is still better than the whole dump.
+    let variant: String = debug
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if variant.is_empty() {
+        "protocol error".into()
+    } else {
+        format!("protocol error ({variant})")
+    }
+}
+
 impl Conn {
     /// Opens the device or establishes an RMCP+ session (RAKP-HMAC-SHA1, HMAC-SHA1-96,
     /// AES-CBC-128: cipher suite 3, the one ipmi-rs 0.6 negotiates).
@@ -104,7 +180,7 @@ impl Conn {
                 let mut rmcp =
                     Rmcp::new(addr.as_str(), timeout).map_err(|e| ConnError::Activate {
                         addr: addr.clone(),
-                        message: e.to_string(),
+                        message: io_words(&e),
                     })?;
                 // ipmi-rs 0.6 unwraps one malformed RAKP 4 reply instead of returning an
                 // error; a hostile or broken BMC must not take hwmond down with it.
@@ -115,7 +191,7 @@ impl Conn {
                     Ok(Ok(())) => Ok(Conn::Lan(Box::new(rmcp))),
                     Ok(Err(e)) => Err(ConnError::Activate {
                         addr,
-                        message: format!("session activation failed: {e:?}"),
+                        message: in_words(&format!("{e:?}"), timeout),
                     }),
                     Err(_) => Err(ConnError::Activate {
                         addr,
@@ -136,10 +212,10 @@ impl Conn {
         let response = match self {
             Conn::Device(file) => file
                 .send_recv(&mut request)
-                .map_err(|e| ConnError::Transport(format!("{e:?}")))?,
+                .map_err(|e| ConnError::Transport(in_words(&format!("{e:?}"), Duration::ZERO)))?,
             Conn::Lan(rmcp) => rmcp
                 .send_recv(&mut request)
-                .map_err(|e| ConnError::Transport(format!("{e:?}")))?,
+                .map_err(|e| ConnError::Transport(in_words(&format!("{e:?}"), Duration::ZERO)))?,
         };
         if response.cmd() != cmd {
             return Err(ConnError::Transport(format!(
@@ -306,4 +382,42 @@ pub struct SelInfo {
     pub last_add: u32,
     pub last_erase: u32,
     pub overflow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_words() {
+        let refused = r#"PongReceive(Os { code: 111, kind: ConnectionRefused, message: "Connection refused" })"#;
+        assert_eq!(
+            in_words(refused, Duration::from_secs(2)),
+            "connection refused (nothing answers IPMI on that port)"
+        );
+        let timeout = r#"PongReceive(Os { code: 11, kind: WouldBlock, message: "Resource temporarily unavailable" })"#;
+        assert_eq!(
+            in_words(timeout, Duration::from_millis(500)),
+            "timed out (no reply within 0.5 s)"
+        );
+        assert_eq!(
+            in_words(
+                "V2_0(RakpMessage2Validate(InvalidKeyExchangeAuthCode))",
+                Duration::ZERO
+            ),
+            "authentication failed (wrong user name or password)"
+        );
+        assert_eq!(
+            in_words("V2_0(RakpMessage2Parse(NotEnoughData))", Duration::ZERO),
+            "protocol error (V2_0)"
+        );
+        let e = ConnError::Open {
+            path: "/dev/ipmi0".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        assert_eq!(
+            e.to_string(),
+            "opening /dev/ipmi0: no such device (is the IPMI driver loaded?)"
+        );
+    }
 }
