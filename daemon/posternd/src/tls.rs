@@ -141,96 +141,14 @@ fn load_certified_key(files: &CertificateFiles, provider: &CryptoProvider) -> Re
 }
 
 /// The validity (notBefore, notAfter) of a DER certificate, in seconds since the Unix epoch
-/// (RFC 5280 4.1: Certificate, TBSCertificate, Validity; UTCTime or GeneralizedTime, 4.1.2.5).
-/// Only these two fields are needed, so a few lines of DER walking stand in for an X.509
-/// parser dependency.
+/// (RFC 5280 4.1.2.5), or None when it does not parse as X.509.
 pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
-    let (tag, certificate, _) = der_tlv(der)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag, tbs, _) = der_tlv(certificate)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let mut rest = tbs;
-    let (tag, _, after) = der_tlv(rest)?;
-    if tag == 0xa0 {
-        // [0] EXPLICIT version.
-        rest = after;
-    }
-    // serialNumber, signature, issuer.
-    for expected in [0x02, 0x30, 0x30] {
-        let (tag, _, after) = der_tlv(rest)?;
-        if tag != expected {
-            return None;
-        }
-        rest = after;
-    }
-    let (tag, validity, _) = der_tlv(rest)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag_before, before, rest) = der_tlv(validity)?;
-    let (tag_after, after, _) = der_tlv(rest)?;
-    Some((der_time(tag_before, before)?, der_time(tag_after, after)?))
-}
-
-/// One DER element: (tag, content, what follows).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, input) = input.split_first()?;
-    let (&first, mut input) = input.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || input.len() < n {
-            return None;
-        }
-        let (bytes, rest) = input.split_at(n);
-        input = rest;
-        bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
-    };
-    if input.len() < len {
-        return None;
-    }
-    let (content, rest) = input.split_at(len);
-    Some((tag, content, rest))
-}
-
-/// UTCTime "YYMMDDHHMMSSZ" (tag 0x17; years 1950 to 2049) or GeneralizedTime
-/// "YYYYMMDDHHMMSSZ" (0x18), as seconds since the Unix epoch (RFC 5280 4.1.2.5).
-fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (year, rest) = match (tag, text.len()) {
-        (0x17, 12) => {
-            let yy: i64 = text[..2].parse().ok()?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
-        }
-        (0x18, 14) => (text[..4].parse().ok()?, &text[4..]),
-        _ => return None,
-    };
-    let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
-    let (month, day) = (field(0)?, field(2)?);
-    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, H. Hinnant's
-    // days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let validity = certificate.validity();
+    Some((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 /// Serves the current certificate; swapped atomically on reload.
@@ -371,14 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn der_times() {
-        // RFC 5280 4.1.2.5.1: UTCTime years 50-99 are 19xx, 00-49 are 20xx.
-        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
-        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(der_time(0x18, b"20000301000000Z"), Some(951_868_800));
-        assert_eq!(der_time(0x18, b"40961231235959Z"), Some(67_121_740_799));
-        assert_eq!(der_time(0x17, b"7001010000Z"), None);
-        assert_eq!(der_time(0x18, b"2000130100000Z"), None);
+    fn validity_of_garbage_is_none() {
         assert_eq!(validity(b"\x30\x03\x02\x01\x00"), None);
         assert_eq!(validity(b""), None);
     }
