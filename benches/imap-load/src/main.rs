@@ -8,6 +8,7 @@
 //! - `mix`: C clients run a weighted operation mix for D seconds; ops/s and p50/p99 per op.
 //! - `select`: SELECT latency on the mailbox (plain, CONDSTORE and QRESYNC when offered).
 //! - `idle`: K connections in IDLE, held until SIGTERM/SIGINT.
+//! - `logins`: C clients reconnecting in a loop (connect, TLS, LOGIN, SELECT, FETCH, LOGOUT).
 //!
 //! Certificates are never verified: the tool talks to loopback servers with self-signed
 //! certificates. Handshake signatures are still checked, so the TLS work is the real one.
@@ -15,6 +16,7 @@
 mod client;
 mod idle;
 mod load;
+mod logins;
 mod maildir;
 mod message;
 mod mix;
@@ -49,6 +51,8 @@ enum Mode {
     Mix(mix::Args),
     /// SELECT latency on the mailbox (and SELECT with CONDSTORE / QRESYNC when offered).
     Select(select::Args),
+    /// C clients reconnecting in a loop: connect, LOGIN, SELECT, FETCH, LOGOUT.
+    Logins(logins::Args),
     /// Open --connections sessions in IDLE; print "ready" and hold them until killed.
     Idle(idle::Args),
     /// Write the messages `load` would APPEND as a Maildir (for offline import / indexing).
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Mode::Mix(a) => a.common.threads,
         Mode::Select(a) => a.common.threads,
         Mode::Idle(a) => a.common.threads,
+        Mode::Logins(a) => a.common.threads,
         Mode::Maildir(_) => 1,
     };
     match run(cli, threads) {
@@ -158,6 +163,7 @@ fn run(cli: Cli, threads: usize) -> Result<ExitCode> {
             Mode::Mix(a) => mix::run(a).await,
             Mode::Select(a) => select::run(a).await,
             Mode::Idle(a) => idle::run(a).await,
+            Mode::Logins(a) => logins::run(a).await,
             Mode::Maildir(a) => maildir::run(a),
         }
     })?;
