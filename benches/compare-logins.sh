@@ -183,6 +183,7 @@ def find(o):
             h = find(v)
             if h: return h
 print(find(json.load(open(sys.argv[1]))) or "")' "$WORK/posternd-cache/data/accounts.json" "$USER_NAME")"
+# shellcheck disable=SC2016 # the literal PHC prefix, nothing to expand
 case "$HASH" in '$argon2id$'*) ;; *) die "no Argon2id hash for $USER_NAME in accounts.json" ;; esac
 
 # ---------------------------------------------------------------- Dovecot, auth cache off and on
@@ -270,6 +271,7 @@ mkdir -p "$RESULTS_DIR"
 cell=0
 for c in $CLIENTS; do
     # Rotate the order per cell so that drift (other load on the machine) hits all alike.
+    # shellcheck disable=SC2086 # TARGETS is a list of plain words
     set -- $TARGETS
     for _ in $(seq $((cell % 4))); do set -- "${@:2}" "$1"; done
     cell=$((cell + 1))
