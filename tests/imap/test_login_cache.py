@@ -12,7 +12,8 @@ import re
 import smtplib
 import time
 
-from harness import ALICE, HOST, PASSWORDS, SOCK_TIMEOUT, client_tls_context
+from harness import (ALICE, HOST, PASSWORDS, SOCK_TIMEOUT, client_tls_context, metric_sum,
+                     parse_metrics)
 
 CAROL = "carol@example.test"
 CAROL_PASSWORD = "Carol-Secret-7hQw20LmXe"
@@ -69,6 +70,7 @@ def test_a_repeated_login_is_answered_from_the_cache_by_every_protocol(server):
                           timeout=SOCK_TIMEOUT) as s:
         s.login(ALICE, PASSWORDS[ALICE])
     assert succeeded(server, "smtp", ALICE) == ["true"]
+    assert metric_sum(parse_metrics(server.metrics()), "postern_auth_cache_hits_total") == 3
 
 
 def test_a_changed_password_is_refused_at_once_though_the_cache_held_it(server):

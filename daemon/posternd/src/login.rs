@@ -96,6 +96,9 @@ pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> 
     } = attempt;
     if outcome.ok() {
         let cached = outcome == Outcome::Cached;
+        if cached {
+            shared.metrics.auth_cache_hits.inc();
+        }
         tracing::info!(event = service.succeeded_event(), service = service.name(), peer = %peer, user = %username, mechanism, cached);
     } else {
         service.failures(shared).inc();

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub imap_search_cache_bytes: Gauge,
     /// Messages read to fill the header cache (a cold mailbox's first header search).
     pub imap_search_cache_fills: Counter,
+    /// Logins of any service answered by the verified-credential cache, without argon2.
+    pub auth_cache_hits: Counter,
 }
 
 impl Metrics {
@@ -59,6 +61,12 @@ impl Metrics {
         let imap_auth_failures = Counter::default();
         let imap_search_cache_bytes = Gauge::default();
         let imap_search_cache_fills = Counter::default();
+        let auth_cache_hits = Counter::default();
+        registry.register(
+            "postern_auth_cache_hits",
+            "Logins (SMTP, IMAP, POP3) answered by the verified-credential cache ([auth])",
+            auth_cache_hits.clone(),
+        );
         registry.register(
             "postern_imap_search_cache_bytes",
             "Bytes of header fields cached for IMAP SEARCH and SORT ([imap] search_cache_mb)",
@@ -160,6 +168,7 @@ impl Metrics {
             imap_auth_failures,
             imap_search_cache_bytes,
             imap_search_cache_fills,
+            auth_cache_hits,
         })
     }
 
