@@ -9,7 +9,7 @@
 //! Rules (node_exporter's limits; the board's thresholds replace the chip's): at or beyond
 //! `crit`/`lcrit`/`emergency`: CRITICAL; beyond `max`/`min`: WARNING; `_alarm` = 1: at least
 //! WARNING; `_fault` = 1: UNKNOWN reading; a fan at 0 RPM with a `fan*_min` > 0 (or mapped by
-//! the board): CRITICAL (stall).
+//! the board): CRITICAL (stall). A sensor the board maps that no chip provides: UNKNOWN.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -195,6 +195,31 @@ impl Collector for HwmonCollector {
         for (chip, dir) in self.chips() {
             out.extend(read_chip(&chip, &dir, &self.board));
         }
+        // A sensor the board lists that no chip provides (its driver not loaded, sysfs not
+        // mounted) is not known to be fine: UNKNOWN, rather than missing from the table.
+        for s in &self.board.sensors {
+            if s.source != SensorSource::Hwmon || s.ignore {
+                continue;
+            }
+            let id = ComponentId::new(s.kind, s.component.clone());
+            if out.iter().any(|o| o.component == id) {
+                continue;
+            }
+            let mut obs = Observation::new(id);
+            obs.attr("source", "hwmon");
+            if !s.meaning.is_empty() {
+                obs.attr("meaning", s.meaning.clone());
+            }
+            let chip = s.name.split('/').next().unwrap_or(&s.name);
+            obs.raise(
+                State::Unknown,
+                format!(
+                    "{} not in hwmon sysfs (is the {chip} driver loaded?)",
+                    s.name
+                ),
+            );
+            out.push(obs);
+        }
         out
     }
 }
@@ -276,6 +301,34 @@ mod tests {
                 .unwrap()
                 .state,
             State::Critical
+        );
+    }
+
+    #[test]
+    fn board_sensors_without_a_chip_are_unknown() {
+        let mut ctx = CollectorContext::default();
+        ctx.board.sensors = vec![crate::board::BoardSensor {
+            name: "coretemp/Package id 0".into(),
+            source: SensorSource::Hwmon,
+            kind: ComponentKind::Sensor,
+            component: "cpu-package".into(),
+            meaning: "CPU package temperature (coretemp)".into(),
+            thresholds: Thresholds::default(),
+            ignore: false,
+        }];
+        let empty = tempfile::tempdir().unwrap();
+        let mut c = HwmonCollector::new(empty.path(), Duration::from_secs(5), &ctx);
+        let out = c.collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].component.to_string(), "sensor/cpu-package");
+        assert_eq!(out[0].state, State::Unknown);
+        assert_eq!(
+            out[0].reason,
+            "coretemp/Package id 0 not in hwmon sysfs (is the coretemp driver loaded?)"
+        );
+        assert_eq!(
+            out[0].attributes["meaning"],
+            "CPU package temperature (coretemp)"
         );
     }
 }

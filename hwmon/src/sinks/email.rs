@@ -295,7 +295,9 @@ fn episodes(events: Vec<Event>) -> Vec<Vec<Event>> {
     let mut current: Vec<Event> = Vec::new();
     for e in events {
         let recovers = e.to == State::Ok && e.from != State::Ok;
-        let failed_before = current.iter().any(|p| p.to != State::Ok);
+        // Only a change into a bad state is a failure of its own; a named event on a
+        // component that was already failing (CRITICAL -> CRITICAL) stays with its recovery.
+        let failed_before = current.iter().any(|p| p.to != State::Ok && p.from != p.to);
         if recovers && failed_before {
             out.push(std::mem::take(&mut current));
         }
@@ -501,9 +503,18 @@ mod tests {
         assert_eq!(split.len(), 2);
         assert!(split[0].iter().all(|e| e.to == State::Critical));
         assert!(split[1].iter().all(|e| e.to == State::Ok));
-        // A plain recovery stays one mail.
+        // A plain recovery stays one mail, also with an event of the failing state before it.
         let plain = episodes(vec![ev("StateChanged", State::Critical, State::Ok)]);
         assert_eq!(plain.len(), 1);
+        let late = episodes(vec![
+            ev(
+                "SelLowerCriticalGoingLowAsserted",
+                State::Critical,
+                State::Critical,
+            ),
+            ev("StateChanged", State::Critical, State::Ok),
+        ]);
+        assert_eq!(late.len(), 1);
     }
 
     #[test]
