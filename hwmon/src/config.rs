@@ -442,6 +442,11 @@ mod tests {
             "[ipmi]\nenable = true\ninterface = \"lan\"\nhost = \"b\"\ncipher_suite = 17\n",
         );
         assert!(e.starts_with("h.toml:5:1: [ipmi] cipher_suite 17"), "{e}");
+        let e = error_of(
+            "[ipmi]\nenable = true\ninterface = \"lan\"\nhost = \"b\"\n\
+             password_file = \"/nonexistent/pw\"\n",
+        );
+        assert!(e.starts_with("h.toml:5:1: [ipmi] /nonexistent/pw: "), "{e}");
         let e = error_of("[sinks.email]\nenable = true\nfrom = \"a@b.test\"\n");
         assert_eq!(e, "h.toml:2:1: [sinks.email] to: no recipient");
         let e = error_of("[sinks.email]\nenable = true\nto = []\n");

@@ -119,6 +119,15 @@ pub fn check(config: &IpmiConfig) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
+    if !config.password_file.as_os_str().is_empty() {
+        // Read at start by `run`: an unreadable file must fail the check too.
+        std::fs::read(&config.password_file).map_err(|e| {
+            (
+                "password_file",
+                format!("{}: {e}", config.password_file.display()),
+            )
+        })?;
+    }
     Ok(())
 }
 
