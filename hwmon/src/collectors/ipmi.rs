@@ -408,9 +408,8 @@ struct SelNews {
     /// Worst fault an assertion reported, with the reasons in SEL order.
     fault: Option<State>,
     reasons: Vec<String>,
-    /// Event names of the fault assertions, and of every other entry.
-    fault_events: Vec<String>,
-    other_events: Vec<String>,
+    /// Event names in SEL order, each marked when it reported a fault.
+    events: Vec<(String, bool)>,
 }
 
 /// Attaches new SEL entries to the components of their sensors (the BMC's when the SDR does
@@ -453,9 +452,9 @@ fn apply_sel(
             Some((state, reason)) => {
                 entry.fault = Some(entry.fault.map_or(state, |f| f.worst(state)));
                 entry.reasons.push(reason);
-                entry.fault_events.push(name);
+                entry.events.push((name, true));
             }
-            None => entry.other_events.push(name),
+            None => entry.events.push((name, false)),
         }
     }
     let mut out = Vec::with_capacity(observations.len());
@@ -472,16 +471,15 @@ fn apply_sel(
                     "{} (BMC event log; cleared before the next reading)",
                     n.reasons.join("; ")
                 );
-                transient.events = n.fault_events;
+                let (fault_events, other): (Vec<_>, Vec<_>) =
+                    n.events.into_iter().partition(|(_, fault)| *fault);
+                transient.events = fault_events.into_iter().map(|(e, _)| e).collect();
                 // The fault did not outlive the poll: it says nothing about storage now.
                 transient.storage_unsafe = None;
                 out.push(transient);
-                o.events.extend(n.other_events);
+                o.events.extend(other.into_iter().map(|(e, _)| e));
             }
-            _ => {
-                o.events.extend(n.fault_events);
-                o.events.extend(n.other_events);
-            }
+            _ => o.events.extend(n.events.into_iter().map(|(e, _)| e)),
         }
         out.push(o);
     }
@@ -1099,10 +1097,19 @@ mod tests {
     fn a_fault_the_reading_still_shows_is_not_doubled() {
         let s = sensor(fan_record());
         let now = merge(vec![observe(&s, reading(0, 0x03))]);
-        let out = apply_sel(now, std::slice::from_ref(&s), vec![fan_sel(false, 0x2)]);
+        let sel = vec![fan_sel(false, 0x2), fan_sel(true, 0x2), fan_sel(false, 0x0)];
+        let out = apply_sel(now, std::slice::from_ref(&s), sel);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reason, "FAN1 stopped (0 RPM)");
-        assert_eq!(out[0].events, vec!["SelLowerCriticalGoingLowAsserted"]);
+        // In SEL order.
+        assert_eq!(
+            out[0].events,
+            vec![
+                "SelLowerCriticalGoingLowAsserted",
+                "SelLowerCriticalGoingLowDeasserted",
+                "SelLowerNonCriticalGoingLowAsserted"
+            ]
+        );
         // A PSU failure on a supply the SDR does not describe lands on the BMC component.
         let bmc = vec![Observation::new(bmc_component())];
         let mut psu = fan_sel(false, 1);
