@@ -36,7 +36,9 @@ VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$WO
 # 1. EFI partition: GRUB (built by Buildroot as efi-part/EFI/BOOT/bootx64.efi),
 # its A/B script, and a grubenv where both slots are good and untried.
 mkdir -p "$B/efi-part/EFI/BOOT"
-cp "$(board_or_common grub.cfg)" "$B/efi-part/EFI/BOOT/grub.cfg"
+# The same grub.cfg image/build writes: one template, rendered with the board's console.
+python3 "$WORKSPACE/image/lib/grub_cfg.py" "$WORKSPACE/board-configs/$BOARD.toml" \
+    > "$B/efi-part/EFI/BOOT/grub.cfg"
 {
     printf '# GRUB Environment Block\n'
     printf 'ORDER=A B\nA_OK=1\nA_TRY=0\nB_OK=1\nB_TRY=0\nEXTRA_CMDLINE=\n'
