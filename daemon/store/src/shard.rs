@@ -675,7 +675,22 @@ impl Writer {
                 self.tail += bytes;
                 self.seq = seq;
                 let mut replies = Vec::with_capacity(jobs.len());
-                if let Ok(mut ix) = self.index.lock() {
+                {
+                    // The batch is durable: its waiters must hear so even when another
+                    // thread panicked holding the index lock. Dropping their replies would
+                    // make clients retry and store each message twice. Applying to a
+                    // possibly half-updated index is acceptable: the log, not the index,
+                    // is the truth, and recovery rebuilds the index from it at restart.
+                    // The lock stays poisoned, so new requests are refused at enqueue
+                    // (lock_err) until then.
+                    let mut ix = self.index.lock().unwrap_or_else(|poisoned| {
+                        tracing::error!(
+                            event = "store.index.poisoned",
+                            shard = self.shard,
+                            "index lock poisoned after a durable commit; answering its waiters"
+                        );
+                        poisoned.into_inner()
+                    });
                     for (j, (start, len)) in jobs.into_iter().zip(spans) {
                         let loc = Location {
                             shard: self.shard,
@@ -811,5 +826,129 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
             }
             Done::Created
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(ix: &Mutex<Index>, mailbox: u32, body: &[u8]) -> (Job, mpsc::Receiver<JobResult>) {
+        let alloc = ix
+            .lock()
+            .expect("index lock, not yet poisoned")
+            .alloc_delivery(mailbox)
+            .expect("mailbox exists");
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job = Job {
+            op: Op::Message {
+                record: Record::Message {
+                    internal_date: 1_700_000_000,
+                    deliveries: vec![Delivery {
+                        mailbox,
+                        uid: alloc.uid,
+                        modseq: alloc.modseq,
+                        flags: vec![],
+                    }],
+                    body: body.to_vec(),
+                },
+                allocs: vec![alloc],
+            },
+            reply: Reply::Sync(tx),
+        };
+        (job, rx)
+    }
+
+    /// A thread that panicked while holding the index lock must not cost the waiters of a
+    /// durable batch their answer: without one they retry and the message is stored twice.
+    #[test]
+    fn poisoned_index_lock_still_answers_a_durable_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        // Store::open creates the shard directory before opening its writer.
+        std::fs::create_dir_all(shard_dir(root, 0)).expect("shard dir");
+        let index = Arc::new(Mutex::new(Index::new()));
+        let scan = ShardScan {
+            tail: None,
+            garbage: None,
+            next_seq: 0,
+        };
+        let mut w = Writer::open(
+            root,
+            0,
+            &scan,
+            64 * 1024,
+            4096,
+            BackendKind::Portable,
+            64,
+            index.clone(),
+            None,
+        )
+        .expect("writer");
+        let mut backend = Backend::Portable;
+
+        let (tx, rx) = mpsc::sync_channel(1);
+        w.commit(
+            &mut backend,
+            vec![Job {
+                op: Op::Create {
+                    id: 1,
+                    uidvalidity: 7,
+                    account: "a@x.test".into(),
+                    name: "INBOX".into(),
+                    special_use: None,
+                },
+                reply: Reply::Sync(tx),
+            }],
+        );
+        assert!(matches!(rx.recv(), Ok(Ok(Done::Created))));
+
+        // Queued (UIDs allocated) before the lock is poisoned, as a real batch would be.
+        let bodies: [&[u8]; 3] = [b"one", b"two", b"three"];
+        let (jobs, waiters): (Vec<_>, Vec<_>) =
+            bodies.iter().map(|b| message(&index, 1, b)).unzip();
+
+        let ix = index.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = ix.lock().expect("index lock");
+            panic!("poisoning the index lock on purpose");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(index.is_poisoned());
+
+        w.commit(&mut backend, jobs);
+        for (i, rx) in waiters.into_iter().enumerate() {
+            match rx.recv() {
+                Ok(Ok(Done::Appended(a))) => {
+                    assert_eq!(a.len(), 1);
+                    assert_eq!(a[0].uid, i as u32 + 1, "uid of message {i}");
+                }
+                Ok(Ok(_)) => panic!("message {i}: wrong answer kind"),
+                Ok(Err(e)) => panic!("message {i}: durable write answered {e}"),
+                Err(_) => panic!("message {i}: reply dropped"),
+            }
+        }
+        drop(w);
+
+        // Restart: recovery rebuilds the index from the log; each message exactly once.
+        let mut opts = crate::StoreOptions::new(root);
+        opts.backend = crate::BackendChoice::Portable;
+        opts.segment_bytes = 64 * 1024;
+        opts.sysfs_root = root.join("no-sysfs");
+        let store = crate::Store::open(opts).expect("reopen");
+        let inbox = store.find_mailbox("a@x.test", "INBOX").expect("INBOX");
+        let got: Vec<(u32, Vec<u8>)> = store
+            .messages(inbox.id)
+            .iter()
+            .map(|m| (m.uid, store.read_message(m).expect("read")))
+            .collect();
+        let want: Vec<(u32, Vec<u8>)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32 + 1, b.to_vec()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(inbox.uidnext, 4);
     }
 }
