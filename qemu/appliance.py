@@ -568,7 +568,11 @@ class Appliance(Guest):
 
 
 def _port_free(port: int) -> bool:
+    """Whether QEMU can listen on 127.0.0.1:port. Connections of a killed QEMU linger in
+    TIME_WAIT after a power cut; slirp binds its forwards with SO_REUSEADDR, so they do not
+    block it, and this check binds the same way."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -230,8 +230,11 @@ class Box:
         assert arrays, f"board {self.app.board} has no data array"
         a = arrays[0]
         name = a["name"]
-        md = f"/dev/{name}" if re.fullmatch(r"md\d+", name) else f"/dev/md/{name}"
-        return md, [f"/dev/{d}" for d in a["devices"]], f"array/{name}"
+        md = a.get("device") or (f"/dev/{name}" if re.fullmatch(r"md\d+", name)
+                                 else f"/dev/md/{name}")
+        # Members are whole-disk paths (/dev/nvme0n1); older board files named them bare.
+        members = [d if d.startswith("/dev/") else f"/dev/{d}" for d in a["devices"]]
+        return md, members, f"array/{name}"
 
 
 def boot_box(tmp_path_factory, image: pathlib.Path, name: str) -> Box:
