@@ -144,10 +144,21 @@ def test_disk_removed_under_load_then_replaced(box):
 
     # The replacement: a blank disk in the same slot, added to the array by hand.
     serial = box.app.faults.disk_add(slot)
+    # The new disk gets another name (nvme2n1 while md still holds the failed nvme1n1): find
+    # its block device by the serial QEMU gave it. /sys/block/X/device is the controller, or
+    # with native NVMe multipath the subsystem; both have the serial.
+    # The sysfs serial is the controller's 20-byte field, space padded: `read` trims it.
+    find = (f"for b in /sys/block/nvme*; do read -r s < $b/device/serial && "
+            f"[ \"$s\" = {serial} ] && echo /dev/${{b##*/}}; done; true")
     deadline = time.monotonic() + 60
-    while box.app.cmd(f"test -b {member}").rc != 0:
-        assert time.monotonic() < deadline, f"{member} did not appear after disk-add ({serial})"
+    new_member = ""
+    while not new_member:
+        assert time.monotonic() < deadline, f"no NVMe disk with serial {serial} after disk-add"
         time.sleep(1)
+        new_member = box.sh(find).strip()
+        if new_member and box.app.cmd(f"test -b {new_member}").rc != 0:
+            new_member = ""
+    member = new_member
     # The old member is gone from the system: md keeps it as faulty/detached until removed.
     box.app.cmd(f"mdadm {md} --remove failed; mdadm {md} --remove detached", 60)
     box.sh(f"mdadm {md} --add {member}", 120)

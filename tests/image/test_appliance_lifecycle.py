@@ -314,3 +314,29 @@ def test_factory_reset_returns_to_first_boot_with_a_new_admin_password(life):
     with pytest.raises(Exception):
         life.imap()
     life.password = password
+
+
+def test_power_button_shuts_down_cleanly(life):
+    """The ACPI power button (QMP system_powerdown): the init stops the services with SIGTERM
+    (none needs SIGKILL), unmounts, stops md and powers off by itself; the next boot finds the record closed as a clean
+    shutdown and the array clean (no resync)."""
+    last = max(r["boot"] for r in records(life))
+    offset = len(console(life))
+    t0 = time.monotonic()
+    life.app.qmp("system_powerdown", timeout=10)
+    try:
+        life.app.proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("QEMU still runs 120 s after the power button:\n"
+                             + console_since(life, offset)[-3000:])
+    print(f"\npower button: powered off after {time.monotonic() - t0:.1f} s")
+    text = console_since(life, offset)
+    assert "milestone shutdown-requested" in text, text[-3000:]
+    # posternd, hwmond and udhcpc stop on SIGTERM within the grace period (a signal mask
+    # inherited from the init once made every stop end in SIGKILL).
+    assert "SIGKILL" not in text, text[-3000:]
+    life.app.reboot_after_power_cut()
+    wait_marked_good(life, 0, "B")
+    recs = {r["boot"]: r for r in records(life)}
+    assert recs[last]["outcome"] == "clean-shutdown", recs[last]
+    assert "resync" not in life.sh("cat /proc/mdstat")

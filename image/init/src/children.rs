@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, Once};
@@ -68,6 +69,20 @@ pub fn exit_code(status: i32) -> i32 {
 /// `Child` is for its pipes and pid only: do not wait on it.
 pub fn spawn(command: &mut Command, on_exit: impl FnOnce(i32) + Send + 'static) -> Result<Child> {
     start_reaper();
+    // The init blocks the signals it handles itself (stage2), and a blocked mask survives
+    // fork and exec: without this, SIGTERM never reached posternd or hwmond and every stop
+    // ended in SIGKILL after the grace period.
+    // SAFETY: pthread_sigmask and sigemptyset are async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            match libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) {
+                0 => Ok(()),
+                code => Err(std::io::Error::from_raw_os_error(code)),
+            }
+        });
+    }
     let mut registry = registry();
     let child = command
         .spawn()
@@ -208,5 +223,24 @@ mod tests {
         let out = run(&["sh", "-c", "kill -9 $$"], Duration::from_secs(20)).unwrap();
         assert_eq!(out.code, 137);
         assert!(run(&["/nonexistent/program"], Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn children_start_with_no_blocked_signals() {
+        // As stage 2 does: this thread blocks SIGTERM; the child must not inherit that.
+        // SAFETY: plain sigset manipulation on this test thread.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let out = run(
+            &["sh", "-c", "grep SigBlk /proc/self/status"],
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.trim(), "SigBlk:\t0000000000000000", "{text}");
     }
 }

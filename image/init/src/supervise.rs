@@ -234,7 +234,17 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(50));
         }
         if !all_exited(&self.services) {
-            crate::console::say("services still running: SIGKILL");
+            let running: Vec<&str> = self
+                .services
+                .iter()
+                .filter(|s| s.pid.is_some() && !s.has_exited())
+                .map(|s| s.name.as_str())
+                .collect();
+            crate::console::say(&format!(
+                "still running {} s after SIGTERM: {}; SIGKILL",
+                grace.as_secs(),
+                running.join(", ")
+            ));
             signal_all(&self.services, libc::SIGKILL);
             let start = Instant::now();
             while !all_exited(&self.services) && start.elapsed() < Duration::from_secs(5) {
