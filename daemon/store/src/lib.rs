@@ -1177,6 +1177,99 @@ impl Store {
         Ok(out)
     }
 
+    /// Moves messages to another mailbox (IMAP MOVE, RFC 6851) in one durable record: the
+    /// copies (reusing the stored bytes, as [`Store::copy_messages`]) and the expunge from
+    /// `from` commit together, so a crash leaves each message in exactly one of the two
+    /// mailboxes. Messages no longer visible in `from` are skipped. Returns (source uid,
+    /// new uid) pairs in source order.
+    pub async fn move_messages(
+        &self,
+        from: MailboxId,
+        source: &[MessageMeta],
+        target: MailboxId,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        for meta in source {
+            check_flags(&meta.flags)?;
+        }
+        let (op, pairs) = {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            if !ix.contains(target.0) {
+                return Err(StoreError::UnknownMailbox(target.0));
+            }
+            if !ix.contains(from.0) {
+                return Err(StoreError::UnknownMailbox(from.0));
+            }
+            let mut uids = Vec::new();
+            let mut copies = Vec::new();
+            let mut allocs = Vec::new();
+            let mut pairs = Vec::new();
+            for meta in source {
+                if !ix.is_visible(from.0, meta.uid) || uids.contains(&meta.uid) {
+                    continue;
+                }
+                let Some(alloc) = ix.alloc_delivery(target.0) else {
+                    for a in allocs {
+                        ix.fail_delivery(a);
+                    }
+                    return Err(StoreError::InvalidRequest("UID space exhausted".into()));
+                };
+                let loc = meta.location;
+                copies.push(record::MovedCopy {
+                    internal_date: meta.internal_date,
+                    size: meta.size,
+                    source: record::SourceRef {
+                        shard: u32::try_from(loc.shard).unwrap_or(u32::MAX),
+                        segment: loc.segment,
+                        offset: loc.offset,
+                        len: loc.len,
+                        mailbox: meta.source.0 .0,
+                        uid: meta.source.1,
+                    },
+                    delivery: record::Delivery {
+                        mailbox: alloc.mailbox,
+                        uid: alloc.uid,
+                        modseq: alloc.modseq,
+                        flags: meta.flags.clone(),
+                    },
+                });
+                uids.push(meta.uid);
+                pairs.push((meta.uid, alloc.uid));
+                allocs.push(alloc);
+            }
+            if uids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let Some(modseq) = ix.alloc_modseq(from.0) else {
+                for a in allocs {
+                    ix.fail_delivery(a);
+                }
+                return Err(StoreError::UnknownMailbox(from.0));
+            };
+            let op = Op::Move {
+                mailbox: from.0,
+                modseq,
+                uids,
+                copies,
+                allocs,
+            };
+            (op, pairs)
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The source mailbox's shard: the expunge stays in order with its flag changes.
+        self.send(
+            self.mailbox_shard(from),
+            Job {
+                op,
+                reply: Reply::Async(tx),
+            },
+        )?;
+        done_appended(rx.await.map_err(|_| StoreError::Closed)?)?;
+        Ok(pairs)
+    }
+
     /// Stops the shard threads after they finish queued work. Later writes fail with
     /// [`StoreError::Closed`]; reads keep working.
     pub fn shutdown(&self) {

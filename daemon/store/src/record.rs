@@ -35,6 +35,7 @@ pub(crate) enum Kind {
     FlagsBatch = 8,
     Subscription = 9,
     MessageRef = 10,
+    Move = 11,
 }
 
 impl Kind {
@@ -50,6 +51,7 @@ impl Kind {
             8 => Kind::FlagsBatch,
             9 => Kind::Subscription,
             10 => Kind::MessageRef,
+            11 => Kind::Move,
             _ => return None,
         })
     }
@@ -119,6 +121,24 @@ pub(crate) enum Record {
         name: String,
         subscribed: bool,
     },
+    /// IMAP MOVE (RFC 6851) as one record: the copies (each like a MessageRef with one
+    /// delivery) and the expunge of `uids` from `mailbox` at `modseq`, so that a crash
+    /// leaves every message in the source or in the target, never in both.
+    Move {
+        mailbox: u32,
+        modseq: u64,
+        uids: Vec<u32>,
+        copies: Vec<MovedCopy>,
+    },
+}
+
+/// One message of a [`Record::Move`]: its new delivery, reusing the bytes of `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MovedCopy {
+    pub internal_date: i64,
+    pub size: u64,
+    pub source: SourceRef,
+    pub delivery: Delivery,
 }
 
 /// The Message record (and the delivery in it) whose bytes a [`Record::MessageRef`] reuses.
@@ -187,6 +207,7 @@ impl Record {
             Record::FlagsBatch { .. } => Kind::FlagsBatch,
             Record::Subscription { .. } => Kind::Subscription,
             Record::MessageRef { .. } => Kind::MessageRef,
+            Record::Move { .. } => Kind::Move,
         }
     }
 
@@ -290,6 +311,35 @@ impl Record {
                 out.extend_from_slice(&source.uid.to_le_bytes());
                 out.extend_from_slice(&(deliveries.len() as u32).to_le_bytes());
                 for d in deliveries {
+                    out.extend_from_slice(&d.mailbox.to_le_bytes());
+                    out.extend_from_slice(&d.uid.to_le_bytes());
+                    out.extend_from_slice(&d.modseq.to_le_bytes());
+                    put_flags(out, &d.flags);
+                }
+            }
+            Record::Move {
+                mailbox,
+                modseq,
+                uids,
+                copies,
+            } => {
+                out.extend_from_slice(&mailbox.to_le_bytes());
+                out.extend_from_slice(&modseq.to_le_bytes());
+                out.extend_from_slice(&(uids.len() as u32).to_le_bytes());
+                for u in uids {
+                    out.extend_from_slice(&u.to_le_bytes());
+                }
+                out.extend_from_slice(&(copies.len() as u32).to_le_bytes());
+                for c in copies {
+                    out.extend_from_slice(&c.internal_date.to_le_bytes());
+                    out.extend_from_slice(&c.size.to_le_bytes());
+                    out.extend_from_slice(&c.source.shard.to_le_bytes());
+                    out.extend_from_slice(&c.source.segment.to_le_bytes());
+                    out.extend_from_slice(&c.source.offset.to_le_bytes());
+                    out.extend_from_slice(&c.source.len.to_le_bytes());
+                    out.extend_from_slice(&c.source.mailbox.to_le_bytes());
+                    out.extend_from_slice(&c.source.uid.to_le_bytes());
+                    let d = &c.delivery;
                     out.extend_from_slice(&d.mailbox.to_le_bytes());
                     out.extend_from_slice(&d.uid.to_le_bytes());
                     out.extend_from_slice(&d.modseq.to_le_bytes());
@@ -521,6 +571,47 @@ pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Record> {
             name: r.str()?,
             subscribed: r.u8()? != 0,
         },
+        Kind::Move => {
+            let mailbox = r.u32()?;
+            let modseq = r.u64()?;
+            let n = r.u32()? as usize;
+            if n > payload.len() {
+                return None;
+            }
+            let uids = (0..n).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
+            let n = r.u32()? as usize;
+            if n > payload.len() {
+                return None;
+            }
+            let copies = (0..n)
+                .map(|_| {
+                    Some(MovedCopy {
+                        internal_date: r.u64()? as i64,
+                        size: r.u64()?,
+                        source: SourceRef {
+                            shard: r.u32()?,
+                            segment: r.u32()?,
+                            offset: r.u64()?,
+                            len: r.u64()?,
+                            mailbox: r.u32()?,
+                            uid: r.u32()?,
+                        },
+                        delivery: Delivery {
+                            mailbox: r.u32()?,
+                            uid: r.u32()?,
+                            modseq: r.u64()?,
+                            flags: r.flags()?,
+                        },
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Record::Move {
+                mailbox,
+                modseq,
+                uids,
+                copies,
+            }
+        }
     })
 }
 
@@ -629,6 +720,49 @@ mod tests {
             account: "a@x.test".into(),
             name: "Lists/rust".into(),
             subscribed: true,
+        });
+        roundtrip(Record::Move {
+            mailbox: 3,
+            modseq: 12,
+            uids: vec![4, 9],
+            copies: vec![
+                MovedCopy {
+                    internal_date: 1_700_000_000,
+                    size: 1234,
+                    source: SourceRef {
+                        shard: 1,
+                        segment: 2,
+                        offset: 8192,
+                        len: 1300,
+                        mailbox: 3,
+                        uid: 4,
+                    },
+                    delivery: Delivery {
+                        mailbox: 5,
+                        uid: 6,
+                        modseq: 7,
+                        flags: vec!["\\Seen".into()],
+                    },
+                },
+                MovedCopy {
+                    internal_date: -1,
+                    size: 10,
+                    source: SourceRef {
+                        shard: 0,
+                        segment: 0,
+                        offset: 0,
+                        len: 60,
+                        mailbox: 1,
+                        uid: 2,
+                    },
+                    delivery: Delivery {
+                        mailbox: 5,
+                        uid: 7,
+                        modseq: 8,
+                        flags: vec![],
+                    },
+                },
+            ],
         });
     }
 

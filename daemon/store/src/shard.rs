@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::index::{Alloc, Index, Location, MsgEntry};
-use crate::record::{self, Delivery, FlagChange, Kind, Record, HEADER_LEN};
+use crate::record::{self, Delivery, FlagChange, Kind, MovedCopy, Record, HEADER_LEN};
 use crate::{Appended, BackendKind, CommitHook, CommitReport, MailboxId, StoreError};
 
 pub(crate) fn shard_dir(root: &Path, shard: usize) -> PathBuf {
@@ -167,6 +167,31 @@ pub(crate) fn scan_shard(
                     }),
                     _ => break,
                 },
+                // The copies are deliveries like MessageRef's, the expunge an Expunge.
+                Kind::Move => match record::decode(Kind::Move, f.payload) {
+                    Some(Record::Move {
+                        mailbox,
+                        modseq,
+                        uids,
+                        copies,
+                    }) => {
+                        for c in copies {
+                            out.push(Recovered::Message {
+                                internal_date: c.internal_date,
+                                deliveries: vec![c.delivery],
+                                size: c.size,
+                                loc: c.source.location(),
+                                source: Some((c.source.mailbox, c.source.uid)),
+                            });
+                        }
+                        Some(Recovered::Change(Record::Expunge {
+                            mailbox,
+                            modseq,
+                            uids,
+                        }))
+                    }
+                    _ => break,
+                },
                 kind => match record::decode(kind, f.payload) {
                     Some(
                         change @ (Record::MailboxCreate { .. }
@@ -313,6 +338,7 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 | Record::Subscription { .. }
                 | Record::Message { .. }
                 | Record::MessageRef { .. }
+                | Record::Move { .. }
                 | Record::Padding(_),
             ) => {}
         }
@@ -382,6 +408,14 @@ pub(crate) enum Op {
         mailbox: u32,
         updates: Vec<FlagChange>,
     },
+    /// IMAP MOVE: one Record::Move; `allocs` are the copies' deliveries, in order.
+    Move {
+        mailbox: u32,
+        modseq: u64,
+        uids: Vec<u32>,
+        copies: Vec<MovedCopy>,
+        allocs: Vec<Alloc>,
+    },
     /// Mailbox delete or rename, or a subscription change (shard 0 only).
     Catalog(Record),
 }
@@ -446,6 +480,17 @@ fn release(ix: &mut Index, op: &Op) {
             for u in updates {
                 ix.fail_flags(*mailbox, u.uid, u.modseq);
             }
+        }
+        Op::Move {
+            mailbox,
+            modseq,
+            allocs,
+            ..
+        } => {
+            for a in allocs {
+                ix.fail_delivery(*a);
+            }
+            ix.fail_modseq(*mailbox, *modseq);
         }
         Op::Catalog(_) => {}
     }
@@ -637,6 +682,19 @@ impl Writer {
                     updates: updates.clone(),
                 }
                 .encode(seq, &mut self.buf),
+                Op::Move {
+                    mailbox,
+                    modseq,
+                    uids,
+                    copies,
+                    ..
+                } => Record::Move {
+                    mailbox: *mailbox,
+                    modseq: *modseq,
+                    uids: uids.clone(),
+                    copies: copies.clone(),
+                }
+                .encode(seq, &mut self.buf),
                 Op::Catalog(record) => record.encode(seq, &mut self.buf),
             };
             seq += 1;
@@ -812,6 +870,36 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
                 ix.commit_flags(mailbox, u.uid, u.modseq, u.flags);
             }
             Done::Modseq(last)
+        }
+        Op::Move {
+            mailbox,
+            modseq,
+            uids,
+            copies,
+            allocs,
+        } => {
+            let mut out = Vec::with_capacity(allocs.len());
+            for (a, c) in allocs.into_iter().zip(copies) {
+                ix.commit_delivery(
+                    a,
+                    MsgEntry {
+                        source: Some((c.source.mailbox, c.source.uid)),
+                        modseq: a.modseq,
+                        flags: c.delivery.flags,
+                        pending: None,
+                        internal_date: c.internal_date,
+                        size: c.size,
+                        loc: c.source.location(),
+                    },
+                );
+                out.push(Appended {
+                    mailbox: MailboxId(a.mailbox),
+                    uid: a.uid,
+                    modseq: a.modseq,
+                });
+            }
+            ix.commit_expunge(mailbox, modseq, &uids);
+            Done::Appended(out)
         }
         Op::Catalog(record) => {
             match record {

@@ -438,3 +438,67 @@ fn changed_since_index_equals_a_full_scan() {
     check(&s, mb);
     check(&s, other);
 }
+
+/// IMAP MOVE is one record: after a reopen the messages are in the target only (flags
+/// kept), and a torn tail anywhere inside the Move record leaves every message in the
+/// source, never in both mailboxes (a kill between a copy and a separate expunge did).
+#[test]
+fn move_is_one_record_never_in_both_after_a_crash() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let s = Store::open({
+            let mut o = opts(dir.path(), backend);
+            o.segment_bytes = 1 << 20;
+            o
+        })
+        .unwrap();
+        let inbox = s.ensure_mailbox(ACCOUNT, "INBOX", None).unwrap().id;
+        let archive = s.ensure_mailbox(ACCOUNT, "Archive", None).unwrap().id;
+        for body in [&b"one"[..], b"two", b"three"] {
+            s.append_blocking(0, req(inbox, body)).unwrap();
+        }
+        rt.block_on(s.update_flags(inbox, &[3], FlagOp::Add, &["\\Seen".into()], None))
+            .unwrap();
+        let before = state(&s);
+        let before_seg = seg_bytes(dir.path());
+        let metas = s.messages_by_uid(inbox, &[1, 3]);
+        let pairs = rt
+            .block_on(s.move_messages(inbox, &metas, archive))
+            .unwrap();
+        assert_eq!(pairs, vec![(1, 1), (3, 2)]);
+        assert_eq!(contents(&s, inbox), vec![(2, b"two".to_vec())]);
+        assert_eq!(
+            contents(&s, archive),
+            vec![(1, b"one".to_vec()), (2, b"three".to_vec())]
+        );
+        assert_eq!(s.messages(archive)[1].flags, vec!["\\Seen".to_string()]);
+        assert_eq!(s.vanished_since(inbox, 0), vec![1, 3]);
+        // Nothing visible is left to move: no record, no pairs.
+        let again = rt
+            .block_on(s.move_messages(inbox, &metas, archive))
+            .unwrap();
+        assert!(again.is_empty());
+        let after = state(&s);
+        s.shutdown();
+        drop(s);
+        let full = seg_bytes(dir.path());
+        let s = open(dir.path(), backend);
+        assert_eq!(state(&s), after, "{backend:?}: reopened after the move");
+        drop(s);
+        let start = commit_end(&before_seg);
+        // The commit is the Move record (kind 11) and then padding.
+        assert_eq!(full[start + 5], 11, "a Move record at {start}");
+        let payload = u32::from_le_bytes(full[start + 8..start + 12].try_into().unwrap());
+        let record_end = start + 24 + payload as usize;
+        for cut in (start + 1..record_end).step_by(3) {
+            let mut image = full.clone();
+            image[cut..].iter_mut().for_each(|b| *b = 0);
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(d.path().join("shard-0")).unwrap();
+            std::fs::write(d.path().join("shard-0/seg-00000000.log"), &image).unwrap();
+            let s = open(d.path(), backend);
+            assert_eq!(state(&s), before, "{backend:?}: Move record cut at {cut}");
+        }
+    }
+}

@@ -901,16 +901,13 @@ impl Session {
                 Err(e) => return self.no(tag, status_of_store(&e)),
             };
             let metas = self.shared.store.messages(src.id);
+            // One record: a crash leaves each message in INBOX or the new mailbox, not both.
             if let Err(e) = self
                 .shared
                 .store
-                .copy_messages(self.shard, &metas, dest.id)
+                .move_messages(src.id, &metas, dest.id)
                 .await
             {
-                return self.no(tag, status_of_store(&e));
-            }
-            let uids = metas.iter().map(|m| m.uid).collect();
-            if let Err(e) = self.shared.store.expunge(src.id, uids).await {
                 return self.no(tag, status_of_store(&e));
             }
             return self.ok(tag, "RENAME completed");
@@ -1431,12 +1428,16 @@ impl Session {
         if !self.quota_allows(size) {
             return self.no(tag, "[OVERQUOTA] Quota exceeded");
         }
-        let pairs = match self
-            .shared
-            .store
-            .copy_messages(self.shard, &metas, dest.id)
-            .await
-        {
+        // MOVE commits the copies and the expunge as one record (no state with both).
+        let result = if is_move {
+            self.shared.store.move_messages(src, &metas, dest.id).await
+        } else {
+            self.shared
+                .store
+                .copy_messages(self.shard, &metas, dest.id)
+                .await
+        };
+        let pairs = match result {
             Ok(p) => p,
             Err(e) => return self.no(tag, status_of_store(&e)),
         };
@@ -1448,11 +1449,9 @@ impl Session {
             return self.ok(tag, &format!("{code} COPY completed"));
         }
         // RFC 6851 3.3: COPYUID in an untagged OK before the expunges.
-        self.out
-            .extend_from_slice(format!("* OK {code} Moved\r\n").as_bytes());
-        let uids = pairs.iter().map(|p| p.0).collect();
-        if let Err(e) = self.shared.store.expunge(src, uids).await {
-            return self.no(tag, status_of_store(&e));
+        if !pairs.is_empty() {
+            self.out
+                .extend_from_slice(format!("* OK {code} Moved\r\n").as_bytes());
         }
         self.sync(true);
         self.ok(tag, "MOVE completed")
