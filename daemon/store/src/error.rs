@@ -34,6 +34,14 @@ pub enum StoreError {
         offset: u64,
         reason: String,
     },
+    #[error("shard {shard} segment {segment} offset {offset} holds a record of format version {version}, kind {kind}, written by a newer posternd; this build refuses to open the store rather than drop it (start the newer build again)")]
+    NewerFormat {
+        shard: usize,
+        segment: u32,
+        offset: u64,
+        version: u8,
+        kind: u8,
+    },
     #[error("store at {0} is in use by another process")]
     Locked(PathBuf),
     #[error("mailbox name already in use: {0}")]

@@ -402,6 +402,37 @@ pub(crate) fn frame(buf: &[u8]) -> Option<Framed<'_>> {
     })
 }
 
+/// A whole, checksummed record that this build cannot read: a format version above
+/// [`VERSION`] or a kind it does not know, i.e. written by a newer posternd. Returns
+/// (version, kind, seq). Recovery must refuse such a store rather than treat the record as a
+/// torn tail and clear it (after an A/B rollback to an older slot that would drop every
+/// record from there on).
+pub(crate) fn newer_format(buf: &[u8]) -> Option<(u8, u8, u64)> {
+    if buf.len() < HEADER_LEN || buf[0..4] != MAGIC {
+        return None;
+    }
+    let (version, kind) = (buf[4], buf[5]);
+    if version < VERSION || (version == VERSION && Kind::from_u8(kind).is_some()) {
+        return None;
+    }
+    let len = u32::from_le_bytes(buf[8..12].try_into().ok()?) as usize;
+    if len > MAX_PAYLOAD || buf.len() < HEADER_LEN + len {
+        return None;
+    }
+    let stored = u32::from_le_bytes(buf[12..16].try_into().ok()?);
+    let mut crc = crc32c::crc32c(&buf[0..12]);
+    crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+    crc = crc32c::crc32c_append(crc, &buf[16..HEADER_LEN + len]);
+    if crc != stored {
+        return None;
+    }
+    Some((
+        version,
+        kind,
+        u64::from_le_bytes(buf[16..24].try_into().ok()?),
+    ))
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -210,6 +210,17 @@ pub(crate) fn scan_shard(
             first = false;
             off += f.total_len;
         }
+        if let Some((version, kind, seq)) = record::newer_format(&data[off..]) {
+            if first || seq == next_seq {
+                return Err(StoreError::NewerFormat {
+                    shard,
+                    segment: seg,
+                    offset: off as u64,
+                    version,
+                    kind,
+                });
+            }
+        }
         if i + 1 == segs.len() {
             scan.tail = Some((seg, off as u64));
             if let Some(last) = data[off..].iter().rposition(|&b| b != 0) {

@@ -139,3 +139,58 @@ fn read_message_detects_corruption_in_place() {
         ));
     }
 }
+
+/// A whole, checksummed record of a kind this build does not know (written by a newer
+/// posternd, e.g. before an A/B rollback to an older slot): the store refuses to open and
+/// leaves the bytes alone, instead of clearing them as a torn tail.
+#[test]
+fn record_from_a_newer_format_is_refused_not_cleared() {
+    for backend in BACKENDS {
+        let (seg, _mb, metas) = build(backend);
+        let end = (metas[2].location.offset + metas[2].location.len) as usize;
+        let at = metas[2].location.offset as usize;
+        let last_seq = u64::from_le_bytes(seg[at + 16..at + 24].try_into().unwrap());
+        for (version, kind) in [(1u8, 200u8), (2, 2)] {
+            let payload = b"from the future";
+            let mut rec = Vec::new();
+            rec.extend_from_slice(b"PSTN");
+            rec.extend_from_slice(&[version, kind, 0, 0]);
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&[0; 4]);
+            rec.extend_from_slice(&(last_seq + 1).to_le_bytes());
+            rec.extend_from_slice(payload);
+            let mut crc = crc32c::crc32c(&rec[0..12]);
+            crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+            crc = crc32c::crc32c_append(crc, &rec[16..]);
+            rec[12..16].copy_from_slice(&crc.to_le_bytes());
+            let mut bytes = seg[..end].to_vec();
+            bytes.extend_from_slice(&rec);
+
+            let dir = tempfile::tempdir().unwrap();
+            write_seg(dir.path(), &bytes);
+            let error = match postern_store::Store::open(opts(dir.path(), backend)) {
+                Ok(_) => panic!("opened a store holding a version {version} kind {kind} record"),
+                Err(error) => error,
+            };
+            assert!(
+                matches!(error, postern_store::StoreError::NewerFormat { version: v, kind: k, .. } if v == version && k == kind),
+                "{error}"
+            );
+            assert!(error.to_string().contains("newer posternd"), "{error}");
+            let after = std::fs::read(dir.path().join("shard-0/seg-00000000.log")).unwrap();
+            assert_eq!(&after[..bytes.len()], &bytes[..], "the record was touched");
+
+            // Garbage that merely looks like a record (bad checksum) is still a torn tail.
+            let mut torn = bytes.clone();
+            let last = torn.len() - 1;
+            torn[last] ^= 0xff;
+            check(
+                backend,
+                &torn,
+                metas[0].mailbox,
+                &[(1, M1), (2, M2), (3, M3)],
+                "bad crc",
+            );
+        }
+    }
+}

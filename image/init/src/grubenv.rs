@@ -289,13 +289,16 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("grubenv");
+        // Through children::run, as the init runs programs: its reaper (started by other tests
+        // in this process) takes every child's status, so Command::output would get ECHILD.
         let run = |args: &[&str]| {
-            let out = std::process::Command::new(&tool)
-                .arg(&file)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
+            let (tool, file) = (tool.to_str().unwrap(), file.to_str().unwrap());
+            let argv: Vec<&str> = [tool, file]
+                .into_iter()
+                .chain(args.iter().copied())
+                .collect();
+            let out = crate::children::run(&argv, std::time::Duration::from_secs(30)).unwrap();
+            assert!(out.success(), "{out:?}");
             String::from_utf8(out.stdout).unwrap()
         };
         run(&["create"]);
