@@ -40,6 +40,11 @@ def readme_commands() -> list[str]:
 
 
 def fresh_copy(dest: Path) -> None:
+    """A fresh clone of this repository (the builder stamps the commit and takes
+    SOURCE_DATE_EPOCH from it), with the working tree's uncommitted and untracked, unignored
+    files laid over it, so that the test runs what is here now."""
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(dest)],
+                   check=True, capture_output=True)
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, check=True, capture_output=True).stdout.split(b"\0")
@@ -48,9 +53,10 @@ def fresh_copy(dest: Path) -> None:
             continue
         rel = raw.decode()
         src = REPO / rel
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree but still in the index
         dst = dest / rel
+        if not src.exists() and not src.is_symlink():
+            dst.unlink(missing_ok=True)  # deleted in the working tree but still in the index
+            continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst, follow_symlinks=False)
 
@@ -109,9 +115,14 @@ def test_readme_main_command_reaches_the_smtp_banner(tmp_path):
             f"no SMTP banner within {BANNER_TIMEOUT:.0f} s of `{main_cmd}`:\n"
             + log_path.read_text(errors="replace")[-4000:])
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        # The group may be gone already (the command exited): nothing left to stop.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=30)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        proc.wait(timeout=30)
