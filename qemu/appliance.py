@@ -32,6 +32,7 @@ Every wait is bounded; close() powers the guest off (then kills QEMU) and stops 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -217,6 +218,26 @@ def default_image(board: str) -> pathlib.Path:
     return REPO / "target" / "image" / board / "disk.img"
 
 
+# sockaddr_un holds 108 bytes: QEMU refuses a longer socket path (a deep checkout or a test's
+# tmp dir). The longest socket name below is "qmp-cli.sock".
+_SOCKET_PATH_MAX = 107 - len("/qmp-cli.sock")
+
+
+def short_run_dir(run_dir: pathlib.Path) -> pathlib.Path:
+    """The run directory, or, when its path is too long for the QEMU sockets in it, a short
+    symlink to it under /tmp named after the real path (stable across calls, so boot-image,
+    qemu/fault and tests find the same sockets)."""
+    real = run_dir.resolve()
+    if len(str(real)) <= _SOCKET_PATH_MAX:
+        return real
+    real.mkdir(parents=True, exist_ok=True)
+    link = pathlib.Path(f"/tmp/postern-run-{hashlib.sha256(str(real).encode()).hexdigest()[:16]}")
+    if not (link.is_symlink() and link.resolve() == real):
+        link.unlink(missing_ok=True)
+        link.symlink_to(real, target_is_directory=True)
+    return link
+
+
 def default_run_dir(board: str) -> pathlib.Path:
     return REPO / "target" / "qemu-appliance" / board
 
@@ -231,7 +252,7 @@ class Appliance(Guest):
                  image: pathlib.Path | str | None = None, test: bool = True, *,
                  fresh: bool = False, ipmi: bool = True, fixed_ports: bool = False,
                  interactive: bool = False, mem_mib: int = 1024, smp: int = 1) -> None:
-        super().__init__(run_dir=pathlib.Path(run_dir or default_run_dir(board)).resolve(),
+        super().__init__(run_dir=short_run_dir(pathlib.Path(run_dir or default_run_dir(board))),
                          mem_mib=mem_mib)
         self.board = board
         self.image = pathlib.Path(image or default_image(board)).resolve()
