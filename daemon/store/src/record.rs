@@ -386,11 +386,7 @@ pub(crate) fn frame(buf: &[u8]) -> Option<Framed<'_>> {
     if len > MAX_PAYLOAD || buf.len() < HEADER_LEN + len {
         return None;
     }
-    let stored = u32::from_le_bytes(buf[12..16].try_into().ok()?);
-    let mut crc = crc32c::crc32c(&buf[0..12]);
-    crc = crc32c::crc32c_append(crc, &[0u8; 4]);
-    crc = crc32c::crc32c_append(crc, &buf[16..HEADER_LEN + len]);
-    if crc != stored {
+    if !crc_matches(buf, len) {
         return None;
     }
     let seq = u64::from_le_bytes(buf[16..24].try_into().ok()?);
@@ -400,6 +396,18 @@ pub(crate) fn frame(buf: &[u8]) -> Option<Framed<'_>> {
         payload: &buf[HEADER_LEN..HEADER_LEN + len],
         total_len: HEADER_LEN + len,
     })
+}
+
+/// Whether the crc field of the record at `buf[0]` (payload `len` bytes, all present) matches
+/// its header and payload.
+fn crc_matches(buf: &[u8], len: usize) -> bool {
+    let Some(stored) = buf.get(12..16).and_then(|b| b.try_into().ok()) else {
+        return false;
+    };
+    let mut crc = crc32c::crc32c(&buf[0..12]);
+    crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+    crc = crc32c::crc32c_append(crc, &buf[16..HEADER_LEN + len]);
+    crc == u32::from_le_bytes(stored)
 }
 
 /// A whole, checksummed record that this build cannot read: a format version above
@@ -419,11 +427,7 @@ pub(crate) fn newer_format(buf: &[u8]) -> Option<(u8, u8, u64)> {
     if len > MAX_PAYLOAD || buf.len() < HEADER_LEN + len {
         return None;
     }
-    let stored = u32::from_le_bytes(buf[12..16].try_into().ok()?);
-    let mut crc = crc32c::crc32c(&buf[0..12]);
-    crc = crc32c::crc32c_append(crc, &[0u8; 4]);
-    crc = crc32c::crc32c_append(crc, &buf[16..HEADER_LEN + len]);
-    if crc != stored {
+    if !crc_matches(buf, len) {
         return None;
     }
     Some((
