@@ -1139,14 +1139,7 @@ impl Store {
             let record = record::Record::MessageRef {
                 internal_date: meta.internal_date,
                 size: meta.size,
-                source: record::SourceRef {
-                    shard: u32::try_from(loc.shard).unwrap_or(u32::MAX),
-                    segment: loc.segment,
-                    offset: loc.offset,
-                    len: loc.len,
-                    mailbox: meta.source.0 .0,
-                    uid: meta.source.1,
-                },
+                source: record::SourceRef::new(&loc, meta.source.0 .0, meta.source.1),
                 deliveries: vec![record::Delivery {
                     mailbox: alloc.mailbox,
                     uid: alloc.uid,
@@ -1220,14 +1213,7 @@ impl Store {
                 copies.push(record::MovedCopy {
                     internal_date: meta.internal_date,
                     size: meta.size,
-                    source: record::SourceRef {
-                        shard: u32::try_from(loc.shard).unwrap_or(u32::MAX),
-                        segment: loc.segment,
-                        offset: loc.offset,
-                        len: loc.len,
-                        mailbox: meta.source.0 .0,
-                        uid: meta.source.1,
-                    },
+                    source: record::SourceRef::new(&loc, meta.source.0 .0, meta.source.1),
                     delivery: record::Delivery {
                         mailbox: alloc.mailbox,
                         uid: alloc.uid,

@@ -153,6 +153,18 @@ pub(crate) struct SourceRef {
 }
 
 impl SourceRef {
+    /// The stored bytes at `loc`, delivered originally as `uid` in `mailbox`.
+    pub(crate) fn new(loc: &crate::index::Location, mailbox: u32, uid: u32) -> SourceRef {
+        SourceRef {
+            shard: u32::try_from(loc.shard).unwrap_or(u32::MAX),
+            segment: loc.segment,
+            offset: loc.offset,
+            len: loc.len,
+            mailbox,
+            uid,
+        }
+    }
+
     pub(crate) fn location(&self) -> crate::index::Location {
         crate::index::Location {
             shard: self.shard as usize,
@@ -185,6 +197,22 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = s.len().min(u16::MAX as usize);
     out.extend_from_slice(&(len as u16).to_le_bytes());
     out.extend_from_slice(&s.as_bytes()[..len]);
+}
+
+fn put_source_ref(out: &mut Vec<u8>, source: &SourceRef) {
+    out.extend_from_slice(&source.shard.to_le_bytes());
+    out.extend_from_slice(&source.segment.to_le_bytes());
+    out.extend_from_slice(&source.offset.to_le_bytes());
+    out.extend_from_slice(&source.len.to_le_bytes());
+    out.extend_from_slice(&source.mailbox.to_le_bytes());
+    out.extend_from_slice(&source.uid.to_le_bytes());
+}
+
+fn put_delivery(out: &mut Vec<u8>, d: &Delivery) {
+    out.extend_from_slice(&d.mailbox.to_le_bytes());
+    out.extend_from_slice(&d.uid.to_le_bytes());
+    out.extend_from_slice(&d.modseq.to_le_bytes());
+    put_flags(out, &d.flags);
 }
 
 fn put_flags(out: &mut Vec<u8>, flags: &[String]) {
@@ -303,18 +331,10 @@ impl Record {
             } => {
                 out.extend_from_slice(&internal_date.to_le_bytes());
                 out.extend_from_slice(&size.to_le_bytes());
-                out.extend_from_slice(&source.shard.to_le_bytes());
-                out.extend_from_slice(&source.segment.to_le_bytes());
-                out.extend_from_slice(&source.offset.to_le_bytes());
-                out.extend_from_slice(&source.len.to_le_bytes());
-                out.extend_from_slice(&source.mailbox.to_le_bytes());
-                out.extend_from_slice(&source.uid.to_le_bytes());
+                put_source_ref(out, source);
                 out.extend_from_slice(&(deliveries.len() as u32).to_le_bytes());
                 for d in deliveries {
-                    out.extend_from_slice(&d.mailbox.to_le_bytes());
-                    out.extend_from_slice(&d.uid.to_le_bytes());
-                    out.extend_from_slice(&d.modseq.to_le_bytes());
-                    put_flags(out, &d.flags);
+                    put_delivery(out, d);
                 }
             }
             Record::Move {
@@ -333,17 +353,8 @@ impl Record {
                 for c in copies {
                     out.extend_from_slice(&c.internal_date.to_le_bytes());
                     out.extend_from_slice(&c.size.to_le_bytes());
-                    out.extend_from_slice(&c.source.shard.to_le_bytes());
-                    out.extend_from_slice(&c.source.segment.to_le_bytes());
-                    out.extend_from_slice(&c.source.offset.to_le_bytes());
-                    out.extend_from_slice(&c.source.len.to_le_bytes());
-                    out.extend_from_slice(&c.source.mailbox.to_le_bytes());
-                    out.extend_from_slice(&c.source.uid.to_le_bytes());
-                    let d = &c.delivery;
-                    out.extend_from_slice(&d.mailbox.to_le_bytes());
-                    out.extend_from_slice(&d.uid.to_le_bytes());
-                    out.extend_from_slice(&d.modseq.to_le_bytes());
-                    put_flags(out, &d.flags);
+                    put_source_ref(out, &c.source);
+                    put_delivery(out, &c.delivery);
                 }
             }
         }
@@ -465,6 +476,26 @@ impl<'a> Reader<'a> {
         let n = self.u16()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
+    fn source_ref(&mut self) -> Option<SourceRef> {
+        Some(SourceRef {
+            shard: self.u32()?,
+            segment: self.u32()?,
+            offset: self.u64()?,
+            len: self.u64()?,
+            mailbox: self.u32()?,
+            uid: self.u32()?,
+        })
+    }
+
+    fn delivery(&mut self) -> Option<Delivery> {
+        Some(Delivery {
+            mailbox: self.u32()?,
+            uid: self.u32()?,
+            modseq: self.u64()?,
+            flags: self.flags()?,
+        })
+    }
+
     fn flags(&mut self) -> Option<Vec<String>> {
         let n = self.u16()? as usize;
         (0..n).map(|_| self.str()).collect()
@@ -483,12 +514,7 @@ pub(crate) fn decode_message_head(payload: &[u8]) -> Option<MessageHead> {
     }
     let mut deliveries = Vec::with_capacity(n);
     for _ in 0..n {
-        deliveries.push(Delivery {
-            mailbox: r.u32()?,
-            uid: r.u32()?,
-            modseq: r.u64()?,
-            flags: r.flags()?,
-        });
+        deliveries.push(r.delivery()?);
     }
     let body_len = usize::try_from(r.u64()?).ok()?;
     let body_offset = r.pos;
@@ -572,28 +598,12 @@ pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Record> {
         Kind::MessageRef => {
             let internal_date = r.u64()? as i64;
             let size = r.u64()?;
-            let source = SourceRef {
-                shard: r.u32()?,
-                segment: r.u32()?,
-                offset: r.u64()?,
-                len: r.u64()?,
-                mailbox: r.u32()?,
-                uid: r.u32()?,
-            };
+            let source = r.source_ref()?;
             let n = r.u32()? as usize;
             if n > payload.len() {
                 return None;
             }
-            let deliveries = (0..n)
-                .map(|_| {
-                    Some(Delivery {
-                        mailbox: r.u32()?,
-                        uid: r.u32()?,
-                        modseq: r.u64()?,
-                        flags: r.flags()?,
-                    })
-                })
-                .collect::<Option<Vec<_>>>()?;
+            let deliveries = (0..n).map(|_| r.delivery()).collect::<Option<Vec<_>>>()?;
             Record::MessageRef {
                 internal_date,
                 size,
@@ -623,20 +633,8 @@ pub(crate) fn decode(kind: Kind, payload: &[u8]) -> Option<Record> {
                     Some(MovedCopy {
                         internal_date: r.u64()? as i64,
                         size: r.u64()?,
-                        source: SourceRef {
-                            shard: r.u32()?,
-                            segment: r.u32()?,
-                            offset: r.u64()?,
-                            len: r.u64()?,
-                            mailbox: r.u32()?,
-                            uid: r.u32()?,
-                        },
-                        delivery: Delivery {
-                            mailbox: r.u32()?,
-                            uid: r.u32()?,
-                            modseq: r.u64()?,
-                            flags: r.flags()?,
-                        },
+                        source: r.source_ref()?,
+                        delivery: r.delivery()?,
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
