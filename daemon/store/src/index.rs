@@ -1,7 +1,7 @@
 //! In-memory mailbox index, rebuilt from the log at open and updated by the shard
 //! threads after each commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::{MailboxId, MailboxInfo, MessageMeta};
@@ -133,6 +133,21 @@ pub(crate) struct MailboxState {
 }
 
 impl MailboxState {
+    /// Highest UID handed out (committed or in flight): a checkpoint keeps it so that no
+    /// UID is reused after a restart.
+    pub(crate) fn max_uid(&self) -> u32 {
+        u32::try_from(self.uids.next.saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Highest MODSEQ handed out (committed or in flight).
+    pub(crate) fn max_modseq(&self) -> u64 {
+        self.modseq
+            .wm
+            .next
+            .saturating_sub(1)
+            .max(self.modseq.visible_max)
+    }
+
     /// Drops what is derived from the visible messages (after any change to them).
     fn forget_derived(&mut self) {
         self.uid_snapshot = None;
@@ -207,6 +222,15 @@ impl MailboxState {
     }
 }
 
+/// A point in one shard's log: the record at `offset` of `segment` has sequence `seq`
+/// (or nothing is there yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogPosition {
+    pub segment: u32,
+    pub offset: u64,
+    pub seq: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     mailboxes: HashMap<u32, MailboxState>,
@@ -215,6 +239,16 @@ pub(crate) struct Index {
     pub last_uidvalidity: u32,
     /// (account, mailbox name) pairs the user subscribed to.
     pub subscriptions: BTreeSet<(String, String)>,
+    /// Per shard, the end of the last batch applied to this index: the index holds exactly
+    /// the log up to these positions (what a checkpoint records).
+    pub positions: BTreeMap<usize, LogPosition>,
+    /// End of the valid records of every segment, by (shard, segment).
+    pub segment_ends: BTreeMap<(usize, u32), u64>,
+    /// Records an enqueued COPY or MOVE will point at once it commits: live for the
+    /// compactor although no entry refers to them yet.
+    pins: HashMap<Location, u32>,
+    /// Log bytes committed since the last checkpoint.
+    pub bytes_since_checkpoint: u64,
 }
 
 /// The metadata of one entry, as the store hands it out.
@@ -600,6 +634,119 @@ impl Index {
             m.modseq = ModseqTracker::new(ms);
             m.notify.send_replace(ms);
         }
+    }
+
+    /// Every mailbox, in id order (checkpoint writing).
+    pub(crate) fn mailbox_states(&self) -> Vec<&MailboxState> {
+        let mut v: Vec<&MailboxState> = self.mailboxes.values().collect();
+        v.sort_by_key(|m| m.id);
+        v
+    }
+
+    /// Recovery: an expunge known only by its effect (from a checkpoint).
+    pub(crate) fn recover_vanished(&mut self, mailbox: u32, uid: u32, modseq: u64) {
+        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+            m.vanished.insert(uid, modseq);
+        }
+    }
+
+    /// Marks the record at `loc` as about to be referenced by a committing copy.
+    pub(crate) fn pin(&mut self, loc: Location) {
+        *self.pins.entry(loc).or_default() += 1;
+    }
+
+    /// Whether a queued copy refers to a record of this segment.
+    pub(crate) fn has_pins_in(&self, shard: usize, segment: u32) -> bool {
+        self.pins
+            .keys()
+            .any(|l| l.shard == shard && l.segment == segment)
+    }
+
+    /// MODSEQ of a committed message (visible or not yet), None when there is none.
+    pub(crate) fn committed_modseq(&self, mailbox: u32, uid: u32) -> Option<u64> {
+        self.mailboxes
+            .get(&mailbox)?
+            .messages
+            .get(&uid)
+            .map(|e| e.modseq)
+    }
+
+    /// Undoes one [`Index::pin`] (the copy committed or failed).
+    pub(crate) fn unpin(&mut self, loc: &Location) {
+        if let Some(n) = self.pins.get_mut(loc) {
+            *n -= 1;
+            if *n == 0 {
+                self.pins.remove(loc);
+            }
+        }
+    }
+
+    /// Offsets of the records of one segment that an entry (any mailbox, copies included)
+    /// or an enqueued copy still needs: what compaction must keep.
+    pub(crate) fn live_offsets(&self, shard: usize, segment: u32) -> HashSet<u64> {
+        let on = |l: &Location| l.shard == shard && l.segment == segment;
+        let mut live: HashSet<u64> = self
+            .mailboxes
+            .values()
+            .flat_map(|m| m.messages.values())
+            .filter(|e| on(&e.loc))
+            .map(|e| e.loc.offset)
+            .collect();
+        live.extend(self.pins.keys().filter(|l| on(l)).map(|l| l.offset));
+        live
+    }
+
+    /// Bytes of the distinct message records still referenced, by (shard, segment).
+    pub(crate) fn live_message_bytes(&self) -> BTreeMap<(usize, u32), u64> {
+        let mut seen: HashSet<Location> = HashSet::new();
+        let mut out: BTreeMap<(usize, u32), u64> = BTreeMap::new();
+        let entries = self.mailboxes.values().flat_map(|m| m.messages.values());
+        for loc in entries.map(|e| e.loc).chain(self.pins.keys().copied()) {
+            if seen.insert(loc) {
+                *out.entry((loc.shard, loc.segment)).or_default() += loc.len;
+            }
+        }
+        out
+    }
+
+    /// Points every entry whose bytes moved within a compacted segment at the new place
+    /// (`moved`: old offset to new offset and length).
+    pub(crate) fn relocate(
+        &mut self,
+        shard: usize,
+        segment: u32,
+        moved: &HashMap<u64, (u64, u64)>,
+    ) {
+        for m in self.mailboxes.values_mut() {
+            for e in m.messages.values_mut() {
+                if e.loc.shard == shard && e.loc.segment == segment {
+                    if let Some(&(offset, len)) = moved.get(&e.loc.offset) {
+                        e.loc.offset = offset;
+                        e.loc.len = len;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the bytes first delivered as `source` (mailbox, uid) are stored now, from any
+    /// entry that uses them (a copy's own record may name an older place: compaction moves
+    /// records).
+    pub(crate) fn holder_location(&self, source: (u32, u32)) -> Option<Location> {
+        if let Some(e) = self
+            .mailboxes
+            .get(&source.0)
+            .and_then(|m| m.messages.get(&source.1))
+        {
+            if e.source.is_none() {
+                return Some(e.loc);
+            }
+        }
+        self.mailboxes
+            .values()
+            .flat_map(|m| m.messages.values())
+            .find(|e| e.source == Some(source))
+            .map(|e| e.loc)
     }
 
     /// Recovery: message entry at a known uid (no allocation bookkeeping).

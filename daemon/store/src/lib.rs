@@ -9,11 +9,15 @@
 //! `<root>/shard-<n>/seg-<NNNNNNNN>.log`. The thread group-commits: every queued request
 //! (up to `max_batch`) is serialised into one buffer, written at the segment tail with an
 //! fdatasync linked after the write, and only then applied to the in-memory index and
-//! answered. The index is rebuilt from the records at open.
+//! answered. At open the index is loaded from its checkpoint and the records written after
+//! it are replayed (the whole log when there is no usable checkpoint); a background thread
+//! writes checkpoints and compacts sealed segments (`maintenance`).
 
 mod backend;
+mod checkpoint;
 mod error;
 mod index;
+mod maintenance;
 mod record;
 mod shard;
 pub mod stripe;
@@ -28,9 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
 pub use index::Location;
+pub use maintenance::{CompactReport, MaintenanceOptions, ShardStats};
 pub use stripe::MdLayout;
 
-use index::Index;
+use index::{Index, LogPosition};
+use maintenance::Maintainer;
 use shard::{Done, Job, Msg, Op, Reply};
 
 /// Which write backend to use.
@@ -67,6 +73,8 @@ pub struct StoreOptions {
     pub sysfs_root: PathBuf,
     /// Called by a shard thread after every successful commit.
     pub on_commit: Option<CommitHook>,
+    /// Checkpoint and compaction tuning.
+    pub maintenance: MaintenanceOptions,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -80,6 +88,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("read_only", &self.read_only)
             .field("sysfs_root", &self.sysfs_root)
             .field("on_commit", &self.on_commit.is_some())
+            .field("maintenance", &self.maintenance)
             .finish()
     }
 }
@@ -95,6 +104,7 @@ impl StoreOptions {
             read_only: false,
             sysfs_root: PathBuf::from("/sys"),
             on_commit: None,
+            maintenance: MaintenanceOptions::default(),
         }
     }
 }
@@ -236,7 +246,10 @@ struct Inner {
     senders: RwLock<Vec<mpsc::Sender<Msg>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     create_lock: Mutex<()>,
-    readers: Mutex<HashMap<(usize, u32), Arc<File>>>,
+    readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+    maint: Arc<Maintainer>,
+    /// The maintenance thread and the channel that stops it.
+    maint_thread: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     /// flock on `<root>/LOCK`, held for the store's life (released after the shard
     /// threads stop, since fields drop after `Drop::drop`).
     _lock: Option<File>,
@@ -244,10 +257,21 @@ struct Inner {
 
 impl Inner {
     fn shutdown(&self) {
+        // Upkeep first: a compaction in progress gives up at its next chunk.
+        self.maint
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let maint = self.maint_thread.lock().ok().and_then(|mut m| m.take());
+        if let Some((stop, handle)) = maint {
+            drop(stop);
+            let _ = handle.join();
+        }
+        let mut were_writing = false;
         if let Ok(mut s) = self.senders.write() {
             for tx in s.iter() {
                 let _ = tx.send(Msg::Shutdown);
             }
+            were_writing = !s.is_empty();
             s.clear();
         }
         let threads = match self.threads.lock() {
@@ -256,6 +280,13 @@ impl Inner {
         };
         for t in threads {
             let _ = t.join();
+        }
+        // A clean stop leaves a checkpoint of everything: the next start reads no log.
+        if were_writing {
+            if let Err(e) = self.maint.checkpoint() {
+                tracing::error!(event = "store.checkpoint.failed", error = %e,
+                    "checkpoint at shutdown failed; the next start replays the log");
+            }
         }
     }
 }
@@ -346,6 +377,74 @@ fn done_modseq(r: Result<Done, StoreError>) -> Result<u64, StoreError> {
     }
 }
 
+/// Rebuilds the index: from the checkpoint and the log after it when the checkpoint fits the
+/// log, else from the whole log. Returns the index and each present shard's scan.
+fn recover(
+    root: &std::path::Path,
+    present: &[usize],
+) -> Result<(Index, HashMap<usize, shard::ShardScan>), StoreError> {
+    let started = std::time::Instant::now();
+    if let Some(loaded) = checkpoint::load(root) {
+        let mut recs = Vec::new();
+        let mut scans = HashMap::new();
+        let mut ends = loaded.index.segment_ends.clone();
+        // Every shard the checkpoint covers must still be there.
+        let mut fits = loaded.index.positions.keys().all(|s| present.contains(s));
+        for &s in present {
+            if !fits {
+                break;
+            }
+            let from = loaded.index.positions.get(&s).copied();
+            match shard::scan_shard(root, s, from, &mut recs, &mut ends)? {
+                Some(scan) => {
+                    scans.insert(s, scan);
+                }
+                None => fits = false,
+            }
+        }
+        if fits {
+            let checkpoint::Loaded {
+                mut index,
+                max_uid,
+                max_modseq,
+            } = loaded;
+            index.segment_ends = ends;
+            let tail_records = recs.len();
+            shard::rebuild_index(&mut index, recs, max_uid, max_modseq);
+            tracing::info!(
+                event = "store.recovery.checkpoint",
+                tail_records,
+                ms = started.elapsed().as_millis() as u64,
+                "index loaded from its checkpoint and the log after it"
+            );
+            return Ok((index, scans));
+        }
+        tracing::warn!(
+            event = "store.checkpoint.mismatch",
+            "index checkpoint does not match the log; replaying the whole log"
+        );
+    }
+    let mut recs = Vec::new();
+    let mut scans = HashMap::new();
+    let mut ends = std::collections::BTreeMap::new();
+    for &s in present {
+        if let Some(scan) = shard::scan_shard(root, s, None, &mut recs, &mut ends)? {
+            scans.insert(s, scan);
+        }
+    }
+    let mut index = Index::new();
+    index.segment_ends = ends;
+    let records = recs.len();
+    shard::rebuild_index(&mut index, recs, HashMap::new(), HashMap::new());
+    tracing::info!(
+        event = "store.recovery.full",
+        records,
+        ms = started.elapsed().as_millis() as u64,
+        "index rebuilt from the whole log"
+    );
+    Ok((index, scans))
+}
+
 impl Store {
     /// Opens (creating unless read-only) the store, recovers every shard and starts the
     /// shard threads.
@@ -385,13 +484,24 @@ impl Store {
 
         // Recovery: every shard directory present, even beyond the configured count.
         let present = shard::list_shards(&root)?;
-        let mut recs = Vec::new();
-        let mut scans = HashMap::new();
-        for &s in present.iter() {
-            scans.insert(s, shard::scan_shard(&root, s, &mut recs)?);
+        if !opts.read_only {
+            maintenance::remove_leftovers(&root, &present);
         }
-        let mut index = Index::new();
-        shard::rebuild_index(&mut index, recs);
+        let (mut index, scans) = recover(&root, &present)?;
+        // Where each shard's log continues: the index holds everything before it.
+        for s in present.iter().copied().chain(0..opts.shards) {
+            let scan = scans.get(&s);
+            let (segment, offset) = scan.and_then(|sc| sc.tail).unwrap_or((0, 0));
+            let seq = scan.map(|sc| sc.next_seq).unwrap_or(0);
+            index.positions.insert(
+                s,
+                LogPosition {
+                    segment,
+                    offset,
+                    seq,
+                },
+            );
+        }
         let index = Arc::new(Mutex::new(index));
 
         let mut senders = Vec::new();
@@ -467,6 +577,33 @@ impl Store {
                 shard::fsync_dir(&root)?;
             }
         }
+        let readers = Arc::new(Mutex::new(HashMap::new()));
+        let maint = Arc::new(Maintainer::new(
+            root.clone(),
+            index.clone(),
+            readers.clone(),
+            segment_bytes,
+            opts.maintenance.clone(),
+        ));
+        let maint_thread = if opts.read_only {
+            None
+        } else {
+            let (stop_tx, stop_rx) = mpsc::channel::<()>();
+            let m = maint.clone();
+            let handle = std::thread::Builder::new()
+                .name("store-maintenance".into())
+                .spawn(move || {
+                    let mut last_compaction = std::time::Instant::now();
+                    // Wakes every second; the sender dropping (shutdown) ends it.
+                    while let Err(mpsc::RecvTimeoutError::Timeout) =
+                        stop_rx.recv_timeout(Duration::from_secs(1))
+                    {
+                        m.tick(&mut last_compaction);
+                    }
+                })
+                .map_err(|e| StoreError::io(&root, e))?;
+            Some((stop_tx, handle))
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 root,
@@ -479,10 +616,35 @@ impl Store {
                 senders: RwLock::new(senders),
                 threads: Mutex::new(threads),
                 create_lock: Mutex::new(()),
-                readers: Mutex::new(HashMap::new()),
+                readers,
+                maint,
+                maint_thread: Mutex::new(maint_thread),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Space use per shard: valid record bytes, the part still referenced by a mailbox,
+    /// and the rest (what compaction can give back).
+    pub fn stats(&self) -> Result<Vec<ShardStats>, StoreError> {
+        self.inner.maint.stats()
+    }
+
+    /// Runs one compaction pass now over every sealed segment with dead bytes (blocking;
+    /// waits for a background pass in progress). Throttled like the background passes.
+    pub fn compact(&self) -> Result<CompactReport, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        self.inner.maint.compact(true)
+    }
+
+    /// Writes an index checkpoint now (blocking).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        self.inner.maint.checkpoint()
     }
 
     pub fn backend_kind(&self) -> BackendKind {
@@ -740,7 +902,25 @@ impl Store {
 
     /// Reads a message body, verifying the record checksum.
     pub fn read_message(&self, meta: &MessageMeta) -> Result<Vec<u8>, StoreError> {
-        let loc = meta.location;
+        match self.read_at(meta.location, meta.source) {
+            Ok(body) => Ok(body),
+            Err(e) => {
+                // The compactor may have moved the record since `meta` was taken: read it
+                // again from where the index says it is now.
+                let now = self
+                    .messages_by_uid(meta.mailbox, &[meta.uid])
+                    .pop()
+                    .map(|m| m.location);
+                match now {
+                    Some(loc) if loc != meta.location => self.read_at(loc, meta.source),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Reads the body of delivery `source` from the Message record at `loc`.
+    fn read_at(&self, loc: Location, source: (MailboxId, u32)) -> Result<Vec<u8>, StoreError> {
         let corrupt = |reason: &str| StoreError::Corrupt {
             shard: loc.shard,
             segment: loc.segment,
@@ -764,7 +944,7 @@ impl Store {
         if !head
             .deliveries
             .iter()
-            .any(|d| d.mailbox == meta.source.0 .0 && d.uid == meta.source.1)
+            .any(|d| d.mailbox == source.0 .0 && d.uid == source.1)
         {
             return Err(corrupt("record does not hold this message"));
         }
@@ -1124,41 +1304,73 @@ impl Store {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
-        let mut waits = Vec::with_capacity(source.len());
         for meta in source {
             check_flags(&meta.flags)?;
-            let alloc = {
-                let mut ix = self.inner.index.lock().map_err(lock_err)?;
-                if !ix.contains(target.0) {
-                    return Err(StoreError::UnknownMailbox(target.0));
-                }
-                ix.alloc_delivery(target.0)
-                    .ok_or_else(|| StoreError::InvalidRequest("UID space exhausted".into()))?
-            };
-            let loc = meta.location;
-            let record = record::Record::MessageRef {
-                internal_date: meta.internal_date,
-                size: meta.size,
-                source: record::SourceRef::new(&loc, meta.source.0 .0, meta.source.1),
-                deliveries: vec![record::Delivery {
-                    mailbox: alloc.mailbox,
-                    uid: alloc.uid,
-                    modseq: alloc.modseq,
-                    flags: meta.flags.clone(),
-                }],
-            };
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.send(
-                shard,
-                Job {
+        }
+        // Under one lock: every source must still be stored (its current place: the
+        // compactor may have moved it since `meta` was read), and is pinned until its copy
+        // commits so that the compactor keeps it.
+        let mut jobs: Vec<(u32, Job, tokio::sync::oneshot::Receiver<shard::JobResult>)> =
+            Vec::with_capacity(source.len());
+        {
+            let mut ix = self.inner.index.lock().map_err(lock_err)?;
+            if !ix.contains(target.0) {
+                return Err(StoreError::UnknownMailbox(target.0));
+            }
+            let mut locs = Vec::with_capacity(source.len());
+            for meta in source {
+                let loc = match ix.entry(meta.mailbox.0, meta.uid) {
+                    Some(e) => e.loc,
+                    None => ix
+                        .holder_location((meta.source.0 .0, meta.source.1))
+                        .ok_or(StoreError::UnknownMessage {
+                            mailbox: meta.mailbox.0,
+                            uid: meta.uid,
+                        })?,
+                };
+                locs.push(loc);
+            }
+            for (meta, loc) in source.iter().zip(locs) {
+                let Some(alloc) = ix.alloc_delivery(target.0) else {
+                    for (_, job, _) in jobs {
+                        shard::release(&mut ix, &job.op);
+                    }
+                    return Err(StoreError::InvalidRequest("UID space exhausted".into()));
+                };
+                ix.pin(loc);
+                let record = record::Record::MessageRef {
+                    internal_date: meta.internal_date,
+                    size: meta.size,
+                    source: record::SourceRef::new(&loc, meta.source.0 .0, meta.source.1),
+                    deliveries: vec![record::Delivery {
+                        mailbox: alloc.mailbox,
+                        uid: alloc.uid,
+                        modseq: alloc.modseq,
+                        flags: meta.flags.clone(),
+                    }],
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let job = Job {
                     op: Op::Message {
                         record,
                         allocs: vec![alloc],
                     },
                     reply: Reply::Async(tx),
-                },
-            )?;
-            waits.push((meta.uid, rx));
+                };
+                jobs.push((meta.uid, job, rx));
+            }
+        }
+        let mut waits = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        for (uid, job, rx) in jobs.by_ref() {
+            if let Err(e) = self.send(shard, job) {
+                // `send` released the refused job; release the ones not sent.
+                for (_, job, _) in jobs {
+                    job.fail(&self.inner.index, StoreError::Closed);
+                }
+                return Err(e);
+            }
+            waits.push((uid, rx));
         }
         let mut out = Vec::with_capacity(waits.len());
         for (uid, rx) in waits {
@@ -1209,7 +1421,10 @@ impl Store {
                     }
                     return Err(StoreError::InvalidRequest("UID space exhausted".into()));
                 };
-                let loc = meta.location;
+                // Where the bytes are now (the compactor may have moved them since `meta`).
+                let Some(loc) = ix.entry(from.0, meta.uid).map(|e| e.loc) else {
+                    continue;
+                };
                 copies.push(record::MovedCopy {
                     internal_date: meta.internal_date,
                     size: meta.size,
@@ -1234,6 +1449,10 @@ impl Store {
                 }
                 return Err(StoreError::UnknownMailbox(from.0));
             };
+            // Kept by the compactor until the move commits.
+            for c in &copies {
+                ix.pin(c.source.location());
+            }
             let op = Op::Move {
                 mailbox: from.0,
                 modseq,

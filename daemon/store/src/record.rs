@@ -192,7 +192,7 @@ pub(crate) struct MessageHead {
     pub body_len: usize,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     // Strings longer than u16 are rejected by callers before encoding.
     let len = s.len().min(u16::MAX as usize);
     out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -215,7 +215,7 @@ fn put_delivery(out: &mut Vec<u8>, d: &Delivery) {
     put_flags(out, &d.flags);
 }
 
-fn put_flags(out: &mut Vec<u8>, flags: &[String]) {
+pub(crate) fn put_flags(out: &mut Vec<u8>, flags: &[String]) {
     out.extend_from_slice(&(flags.len() as u16).to_le_bytes());
     for f in flags {
         put_str(out, f);
@@ -365,17 +365,31 @@ impl Record {
         let start = out.len();
         out.extend_from_slice(&[0u8; HEADER_LEN]);
         self.encode_payload(out);
-        let payload_len = out.len() - start - HEADER_LEN;
-        let h = &mut out[start..start + HEADER_LEN];
-        h[0..4].copy_from_slice(&MAGIC);
-        h[4] = VERSION;
-        h[5] = self.kind() as u8;
-        h[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        h[16..24].copy_from_slice(&seq.to_le_bytes());
-        let crc = crc32c::crc32c(&out[start..]);
-        out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
-        out.len() - start
+        seal_header(out, start, self.kind(), seq)
     }
+}
+
+/// Appends a record of `kind` with an already encoded payload under a new sequence number
+/// (the compactor copies live records this way); returns the encoded length.
+pub(crate) fn encode_framed(kind: Kind, payload: &[u8], seq: u64, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    out.extend_from_slice(payload);
+    seal_header(out, start, kind, seq)
+}
+
+/// Fills in the header of the record whose payload follows `out[start..start+HEADER_LEN]`.
+fn seal_header(out: &mut [u8], start: usize, kind: Kind, seq: u64) -> usize {
+    let payload_len = out.len() - start - HEADER_LEN;
+    let h = &mut out[start..start + HEADER_LEN];
+    h[0..4].copy_from_slice(&MAGIC);
+    h[4] = VERSION;
+    h[5] = kind as u8;
+    h[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&out[start..]);
+    out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+    out.len() - start
 }
 
 /// A record found valid in a buffer.
@@ -448,31 +462,39 @@ pub(crate) fn newer_format(buf: &[u8]) -> Option<(u8, u8, u64)> {
     ))
 }
 
-struct Reader<'a> {
+/// Little-endian cursor over a payload (records and the index checkpoint).
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+    /// Whether every byte was consumed.
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.buf.get(self.pos..end)?;
         self.pos = end;
         Some(s)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<String> {
+    pub(crate) fn str(&mut self) -> Option<String> {
         let n = self.u16()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
@@ -496,7 +518,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn flags(&mut self) -> Option<Vec<String>> {
+    pub(crate) fn flags(&mut self) -> Option<Vec<String>> {
         let n = self.u16()? as usize;
         (0..n).map(|_| self.str()).collect()
     }

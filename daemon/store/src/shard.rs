@@ -1,15 +1,15 @@
 //! One shard: its segment files, its recovery scan, and the thread that group-commits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use crate::backend::Backend;
-use crate::index::{Alloc, Index, Location, MsgEntry};
+use crate::index::{Alloc, Index, Location, LogPosition, MsgEntry};
 use crate::record::{self, Delivery, FlagChange, Kind, MovedCopy, Record, HEADER_LEN};
 use crate::{Appended, BackendKind, CommitHook, CommitReport, MailboxId, StoreError};
 
@@ -102,27 +102,56 @@ pub(crate) struct ShardScan {
     pub next_seq: u64,
 }
 
-/// Scans every segment of a shard, validating each record; a segment ends at its first
-/// invalid record (torn tail or zeroed preallocated space).
+/// Scans the segments of a shard, validating each record; a segment ends at its first
+/// invalid record (torn tail or zeroed preallocated space). With `from` (a checkpoint's
+/// position) only what follows it is read; `Ok(None)` then says the log does not continue
+/// there as the checkpoint claims, and the caller replays the whole log instead.
 pub(crate) fn scan_shard(
     root: &Path,
     shard: usize,
+    from: Option<LogPosition>,
     out: &mut Vec<Recovered>,
-) -> Result<ShardScan, StoreError> {
+    ends: &mut BTreeMap<(usize, u32), u64>,
+) -> Result<Option<ShardScan>, StoreError> {
     let dir = shard_dir(root, shard);
-    let segs = list_segments(&dir)?;
+    let mut segs = list_segments(&dir)?;
     let mut next_seq = 0u64;
     let mut scan = ShardScan {
         tail: None,
         garbage: None,
         next_seq: 0,
     };
+    if let Some(pos) = from {
+        if !segs.contains(&pos.segment) {
+            return Ok(None);
+        }
+        segs.retain(|&s| s >= pos.segment);
+        next_seq = pos.seq;
+    }
     for (i, &seg) in segs.iter().enumerate() {
         let path = segment_path(root, shard, seg);
+        // Where reading starts: the checkpoint's offset in its own segment.
+        let base = match from {
+            Some(pos) if pos.segment == seg => pos.offset,
+            _ => 0,
+        };
         let mut data = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut data))
+        let mut file = File::open(&path).map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        if base > len {
+            return Ok(None);
+        }
+        file.seek(SeekFrom::Start(base))
+            .and_then(|_| file.read_to_end(&mut data))
             .map_err(io_err(&path))?;
+        if base > 0 {
+            // The checkpoint's next record, if one was written since, has its sequence.
+            if let Some(f) = record::frame(&data) {
+                if f.seq != next_seq {
+                    return Ok(None);
+                }
+            }
+        }
         let mut off = 0usize;
         let mut first = true;
         while let Some(f) = record::frame(&data[off..]) {
@@ -137,7 +166,7 @@ pub(crate) fn scan_shard(
             let loc = Location {
                 shard,
                 segment: seg,
-                offset: off as u64,
+                offset: base + off as u64,
                 len: f.total_len as u64,
             };
             let rec = match f.kind {
@@ -215,44 +244,68 @@ pub(crate) fn scan_shard(
                 return Err(StoreError::NewerFormat {
                     shard,
                     segment: seg,
-                    offset: off as u64,
+                    offset: base + off as u64,
                     version,
                     kind,
                 });
             }
         }
+        let end = base + off as u64;
+        ends.insert((shard, seg), end);
         if i + 1 == segs.len() {
-            scan.tail = Some((seg, off as u64));
+            scan.tail = Some((seg, end));
             if let Some(last) = data[off..].iter().rposition(|&b| b != 0) {
                 tracing::warn!(
                     event = "store.recovery.torn_tail",
                     shard,
                     segment = seg,
-                    offset = off,
+                    offset = end,
                     bytes = last + 1,
                     "dropping invalid bytes after the last valid record"
                 );
-                scan.garbage = Some((off as u64, (off + last + 1) as u64));
+                scan.garbage = Some((end, base + (off + last + 1) as u64));
             }
         } else if off < data.len() && data[off..].iter().any(|&b| b != 0) {
             tracing::warn!(
                 event = "store.recovery.invalid_record",
                 shard,
                 segment = seg,
-                offset = off,
+                offset = end,
                 "segment ends at an invalid record"
             );
         }
     }
     scan.next_seq = next_seq;
-    Ok(scan)
+    Ok(Some(scan))
 }
 
 /// Applies recovered records to the index in an order that does not depend on how
 /// records are spread over shards: mailboxes, messages, flag changes by MODSEQ, expunges.
-pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
-    let mut max_uid: HashMap<u32, u32> = HashMap::new();
-    let mut max_modseq: HashMap<u32, u64> = HashMap::new();
+/// `index` is empty or loaded from a checkpoint, with the UID and MODSEQ counters it
+/// recorded in `max_uid` and `max_modseq`.
+pub(crate) fn rebuild_index(
+    index: &mut Index,
+    mut recs: Vec<Recovered>,
+    mut max_uid: HashMap<u32, u32>,
+    mut max_modseq: HashMap<u32, u64>,
+) {
+    // Where each delivery's own record is. A copy names its original's record by place
+    // and by (mailbox, uid); the place is stale once the compactor moved that record, so
+    // the (mailbox, uid) decides.
+    let mut holders: HashMap<(u32, u32), Location> = HashMap::new();
+    for r in &recs {
+        if let Recovered::Message {
+            deliveries,
+            loc,
+            source: None,
+            ..
+        } = r
+        {
+            for d in deliveries {
+                holders.insert((d.mailbox, d.uid), *loc);
+            }
+        }
+    }
     let mut bump = |mb: u32, uid: Option<u32>, ms: u64| {
         if let Some(u) = uid {
             let e = max_uid.entry(mb).or_default();
@@ -301,6 +354,14 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 loc,
                 source,
             } => {
+                let loc = match source {
+                    Some(src) => holders
+                        .get(&src)
+                        .copied()
+                        .or_else(|| index.holder_location(src))
+                        .unwrap_or(loc),
+                    None => loc,
+                };
                 for d in deliveries {
                     bump(d.mailbox, Some(d.uid), d.modseq);
                     index.recover_message(
@@ -338,7 +399,10 @@ pub(crate) fn rebuild_index(index: &mut Index, mut recs: Vec<Recovered>) {
                 modseq,
                 uids,
             }) => {
-                bump(mailbox, None, modseq);
+                // The expunged messages' own records may be gone (compacted): their UIDs
+                // still count, so none is handed out again.
+                let top = uids.iter().max().copied();
+                bump(mailbox, top, modseq);
                 expunges.push((mailbox, modseq, uids));
             }
             // The catalogue was applied in the first pass; the scan keeps no other kind.
@@ -473,7 +537,23 @@ impl Job {
     }
 }
 
-fn release(ix: &mut Index, op: &Op) {
+/// The stored records a copy in `op` points at (pinned while it is queued).
+pub(crate) fn copy_sources(op: &Op) -> Vec<Location> {
+    match op {
+        Op::Message {
+            record: Record::MessageRef { source, .. },
+            ..
+        } => vec![source.location()],
+        Op::Move { copies, .. } => copies.iter().map(|c| c.source.location()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Undoes what enqueueing `op` allocated and pinned (a job that will never commit).
+pub(crate) fn release(ix: &mut Index, op: &Op) {
+    for loc in copy_sources(op) {
+        ix.unpin(&loc);
+    }
     match op {
         Op::Create { .. } => {}
         Op::Message { allocs, .. } => {
@@ -770,6 +850,18 @@ impl Writer {
                         let done = apply(&mut ix, j.op, loc);
                         replies.push((j.reply, done));
                     }
+                    // The index now holds this shard's log up to here (a checkpoint taken
+                    // under this lock covers exactly that).
+                    ix.positions.insert(
+                        self.shard,
+                        LogPosition {
+                            segment: self.seg,
+                            offset: self.tail,
+                            seq: self.seq,
+                        },
+                    );
+                    ix.segment_ends.insert((self.shard, self.seg), self.tail);
+                    ix.bytes_since_checkpoint += bytes;
                 }
                 let n = replies.len();
                 for (reply, done) in replies {
@@ -804,6 +896,9 @@ impl Writer {
 }
 
 fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
+    for source in copy_sources(&op) {
+        ix.unpin(&source);
+    }
     match op {
         Op::Create {
             id,

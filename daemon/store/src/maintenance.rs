@@ -1,0 +1,522 @@
+//! Background upkeep of a store that runs for years (DESIGN.md 3.3): the index checkpoint
+//! (bounded start) and compaction (space of expunged and deleted mail given back).
+//!
+//! Compaction rewrites one sealed segment (never the one being appended to) at a time:
+//! 1. it reads the segment and, under the index lock, decides which records are still
+//!    needed: message records some mailbox entry or queued copy refers to (a COPY keeps its
+//!    original alive), the newest flag change of each live message, expunges and moves of
+//!    mailboxes that still exist (they keep QRESYNC's VANISHED and the UID counters), and the
+//!    whole mailbox catalogue;
+//! 2. it writes those records, renumbered in order, to `seg-N.log.tmp`, throttled, and
+//!    fdatasyncs it;
+//! 3. it removes the index checkpoint (the checkpoint names places in the old segment);
+//! 4. under the index lock it checks that nothing started to need a dropped record, renames
+//!    the new segment over the old one (or deletes the old one when nothing was kept),
+//!    fsyncs the directory and moves the index entries to their new places;
+//! 5. after the pass it writes a new checkpoint.
+//!
+//! A kill at any point leaves either segment whole, and recovery from the log alone gives
+//! the same mailboxes: the log replay does not depend on record order, and a copy finds its
+//! original by (mailbox, uid), not by the place it recorded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::checkpoint;
+use crate::index::Index;
+use crate::record::{self, Kind, Record};
+use crate::shard::{fsync_dir, segment_path, shard_dir};
+use crate::StoreError;
+
+/// Space use of one shard ([`crate::Store::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub segments: usize,
+    /// Bytes of valid records in the shard's segments.
+    pub used_bytes: u64,
+    /// Bytes of message records still referenced by a mailbox.
+    pub live_bytes: u64,
+    /// `used_bytes - live_bytes`: expunged and deleted mail, padding, superseded flag
+    /// changes, and the small metadata records (expunges, the mailbox catalogue) that
+    /// compaction keeps.
+    pub dead_bytes: u64,
+}
+
+/// What one compaction pass did ([`crate::Store::compact`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    pub segments_rewritten: usize,
+    pub segments_removed: usize,
+    /// Segment bytes before minus after.
+    pub bytes_reclaimed: u64,
+    pub bytes_copied: u64,
+    pub elapsed: Duration,
+}
+
+/// Tuning of the background upkeep (part of [`crate::StoreOptions`]).
+#[derive(Debug, Clone)]
+pub struct MaintenanceOptions {
+    /// Write a checkpoint after this many log bytes since the last one.
+    pub checkpoint_bytes: u64,
+    /// ... or after this long, when anything was written.
+    pub checkpoint_interval: Duration,
+    /// How often the background compactor looks for work; None: only when asked.
+    pub compact_interval: Option<Duration>,
+    /// A sealed segment is rewritten when at least this share of it is dead (percent of
+    /// the segment size).
+    pub compact_dead_percent: u8,
+    /// Copy rate limit of compaction, bytes per second (0: unlimited), so that ingest and
+    /// IMAP keep their latency while it runs.
+    pub compact_bytes_per_sec: u64,
+}
+
+impl Default for MaintenanceOptions {
+    fn default() -> Self {
+        MaintenanceOptions {
+            checkpoint_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(600),
+            compact_interval: Some(Duration::from_secs(300)),
+            compact_dead_percent: 50,
+            compact_bytes_per_sec: 32 << 20,
+        }
+    }
+}
+
+/// The state upkeep shares with the store (not the shard threads: a maintenance thread
+/// holding this does not keep the store open).
+pub(crate) struct Maintainer {
+    pub root: PathBuf,
+    pub index: Arc<Mutex<Index>>,
+    pub readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+    pub segment_bytes: u64,
+    pub opts: MaintenanceOptions,
+    /// One checkpoint or compaction at a time.
+    busy: Mutex<MaintState>,
+    /// Set at shutdown: a running compaction gives up at its next chunk.
+    pub stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct MaintState {
+    last_checkpoint: Option<Instant>,
+    /// Live message bytes of a segment when it was last compacted (or found not worth
+    /// it): it is looked at again only once more of it died.
+    examined: HashMap<(usize, u32), u64>,
+}
+
+fn lock_err<T>(_: T) -> StoreError {
+    StoreError::CommitFailed("index lock poisoned".into())
+}
+
+/// One record of a segment being compacted, as read.
+struct Found {
+    offset: u64,
+    len: usize,
+    kind: Kind,
+}
+
+impl Maintainer {
+    pub(crate) fn new(
+        root: PathBuf,
+        index: Arc<Mutex<Index>>,
+        readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+        segment_bytes: u64,
+        opts: MaintenanceOptions,
+    ) -> Self {
+        Maintainer {
+            root,
+            index,
+            readers,
+            segment_bytes,
+            opts,
+            busy: Mutex::new(MaintState::default()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes a checkpoint of the index now.
+    pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut state = self.busy.lock().map_err(lock_err)?;
+        self.checkpoint_locked(&mut state)
+    }
+
+    fn checkpoint_locked(&self, state: &mut MaintState) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let (image, covered) = {
+            let mut ix = self.index.lock().map_err(lock_err)?;
+            let image = checkpoint::encode(&ix);
+            (image, std::mem::take(&mut ix.bytes_since_checkpoint))
+        };
+        let encoded = started.elapsed();
+        if let Err(e) = checkpoint::write(&self.root, &image) {
+            if let Ok(mut ix) = self.index.lock() {
+                ix.bytes_since_checkpoint += covered;
+            }
+            return Err(e);
+        }
+        state.last_checkpoint = Some(Instant::now());
+        tracing::info!(
+            event = "store.checkpoint.written",
+            bytes = image.len(),
+            log_bytes_covered = covered,
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "index checkpoint written"
+        );
+        Ok(())
+    }
+
+    /// The background thread's periodic step: a checkpoint when enough was written, a
+    /// compaction pass when one is due.
+    pub(crate) fn tick(&self, last_compaction: &mut Instant) {
+        let Ok(mut state) = self.busy.lock() else {
+            return;
+        };
+        let since = self
+            .index
+            .lock()
+            .map(|ix| ix.bytes_since_checkpoint)
+            .unwrap_or(0);
+        let age_due = state
+            .last_checkpoint
+            .is_none_or(|t| t.elapsed() >= self.opts.checkpoint_interval);
+        if since >= self.opts.checkpoint_bytes || (since > 0 && age_due) {
+            if let Err(e) = self.checkpoint_locked(&mut state) {
+                tracing::error!(event = "store.checkpoint.failed", error = %e,
+                    "index checkpoint failed; the next start replays more of the log");
+            }
+        }
+        if let Some(every) = self.opts.compact_interval {
+            if last_compaction.elapsed() >= every {
+                *last_compaction = Instant::now();
+                if let Err(e) = self.compact_locked(&mut state, false) {
+                    tracing::error!(event = "store.compaction.failed", error = %e,
+                        "compaction pass failed; the store is unchanged where it stopped");
+                }
+            }
+        }
+    }
+
+    /// Space use per shard.
+    pub(crate) fn stats(&self) -> Result<Vec<ShardStats>, StoreError> {
+        let ix = self.index.lock().map_err(lock_err)?;
+        let live = ix.live_message_bytes();
+        let mut out: BTreeMap<usize, ShardStats> = BTreeMap::new();
+        for (&(shard, seg), &used) in &ix.segment_ends {
+            let s = out.entry(shard).or_insert_with(|| ShardStats {
+                shard,
+                ..Default::default()
+            });
+            s.segments += 1;
+            s.used_bytes += used;
+            s.live_bytes += live.get(&(shard, seg)).copied().unwrap_or(0);
+        }
+        Ok(out
+            .into_values()
+            .map(|mut s| {
+                s.dead_bytes = s.used_bytes.saturating_sub(s.live_bytes);
+                s
+            })
+            .collect())
+    }
+
+    /// One compaction pass over every shard now. `force` also rewrites segments below the
+    /// dead-space threshold (any dead byte), as `postern store compact` asks.
+    pub(crate) fn compact(&self, force: bool) -> Result<CompactReport, StoreError> {
+        let mut state = self.busy.lock().map_err(lock_err)?;
+        self.compact_locked(&mut state, force)
+    }
+
+    fn compact_locked(
+        &self,
+        state: &mut MaintState,
+        force: bool,
+    ) -> Result<CompactReport, StoreError> {
+        let started = Instant::now();
+        let mut report = CompactReport::default();
+        let candidates = self.candidates(state, force)?;
+        let mut checkpoint_removed = false;
+        for (shard, seg) in candidates {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            let outcome = self.compact_segment(shard, seg, state, &mut checkpoint_removed)?;
+            if let Some((before, after, copied)) = outcome {
+                if after == 0 {
+                    report.segments_removed += 1;
+                } else {
+                    report.segments_rewritten += 1;
+                }
+                report.bytes_reclaimed += before.saturating_sub(after);
+                report.bytes_copied += copied;
+            }
+        }
+        if checkpoint_removed {
+            self.checkpoint_locked(state)?;
+        }
+        report.elapsed = started.elapsed();
+        if report.segments_rewritten + report.segments_removed > 0 {
+            tracing::info!(
+                event = "store.compaction.done",
+                rewritten = report.segments_rewritten,
+                removed = report.segments_removed,
+                reclaimed = report.bytes_reclaimed,
+                copied = report.bytes_copied,
+                ms = report.elapsed.as_millis() as u64,
+                "compaction pass finished"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Sealed segments worth rewriting, most dead first.
+    fn candidates(&self, state: &MaintState, force: bool) -> Result<Vec<(usize, u32)>, StoreError> {
+        let ix = self.index.lock().map_err(lock_err)?;
+        let live = ix.live_message_bytes();
+        let threshold = self.segment_bytes * u64::from(self.opts.compact_dead_percent) / 100;
+        let mut v: Vec<(u64, usize, u32)> = Vec::new();
+        for (&(shard, seg), &used) in &ix.segment_ends {
+            // The segment appended to is never touched.
+            let active = ix.positions.get(&shard).map(|p| p.segment);
+            if active.is_none_or(|a| seg >= a) {
+                continue;
+            }
+            let live_bytes = live.get(&(shard, seg)).copied().unwrap_or(0);
+            let dead = used.saturating_sub(live_bytes);
+            if state.examined.get(&(shard, seg)) == Some(&live_bytes) {
+                continue;
+            }
+            if dead > 0 && (force || dead >= threshold) {
+                v.push((dead, shard, seg));
+            }
+        }
+        v.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Ok(v.into_iter().map(|(_, s, g)| (s, g)).collect())
+    }
+
+    /// Rewrites one segment; Some((bytes before, bytes after, bytes copied)) when it changed.
+    fn compact_segment(
+        &self,
+        shard: usize,
+        seg: u32,
+        state: &mut MaintState,
+        checkpoint_removed: &mut bool,
+    ) -> Result<Option<(u64, u64, u64)>, StoreError> {
+        let path = segment_path(&self.root, shard, seg);
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| StoreError::io(&path, e))?;
+        // The records as recovery sees them: up to the first invalid one.
+        let mut found = Vec::new();
+        let mut off = 0usize;
+        let mut first_seq = None;
+        while let Some(f) = record::frame(&data[off..]) {
+            first_seq.get_or_insert(f.seq);
+            found.push(Found {
+                offset: off as u64,
+                len: f.total_len,
+                kind: f.kind,
+            });
+            off += f.total_len;
+        }
+        let before = off as u64;
+        let Some(first_seq) = first_seq else {
+            return Ok(None);
+        };
+
+        // Decide under the index lock which records are still needed.
+        let (keep, live_at_decision) = {
+            let ix = self.index.lock().map_err(lock_err)?;
+            let live = ix.live_offsets(shard, seg);
+            let keep: Vec<bool> = found
+                .iter()
+                .map(|f| {
+                    let payload =
+                        &data[f.offset as usize + record::HEADER_LEN..f.offset as usize + f.len];
+                    needed(&ix, f, payload, &live)
+                })
+                .collect();
+            let live_bytes = ix
+                .live_message_bytes()
+                .get(&(shard, seg))
+                .copied()
+                .unwrap_or(0);
+            (keep, live_bytes)
+        };
+
+        let mut out = Vec::with_capacity(before as usize);
+        let mut moved: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut kept_messages: HashSet<u64> = HashSet::new();
+        let mut seq = first_seq;
+        for (f, keep) in found.iter().zip(&keep) {
+            if !keep {
+                continue;
+            }
+            let start = f.offset as usize;
+            let payload = &data[start + record::HEADER_LEN..start + f.len];
+            let new_offset = out.len() as u64;
+            let n = record::encode_framed(f.kind, payload, seq, &mut out);
+            seq += 1;
+            if f.kind == Kind::Message {
+                moved.insert(f.offset, (new_offset, n as u64));
+                kept_messages.insert(f.offset);
+            }
+        }
+        let after = out.len() as u64;
+        // Not worth a rewrite: remember, so the next pass does not read it again.
+        if after * 10 > before * 9 && after > 0 {
+            state.examined.insert((shard, seg), live_at_decision);
+            return Ok(None);
+        }
+
+        let tmp = shard_dir(&self.root, shard).join(format!("seg-{seg:08}.log.tmp"));
+        if after > 0 {
+            self.write_throttled(&tmp, &out)?;
+        }
+        if self.stopping.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        if !*checkpoint_removed {
+            checkpoint::remove(&self.root)?;
+            *checkpoint_removed = true;
+        }
+
+        let mut ix = self.index.lock().map_err(lock_err)?;
+        // A record that became needed since the decision (only a copy queued against it can
+        // do that) stops this rewrite; a later pass tries again.
+        let live_now = ix.live_offsets(shard, seg);
+        if ix.has_pins_in(shard, seg) || !live_now.is_subset(&kept_messages) {
+            drop(ix);
+            let _ = std::fs::remove_file(&tmp);
+            tracing::info!(
+                event = "store.compaction.deferred",
+                shard,
+                segment = seg,
+                "a copy refers to this segment; compacting it later"
+            );
+            return Ok(None);
+        }
+        if after > 0 {
+            std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        } else {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        fsync_dir(&shard_dir(&self.root, shard))?;
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.remove(&(shard, seg));
+        }
+        ix.relocate(shard, seg, &moved);
+        if after > 0 {
+            ix.segment_ends.insert((shard, seg), after);
+        } else {
+            ix.segment_ends.remove(&(shard, seg));
+        }
+        drop(ix);
+        state.examined.insert((shard, seg), live_at_decision);
+        tracing::info!(
+            event = "store.compaction.segment",
+            shard,
+            segment = seg,
+            before,
+            after,
+            "segment compacted"
+        );
+        Ok(Some((before, after, after)))
+    }
+
+    /// Writes `data` to a new file at no more than the configured rate, then fdatasyncs it.
+    fn write_throttled(&self, path: &std::path::Path, data: &[u8]) -> Result<(), StoreError> {
+        const CHUNK: usize = 1 << 20;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        let started = Instant::now();
+        let mut written = 0u64;
+        for chunk in data.chunks(CHUNK) {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            f.write_all(chunk).map_err(|e| StoreError::io(path, e))?;
+            written += chunk.len() as u64;
+            let rate = self.opts.compact_bytes_per_sec;
+            if rate > 0 {
+                let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        f.sync_data().map_err(|e| StoreError::io(path, e))
+    }
+}
+
+/// Whether a record of a segment being compacted is still needed (see the module comment).
+fn needed(ix: &Index, f: &Found, payload: &[u8], live: &HashSet<u64>) -> bool {
+    match f.kind {
+        Kind::Padding => false,
+        Kind::Message => live.contains(&f.offset),
+        // The catalogue is small and its order matters: kept whole.
+        Kind::MailboxCreate | Kind::MailboxDelete | Kind::MailboxRename | Kind::Subscription => {
+            true
+        }
+        kind => match record::decode(kind, payload) {
+            Some(Record::FlagsUpdate {
+                mailbox,
+                uid,
+                modseq,
+                ..
+            }) => ix.committed_modseq(mailbox, uid) == Some(modseq),
+            Some(Record::FlagsBatch { mailbox, updates }) => updates
+                .iter()
+                .any(|u| ix.committed_modseq(mailbox, u.uid) == Some(u.modseq)),
+            Some(Record::Expunge { mailbox, .. }) => ix.contains(mailbox),
+            Some(Record::MessageRef { deliveries, .. }) => deliveries
+                .iter()
+                .any(|d| ix.committed_modseq(d.mailbox, d.uid).is_some()),
+            Some(Record::Move {
+                mailbox, copies, ..
+            }) => {
+                ix.contains(mailbox)
+                    || copies.iter().any(|c| {
+                        ix.committed_modseq(c.delivery.mailbox, c.delivery.uid)
+                            .is_some()
+                    })
+            }
+            // Undecodable here means it was not read at recovery either; keeping it changes
+            // nothing.
+            _ => true,
+        },
+    }
+}
+
+/// Removes compaction and checkpoint leftovers of a killed run (never read: their names do
+/// not match a segment's).
+pub(crate) fn remove_leftovers(root: &std::path::Path, shards: &[usize]) {
+    let _ = std::fs::remove_file(root.join("index.ckpt.tmp"));
+    for &s in shards {
+        let dir = shard_dir(root, s);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            if ent
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".log.tmp"))
+            {
+                let _ = std::fs::remove_file(ent.path());
+            }
+        }
+    }
+}
