@@ -109,6 +109,16 @@ impl StoreOptions {
     }
 }
 
+/// How the index was rebuilt at open ([`Store::recovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Loaded from the checkpoint (plus the log after it), not from the whole log.
+    pub from_checkpoint: bool,
+    /// Log records read and applied.
+    pub records_replayed: usize,
+    pub elapsed: Duration,
+}
+
 /// Callback run by a shard thread after each successful commit.
 pub type CommitHook = Arc<dyn Fn(&CommitReport) + Send + Sync>;
 
@@ -246,10 +256,11 @@ struct Inner {
     senders: RwLock<Vec<mpsc::Sender<Msg>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     create_lock: Mutex<()>,
-    readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+    readers: maintenance::Readers,
     maint: Arc<Maintainer>,
     /// The maintenance thread and the channel that stops it.
     maint_thread: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    recovery: RecoveryReport,
     /// flock on `<root>/LOCK`, held for the store's life (released after the shard
     /// threads stop, since fields drop after `Drop::drop`).
     _lock: Option<File>,
@@ -382,7 +393,7 @@ fn done_modseq(r: Result<Done, StoreError>) -> Result<u64, StoreError> {
 fn recover(
     root: &std::path::Path,
     present: &[usize],
-) -> Result<(Index, HashMap<usize, shard::ShardScan>), StoreError> {
+) -> Result<(Index, HashMap<usize, shard::ShardScan>, RecoveryReport), StoreError> {
     let started = std::time::Instant::now();
     if let Some(loaded) = checkpoint::load(root) {
         let mut recs = Vec::new();
@@ -417,7 +428,12 @@ fn recover(
                 ms = started.elapsed().as_millis() as u64,
                 "index loaded from its checkpoint and the log after it"
             );
-            return Ok((index, scans));
+            let report = RecoveryReport {
+                from_checkpoint: true,
+                records_replayed: tail_records,
+                elapsed: started.elapsed(),
+            };
+            return Ok((index, scans, report));
         }
         tracing::warn!(
             event = "store.checkpoint.mismatch",
@@ -442,7 +458,12 @@ fn recover(
         ms = started.elapsed().as_millis() as u64,
         "index rebuilt from the whole log"
     );
-    Ok((index, scans))
+    let report = RecoveryReport {
+        from_checkpoint: false,
+        records_replayed: records,
+        elapsed: started.elapsed(),
+    };
+    Ok((index, scans, report))
 }
 
 impl Store {
@@ -487,7 +508,7 @@ impl Store {
         if !opts.read_only {
             maintenance::remove_leftovers(&root, &present);
         }
-        let (mut index, scans) = recover(&root, &present)?;
+        let (mut index, scans, recovery) = recover(&root, &present)?;
         // Where each shard's log continues: the index holds everything before it.
         for s in present.iter().copied().chain(0..opts.shards) {
             let scan = scans.get(&s);
@@ -619,9 +640,15 @@ impl Store {
                 readers,
                 maint,
                 maint_thread: Mutex::new(maint_thread),
+                recovery,
                 _lock: lock,
             }),
         })
+    }
+
+    /// How the index was rebuilt when this store was opened.
+    pub fn recovery(&self) -> RecoveryReport {
+        self.inner.recovery
     }
 
     /// Space use per shard: valid record bytes, the part still referenced by a mailbox,

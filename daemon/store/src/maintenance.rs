@@ -88,12 +88,16 @@ impl Default for MaintenanceOptions {
     }
 }
 
+/// Open segment files for reads, by (shard, segment); the compactor drops the entry of a
+/// segment it replaced.
+pub(crate) type Readers = Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>;
+
 /// The state upkeep shares with the store (not the shard threads: a maintenance thread
 /// holding this does not keep the store open).
 pub(crate) struct Maintainer {
     pub root: PathBuf,
     pub index: Arc<Mutex<Index>>,
-    pub readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+    pub readers: Readers,
     pub segment_bytes: u64,
     pub opts: MaintenanceOptions,
     /// One checkpoint or compaction at a time.
@@ -125,7 +129,7 @@ impl Maintainer {
     pub(crate) fn new(
         root: PathBuf,
         index: Arc<Mutex<Index>>,
-        readers: Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>,
+        readers: Readers,
         segment_bytes: u64,
         opts: MaintenanceOptions,
     ) -> Self {
@@ -296,7 +300,7 @@ impl Maintainer {
                 v.push((dead, shard, seg));
             }
         }
-        v.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        v.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         Ok(v.into_iter().map(|(_, s, g)| (s, g)).collect())
     }
 

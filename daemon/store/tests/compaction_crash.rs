@@ -8,7 +8,7 @@
 //!
 //! A `harness = false` test (daemon/store/Cargo.toml), like tests/crash.rs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -120,7 +120,7 @@ fn child(dir: &str, seed: u64) {
             // Deliveries, some to both mailboxes in one record.
             for _ in 0..12 {
                 token += 1;
-                let both = next() % 6 == 0;
+                let both = next().is_multiple_of(6);
                 let mut targets = vec![AppendTarget {
                     mailbox: inbox,
                     flags: vec![],
@@ -145,7 +145,11 @@ fn child(dir: &str, seed: u64) {
             let live = store.messages(inbox);
             // COPY a few to Archive (their originals may be expunged next: the copies keep
             // the records alive).
-            let picks: Vec<_> = live.iter().filter(|_| next() % 8 == 0).cloned().collect();
+            let picks: Vec<_> = live
+                .iter()
+                .filter(|_| next().is_multiple_of(8))
+                .cloned()
+                .collect();
             if !picks.is_empty() {
                 let pairs = store.copy_messages(1, &picks, archive).await.expect("copy");
                 for (src, new) in pairs {
@@ -154,7 +158,11 @@ fn child(dir: &str, seed: u64) {
             }
             // MOVE a few.
             let live = store.messages(inbox);
-            let picks: Vec<_> = live.iter().filter(|_| next() % 10 == 0).cloned().collect();
+            let picks: Vec<_> = live
+                .iter()
+                .filter(|_| next().is_multiple_of(10))
+                .cloned()
+                .collect();
             if !picks.is_empty() {
                 // Announced first: killed before its acknowledgement, the move may or may
                 // not have happened.
@@ -173,7 +181,7 @@ fn child(dir: &str, seed: u64) {
             let live = store.messages(inbox);
             let uids: Vec<u32> = live
                 .iter()
-                .filter(|_| next() % 4 == 0)
+                .filter(|_| next().is_multiple_of(4))
                 .map(|m| m.uid)
                 .collect();
             if !uids.is_empty() {
@@ -187,7 +195,7 @@ fn child(dir: &str, seed: u64) {
                 let uids: Vec<u32> = store
                     .messages(mb)
                     .iter()
-                    .filter(|_| next() % keep_one_in != 0)
+                    .filter(|_| !next().is_multiple_of(keep_one_in))
                     .map(|m| m.uid)
                     .collect();
                 if !uids.is_empty() {
