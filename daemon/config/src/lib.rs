@@ -278,6 +278,14 @@ pub struct StoreConfig {
     /// Bytes.
     pub segment_size: u64,
     pub max_batch: u64,
+    /// Log bytes between index checkpoints.
+    pub checkpoint_bytes: u64,
+    pub checkpoint_interval_secs: u64,
+    /// 0 = compaction only on request.
+    pub compact_interval_secs: u64,
+    pub compact_dead_percent: u64,
+    /// Bytes per second; 0 = unlimited.
+    pub compact_rate: u64,
 }
 
 impl Default for StoreConfig {
@@ -287,6 +295,11 @@ impl Default for StoreConfig {
             shards: 0,
             segment_size: 67_108_864,
             max_batch: 512,
+            checkpoint_bytes: 67_108_864,
+            checkpoint_interval_secs: 600,
+            compact_interval_secs: 300,
+            compact_dead_percent: 50,
+            compact_rate: 33_554_432,
         }
     }
 }

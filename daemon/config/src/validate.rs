@@ -617,6 +617,42 @@ impl Validator<'_> {
                 format!("max_batch = {} must be between 1 and 65536", s.max_batch),
             );
         }
+        if s.checkpoint_bytes < 1 << 20 {
+            self.error(
+                &at("checkpoint_bytes"),
+                format!(
+                    "checkpoint_bytes = {} must be at least 1048576",
+                    s.checkpoint_bytes
+                ),
+            );
+        }
+        if !(10..=86_400).contains(&s.checkpoint_interval_secs) {
+            self.error(
+                &at("checkpoint_interval_secs"),
+                format!(
+                    "checkpoint_interval_secs = {} must be between 10 and 86400",
+                    s.checkpoint_interval_secs
+                ),
+            );
+        }
+        if s.compact_interval_secs > 86_400 {
+            self.error(
+                &at("compact_interval_secs"),
+                format!(
+                    "compact_interval_secs = {} must be at most 86400 (0 = only on request)",
+                    s.compact_interval_secs
+                ),
+            );
+        }
+        if !(1..=100).contains(&s.compact_dead_percent) {
+            self.error(
+                &at("compact_dead_percent"),
+                format!(
+                    "compact_dead_percent = {} must be between 1 and 100",
+                    s.compact_dead_percent
+                ),
+            );
+        }
     }
 
     fn log(&mut self, l: &crate::LogConfig) {

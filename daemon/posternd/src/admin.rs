@@ -1,6 +1,7 @@
 //! The admin socket: a Unix socket (mode 0600, in the data directory by default) on which
 //! the `postern` CLI tells the running daemon to pick up changes it made.
-//! Protocol: one command line, one reply line. Commands: `ping`, `reload`; and
+//! Protocol: one command line, one reply line. Commands: `ping`, `reload`; `store-stats`
+//! and `store-compact`, whose reply is several lines ended by the connection's close; and
 //! `mailbox-import`/`mailbox-export`, which stream messages (see `mailbox_io::remote`).
 
 use std::os::unix::fs::PermissionsExt;
@@ -47,12 +48,15 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 return;
             }
             let reply = match line.trim() {
-                "ping" => "pong\n",
+                "ping" => "pong\n".to_string(),
                 "reload" => {
                     crate::server::reload_accounts(&shared, true).await;
-                    "ok\n"
+                    "ok\n".to_string()
                 }
-                _ => "error unknown command\n",
+                c @ (crate::store_admin::STATS | crate::store_admin::COMPACT) => {
+                    crate::store_admin::serve(&shared.store, c).await
+                }
+                _ => "error unknown command\n".to_string(),
             };
             let _ = write.write_all(reply.as_bytes()).await;
         });
@@ -68,4 +72,16 @@ pub fn request(path: &Path, command: &str) -> Option<String> {
     let mut reply = String::new();
     std::io::BufReader::new(stream).read_line(&mut reply).ok()?;
     Some(reply.trim().to_string())
+}
+
+/// Client side of a command whose reply is several lines: everything until the daemon
+/// closes the connection. None when no daemon listens.
+pub fn request_text(path: &Path, command: &str, timeout: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.write_all(format!("{command}\n").as_bytes()).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
 }

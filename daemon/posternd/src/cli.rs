@@ -40,6 +40,9 @@ pub enum Command {
     /// Mailbox contents.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// The message store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -110,6 +113,17 @@ pub enum AliasCommand {
 pub enum ConfigCommand {
     /// Check a configuration file; problems are printed as file:line:column: message.
     Check { path: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Space use per shard: bytes of valid records, the part mailboxes still refer to, and
+    /// the rest (expunged and deleted mail that compaction gives back).
+    Stats,
+    /// Run one compaction pass now over every sealed segment with dead space (throttled
+    /// like the background passes, [store] compact_rate). Through the running daemon, or
+    /// on the store directly when it is stopped.
+    Compact,
 }
 
 #[derive(Subcommand)]
@@ -257,6 +271,9 @@ pub fn run(cli: Cli) -> Result<()> {
             mailbox,
             source,
         }) => crate::mailbox_io::import(&config, &user, &source.format()?, mailbox.as_deref()),
+        Command::Store(command) => {
+            crate::store_admin::run(&config, matches!(command, StoreCommand::Compact))
+        }
     }
 }
 

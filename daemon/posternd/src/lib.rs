@@ -15,6 +15,7 @@ pub mod peer_noise;
 pub mod pop3;
 pub mod server;
 pub mod smtp;
+pub mod store_admin;
 #[cfg(test)]
 mod test_store;
 pub mod tls;

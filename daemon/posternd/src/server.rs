@@ -69,6 +69,15 @@ pub fn store_options(config: &Config, metrics: Option<Arc<Metrics>>) -> StoreOpt
     };
     options.segment_bytes = config.store.segment_size;
     options.max_batch = usize_of(config.store.max_batch);
+    let s = &config.store;
+    options.maintenance = postern_store::MaintenanceOptions {
+        checkpoint_bytes: s.checkpoint_bytes,
+        checkpoint_interval: Duration::from_secs(s.checkpoint_interval_secs),
+        compact_interval: (s.compact_interval_secs > 0)
+            .then(|| Duration::from_secs(s.compact_interval_secs)),
+        compact_dead_percent: u8::try_from(s.compact_dead_percent.min(100)).unwrap_or(100),
+        compact_bytes_per_sec: s.compact_rate,
+    };
     if let Some(metrics) = metrics {
         options.on_commit = Some(Arc::new(move |report| metrics.record_commit(report)));
     }
@@ -137,6 +146,9 @@ pub fn run(config: Config) -> Result<()> {
         backend = ?store.backend_kind(),
         shards = store.shard_count(),
         stripe_alignment = store.stripe_alignment(),
+        from_checkpoint = store.recovery().from_checkpoint,
+        records_replayed = store.recovery().records_replayed,
+        recovery_ms = store.recovery().elapsed.as_millis() as u64,
     );
     let directory = Directory::open(
         &data_dir,
