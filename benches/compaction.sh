@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Compaction: how fast it gives space back, and what it costs SMTP ingest while it runs.
+# A store of GB gigabytes of 10 KiB messages with DEAD percent of them expunged is served by
+# posternd; smtp-load (CLIENTS clients, reused connections) runs SECS seconds alone, then
+# SECS seconds while `postern store compact` runs (throttled by [store] compact_rate = RATE
+# bytes/s), in the same run on the same machine. Prints a markdown table.
+#
+#   benches/compaction.sh                 # GB=2 DEAD=50 CLIENTS=10 SECS=20 RATE=33554432
+#
+# Needs release builds:
+#   cargo build --release -p posternd -p postern-smtp-load
+#   cargo build --release -p postern-store --example fill_store
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GB=${GB:-2}
+DEAD=${DEAD:-50}
+CLIENTS=${CLIENTS:-10}
+SECS=${SECS:-20}
+RATE=${RATE:-33554432}
+MSG=10240
+BIN=${BIN:-target/release}
+for b in posternd postern smtp-load examples/fill_store; do
+    [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (see the header of this script)" >&2; exit 1; }
+done
+work=$(mktemp -d /var/tmp/postern-compaction.XXXXXX)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/postern.toml" <<EOF
+[server]
+hostname = "bench.test"
+data_dir = "$work/data"
+workers = 2
+
+[[listener]]
+kind = "mx"
+bind = ["127.0.0.1:$port"]
+
+[smtp]
+# The MX listener's early-talker wait would be measured as start time.
+greeting_delay_ms = 0
+
+[store]
+shards = 2
+compact_interval_secs = 0
+compact_rate = $RATE
+
+[metrics]
+bind = ""
+
+[log]
+level = "info"
+format = "text"
+EOF
+cfg=(--config "$work/postern.toml")
+mkdir -p "$work/data"
+n=$(python3 -c "print(int($GB * 1e9 / $MSG))")
+"$BIN/examples/fill_store" "$work/data/store" "$n" "$MSG" 2 "$DEAD" >&2
+"$BIN/postern" "${cfg[@]}" domain add bench.test >/dev/null
+"$BIN/postern" "${cfg[@]}" user add rcpt@bench.test --password 'Bench-Pw-7c1e92aa' >/dev/null
+"$BIN/posternd" "${cfg[@]}" >"$work/posternd.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1).close()" \
+        2>/dev/null && break
+    sleep 0.1
+done
+stats_before=$("$BIN/postern" "${cfg[@]}" store stats | tail -1)
+
+load() {
+    "$BIN/smtp-load" --target "127.0.0.1:$port" --clients "$CLIENTS" --messages 1000000000 \
+        --duration "$SECS" --size "$MSG" --warmup 200 --json
+}
+alone=$(load)
+"$BIN/postern" "${cfg[@]}" store compact >"$work/compact.out" &
+compact_pid=$!
+sleep 1
+during=$(load)
+wait "$compact_pid"
+stats_after=$("$BIN/postern" "${cfg[@]}" store stats | tail -1)
+
+python3 - "$alone" "$during" "$(cat "$work/compact.out")" "$stats_before" "$stats_after" <<'PY'
+import json, re, sys
+alone, during = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+compact, before, after = sys.argv[3], sys.argv[4], sys.argv[5]
+m = re.search(r"([\d.]+) MiB given back, ([\d.]+) MiB copied, ([\d.]+) s", compact)
+back, copied, secs = float(m[1]), float(m[2]), float(m[3])
+print("| | msg/s | p50 ms | p99 ms |")
+print("|---|---|---|---|")
+for name, r in (("ingest alone", alone), ("ingest during compaction", during)):
+    l = r["latency_ms"]
+    print(f"| {name} | {r['msg_per_s']:.0f} | {l['p50']:.2f} | {l['p99']:.2f} |")
+print(f"| during / alone | {during['msg_per_s'] / alone['msg_per_s']:.2f} | "
+      f"{during['latency_ms']['p50'] / alone['latency_ms']['p50']:.2f} | "
+      f"{during['latency_ms']['p99'] / alone['latency_ms']['p99']:.2f} |")
+print()
+print(f"compaction: {back:.0f} MiB given back in {secs:.1f} s ({back / secs:.0f} MiB/s reclaimed, "
+      f"{copied:.0f} MiB copied)")
+print(f"stats before: {before.split()[1:]}")
+print(f"stats after:  {after.split()[1:]}")
+PY
