@@ -1,7 +1,7 @@
 //! In-memory mailbox index, rebuilt from the log at open and updated by the shard
 //! threads after each commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::{MailboxId, MailboxInfo, MessageMeta};
@@ -221,6 +221,10 @@ impl MailboxState {
         });
     }
 }
+
+/// Where compaction moved message records: by (shard, segment), old offset to new offset
+/// and length.
+pub(crate) type Relocations = HashMap<(usize, u32), HashMap<u64, (u64, u64)>>;
 
 /// A point in one shard's log: the record at `offset` of `segment` has sequence `seq`
 /// (or nothing is there yet).
@@ -681,49 +685,31 @@ impl Index {
         }
     }
 
-    /// Offsets of the records of one segment that an entry (any mailbox, copies included)
-    /// or an enqueued copy still needs: what compaction must keep.
-    pub(crate) fn live_offsets(&self, shard: usize, segment: u32) -> HashSet<u64> {
-        let on = |l: &Location| l.shard == shard && l.segment == segment;
-        let mut live: HashSet<u64> = self
-            .mailboxes
-            .values()
-            .flat_map(|m| m.messages.values())
-            .filter(|e| on(&e.loc))
-            .map(|e| e.loc.offset)
-            .collect();
-        live.extend(self.pins.keys().filter(|l| on(l)).map(|l| l.offset));
-        live
-    }
-
-    /// Bytes of the distinct message records still referenced, by (shard, segment).
-    pub(crate) fn live_message_bytes(&self) -> BTreeMap<(usize, u32), u64> {
-        let mut seen: HashSet<Location> = HashSet::new();
-        let mut out: BTreeMap<(usize, u32), u64> = BTreeMap::new();
+    /// The message records still needed, by (shard, segment): offset to record length. A
+    /// record is needed while an entry (any mailbox, copies included) or an enqueued copy
+    /// refers to it. One pass over the index (compaction and `stats` use it once per pass).
+    pub(crate) fn live_records(&self) -> HashMap<(usize, u32), HashMap<u64, u64>> {
+        let mut out: HashMap<(usize, u32), HashMap<u64, u64>> = HashMap::new();
         let entries = self.mailboxes.values().flat_map(|m| m.messages.values());
-        for loc in entries.map(|e| e.loc).chain(self.pins.keys().copied()) {
-            if seen.insert(loc) {
-                *out.entry((loc.shard, loc.segment)).or_default() += loc.len;
-            }
+        for loc in entries.map(|e| &e.loc).chain(self.pins.keys()) {
+            out.entry((loc.shard, loc.segment))
+                .or_default()
+                .insert(loc.offset, loc.len);
         }
         out
     }
 
-    /// Points every entry whose bytes moved within a compacted segment at the new place
-    /// (`moved`: old offset to new offset and length).
-    pub(crate) fn relocate(
-        &mut self,
-        shard: usize,
-        segment: u32,
-        moved: &HashMap<u64, (u64, u64)>,
-    ) {
+    /// Points every entry whose bytes moved in a compacted segment at the new place
+    /// (`moved`: by (shard, segment), old offset to new offset and length). One pass.
+    pub(crate) fn relocate(&mut self, moved: &Relocations) {
         for m in self.mailboxes.values_mut() {
             for e in m.messages.values_mut() {
-                if e.loc.shard == shard && e.loc.segment == segment {
-                    if let Some(&(offset, len)) = moved.get(&e.loc.offset) {
-                        e.loc.offset = offset;
-                        e.loc.len = len;
-                    }
+                if let Some(&(offset, len)) = moved
+                    .get(&(e.loc.shard, e.loc.segment))
+                    .and_then(|seg| seg.get(&e.loc.offset))
+                {
+                    e.loc.offset = offset;
+                    e.loc.len = len;
                 }
             }
         }

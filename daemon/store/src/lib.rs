@@ -657,13 +657,14 @@ impl Store {
         self.inner.maint.stats()
     }
 
-    /// Runs one compaction pass now over every sealed segment with dead bytes (blocking;
-    /// waits for a background pass in progress). Throttled like the background passes.
+    /// Runs one compaction pass now, as the background thread does (blocking; waits for a
+    /// background pass in progress): sealed segments at least `compact_dead_percent` dead
+    /// are rewritten, throttled to `compact_bytes_per_sec`.
     pub fn compact(&self) -> Result<CompactReport, StoreError> {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
-        self.inner.maint.compact(true)
+        self.inner.maint.compact()
     }
 
     /// Writes an index checkpoint now (blocking).

@@ -1,25 +1,27 @@
 //! Background upkeep of a store that runs for years (DESIGN.md 3.3): the index checkpoint
 //! (bounded start) and compaction (space of expunged and deleted mail given back).
 //!
-//! Compaction rewrites one sealed segment (never the one being appended to) at a time:
-//! 1. it reads the segment and, under the index lock, decides which records are still
-//!    needed: message records some mailbox entry or queued copy refers to (a COPY keeps its
-//!    original alive), the newest flag change of each live message, expunges and moves of
-//!    mailboxes that still exist (they keep QRESYNC's VANISHED and the UID counters), and the
-//!    whole mailbox catalogue;
-//! 2. it writes those records, renumbered in order, to `seg-N.log.tmp`, throttled, and
-//!    fdatasyncs it;
-//! 3. it removes the index checkpoint (the checkpoint names places in the old segment);
-//! 4. under the index lock it checks that nothing started to need a dropped record, renames
-//!    the new segment over the old one (or deletes the old one when nothing was kept),
-//!    fsyncs the directory and moves the index entries to their new places;
-//! 5. after the pass it writes a new checkpoint.
+//! Compaction rewrites sealed segments (never one being appended to) in which at least
+//! `compact_dead_percent` of the segment is dead. A pass:
+//! 1. under the index lock, one look at the index gives the candidates and the message
+//!    records each still needs: those some mailbox entry or queued copy refers to (a COPY
+//!    keeps its original alive);
+//! 2. for each candidate, without the lock: it reads the segment, judges the other records
+//!    (a lookup each under the lock: the newest flag change of each live message, expunges
+//!    and moves of mailboxes that still exist, which keep QRESYNC's VANISHED and the UID
+//!    counters, and the whole mailbox catalogue), writes the needed ones renumbered in order
+//!    to `seg-N.log.tmp` and fdatasyncs it, all throttled;
+//! 3. it removes the index checkpoint (the checkpoint names places in the old segments);
+//! 4. under the index lock it renames each new segment over its old one (or deletes the old
+//!    one when nothing was kept; a segment a queued copy points into waits for the next
+//!    pass), fsyncs the directories and moves the index entries to their new places;
+//! 5. it writes a new checkpoint.
 //!
 //! A kill at any point leaves either segment whole, and recovery from the log alone gives
 //! the same mailboxes: the log replay does not depend on record order, and a copy finds its
 //! original by (mailbox, uid), not by the place it recorded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -199,7 +201,7 @@ impl Maintainer {
         if let Some(every) = self.opts.compact_interval {
             if last_compaction.elapsed() >= every {
                 *last_compaction = Instant::now();
-                if let Err(e) = self.compact_locked(&mut state, false) {
+                if let Err(e) = self.compact_locked(&mut state) {
                     tracing::error!(event = "store.compaction.failed", error = %e,
                         "compaction pass failed; the store is unchanged where it stopped");
                 }
@@ -210,7 +212,7 @@ impl Maintainer {
     /// Space use per shard.
     pub(crate) fn stats(&self) -> Result<Vec<ShardStats>, StoreError> {
         let ix = self.index.lock().map_err(lock_err)?;
-        let live = ix.live_message_bytes();
+        let live = ix.live_records();
         let mut out: BTreeMap<usize, ShardStats> = BTreeMap::new();
         for (&(shard, seg), &used) in &ix.segment_ends {
             let s = out.entry(shard).or_insert_with(|| ShardStats {
@@ -219,7 +221,7 @@ impl Maintainer {
             });
             s.segments += 1;
             s.used_bytes += used;
-            s.live_bytes += live.get(&(shard, seg)).copied().unwrap_or(0);
+            s.live_bytes += live.get(&(shard, seg)).map_or(0, |r| r.values().sum());
         }
         Ok(out
             .into_values()
@@ -230,93 +232,167 @@ impl Maintainer {
             .collect())
     }
 
-    /// One compaction pass over every shard now. `force` also rewrites segments below the
-    /// dead-space threshold (any dead byte), as `postern store compact` asks.
-    pub(crate) fn compact(&self, force: bool) -> Result<CompactReport, StoreError> {
+    /// One compaction pass now, as the background thread runs them.
+    pub(crate) fn compact(&self) -> Result<CompactReport, StoreError> {
         let mut state = self.busy.lock().map_err(lock_err)?;
-        self.compact_locked(&mut state, force)
+        self.compact_locked(&mut state)
     }
 
-    fn compact_locked(
-        &self,
-        state: &mut MaintState,
-        force: bool,
-    ) -> Result<CompactReport, StoreError> {
+    /// A pass: which segments to rewrite and what each still needs come from one look at
+    /// the index; each is then rewritten to its temporary file without the index lock; all
+    /// are switched at the end under one lock hold, with one pass moving the entries. The
+    /// index lock is thus held for two passes over the index per compaction pass, not per
+    /// segment (delivery and IMAP wait on it).
+    fn compact_locked(&self, state: &mut MaintState) -> Result<CompactReport, StoreError> {
         let started = Instant::now();
         let mut report = CompactReport::default();
-        let candidates = self.candidates(state, force)?;
-        let mut checkpoint_removed = false;
-        for (shard, seg) in candidates {
+        let (candidates, mut live) = self.candidates(state)?;
+        let mut throttle = Throttle::new(self.opts.compact_bytes_per_sec);
+        let mut prepared = Vec::new();
+        for (shard, seg, live_bytes) in candidates {
             if self.stopping.load(Ordering::Relaxed) {
                 break;
             }
-            let outcome = self.compact_segment(shard, seg, state, &mut checkpoint_removed)?;
-            if let Some((before, after, copied)) = outcome {
-                if after == 0 {
-                    report.segments_removed += 1;
-                } else {
-                    report.segments_rewritten += 1;
+            let needed_here = live.remove(&(shard, seg)).unwrap_or_default();
+            match self.rewrite(shard, seg, &needed_here, &mut throttle) {
+                Ok(Some(p)) => prepared.push(p),
+                // Not worth it: looked at again only once more of it died.
+                Ok(None) => {}
+                Err(e) => {
+                    discard(&prepared);
+                    // Shutdown stops a pass at its next chunk: nothing was switched.
+                    if self.stopping.load(Ordering::Relaxed) {
+                        report.elapsed = started.elapsed();
+                        return Ok(report);
+                    }
+                    return Err(e);
                 }
-                report.bytes_reclaimed += before.saturating_sub(after);
-                report.bytes_copied += copied;
             }
+            state.examined.insert((shard, seg), live_bytes);
         }
-        if checkpoint_removed {
-            self.checkpoint_locked(state)?;
+        if prepared.is_empty() || self.stopping.load(Ordering::Relaxed) {
+            discard(&prepared);
+            report.elapsed = started.elapsed();
+            return Ok(report);
         }
+        // The checkpoint names places in the segments about to change: gone first, so that
+        // a crash from here on replays the log.
+        if let Err(e) = checkpoint::remove(&self.root) {
+            discard(&prepared);
+            return Err(e);
+        }
+        {
+            let mut ix = self.index.lock().map_err(lock_err)?;
+            let mut moved = HashMap::new();
+            let mut dirs = Vec::new();
+            for p in prepared {
+                // A copy queued against this segment would commit the old place.
+                if ix.has_pins_in(p.shard, p.seg) {
+                    let _ = std::fs::remove_file(&p.tmp);
+                    state.examined.remove(&(p.shard, p.seg));
+                    tracing::info!(
+                        event = "store.compaction.deferred",
+                        shard = p.shard,
+                        segment = p.seg,
+                        "a copy refers to this segment; compacting it later"
+                    );
+                    continue;
+                }
+                let path = segment_path(&self.root, p.shard, p.seg);
+                if p.after > 0 {
+                    std::fs::rename(&p.tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+                    ix.segment_ends.insert((p.shard, p.seg), p.after);
+                    report.segments_rewritten += 1;
+                } else {
+                    std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                    ix.segment_ends.remove(&(p.shard, p.seg));
+                    report.segments_removed += 1;
+                }
+                if let Ok(mut readers) = self.readers.lock() {
+                    readers.remove(&(p.shard, p.seg));
+                }
+                report.bytes_reclaimed += p.before.saturating_sub(p.after);
+                report.bytes_copied += p.after;
+                if !dirs.contains(&p.shard) {
+                    dirs.push(p.shard);
+                }
+                tracing::info!(
+                    event = "store.compaction.segment",
+                    shard = p.shard,
+                    segment = p.seg,
+                    before = p.before,
+                    after = p.after,
+                    "segment compacted"
+                );
+                moved.insert((p.shard, p.seg), p.moved);
+            }
+            for shard in dirs {
+                fsync_dir(&shard_dir(&self.root, shard))?;
+            }
+            ix.relocate(&moved);
+        }
+        self.checkpoint_locked(state)?;
         report.elapsed = started.elapsed();
-        if report.segments_rewritten + report.segments_removed > 0 {
-            tracing::info!(
-                event = "store.compaction.done",
-                rewritten = report.segments_rewritten,
-                removed = report.segments_removed,
-                reclaimed = report.bytes_reclaimed,
-                copied = report.bytes_copied,
-                ms = report.elapsed.as_millis() as u64,
-                "compaction pass finished"
-            );
-        }
+        tracing::info!(
+            event = "store.compaction.done",
+            rewritten = report.segments_rewritten,
+            removed = report.segments_removed,
+            reclaimed = report.bytes_reclaimed,
+            copied = report.bytes_copied,
+            ms = report.elapsed.as_millis() as u64,
+            "compaction pass finished"
+        );
         Ok(report)
     }
 
-    /// Sealed segments worth rewriting, most dead first.
-    fn candidates(&self, state: &MaintState, force: bool) -> Result<Vec<(usize, u32)>, StoreError> {
+    /// Sealed segments worth rewriting, most dead first, with their live message bytes;
+    /// and the message records every segment still needs.
+    #[allow(clippy::type_complexity)]
+    fn candidates(
+        &self,
+        state: &MaintState,
+    ) -> Result<
+        (
+            Vec<(usize, u32, u64)>,
+            HashMap<(usize, u32), HashMap<u64, u64>>,
+        ),
+        StoreError,
+    > {
         let ix = self.index.lock().map_err(lock_err)?;
-        let live = ix.live_message_bytes();
+        let live = ix.live_records();
         let threshold = self.segment_bytes * u64::from(self.opts.compact_dead_percent) / 100;
-        let mut v: Vec<(u64, usize, u32)> = Vec::new();
+        let mut v: Vec<(u64, usize, u32, u64)> = Vec::new();
         for (&(shard, seg), &used) in &ix.segment_ends {
             // The segment appended to is never touched.
             let active = ix.positions.get(&shard).map(|p| p.segment);
             if active.is_none_or(|a| seg >= a) {
                 continue;
             }
-            let live_bytes = live.get(&(shard, seg)).copied().unwrap_or(0);
+            let live_bytes = live.get(&(shard, seg)).map_or(0, |r| r.values().sum());
             let dead = used.saturating_sub(live_bytes);
             if state.examined.get(&(shard, seg)) == Some(&live_bytes) {
                 continue;
             }
-            if dead > 0 && (force || dead >= threshold) {
-                v.push((dead, shard, seg));
+            if dead > 0 && dead >= threshold {
+                v.push((dead, shard, seg, live_bytes));
             }
         }
+        drop(ix);
         v.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        Ok(v.into_iter().map(|(_, s, g)| (s, g)).collect())
+        Ok((v.into_iter().map(|(_, s, g, l)| (s, g, l)).collect(), live))
     }
 
-    /// Rewrites one segment; Some((bytes before, bytes after, bytes copied)) when it changed.
-    fn compact_segment(
+    /// Writes the records of one segment that are still needed to its temporary file;
+    /// None when that would give back less than a tenth of it.
+    fn rewrite(
         &self,
         shard: usize,
         seg: u32,
-        state: &mut MaintState,
-        checkpoint_removed: &mut bool,
-    ) -> Result<Option<(u64, u64, u64)>, StoreError> {
+        live: &HashMap<u64, u64>,
+        throttle: &mut Throttle,
+    ) -> Result<Option<Prepared>, StoreError> {
         let path = segment_path(&self.root, shard, seg);
-        let mut data = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut data))
-            .map_err(|e| StoreError::io(&path, e))?;
+        let data = read_throttled(&path, throttle, &self.stopping)?;
         // The records as recovery sees them: up to the first invalid one.
         let mut found = Vec::new();
         let mut off = 0usize;
@@ -334,142 +410,148 @@ impl Maintainer {
         let Some(first_seq) = first_seq else {
             return Ok(None);
         };
-
-        // Decide under the index lock which records are still needed.
-        let (keep, live_at_decision) = {
+        // Flag changes, expunges and copies are judged against the index as it is now (a
+        // lookup each, under the lock); message records against `live`, which can only
+        // have shrunk since it was taken (a copy needs a live source, and pins it).
+        let keep: Vec<bool> = {
             let ix = self.index.lock().map_err(lock_err)?;
-            let live = ix.live_offsets(shard, seg);
-            let keep: Vec<bool> = found
+            found
                 .iter()
                 .map(|f| {
-                    let payload =
-                        &data[f.offset as usize + record::HEADER_LEN..f.offset as usize + f.len];
-                    needed(&ix, f, payload, &live)
+                    let start = f.offset as usize;
+                    let payload = &data[start + record::HEADER_LEN..start + f.len];
+                    needed(&ix, f, payload, live)
                 })
-                .collect();
-            let live_bytes = ix
-                .live_message_bytes()
-                .get(&(shard, seg))
-                .copied()
-                .unwrap_or(0);
-            (keep, live_bytes)
+                .collect()
         };
-
         let mut out = Vec::with_capacity(before as usize);
         let mut moved: HashMap<u64, (u64, u64)> = HashMap::new();
-        let mut kept_messages: HashSet<u64> = HashSet::new();
-        let mut seq = first_seq;
-        for (f, keep) in found.iter().zip(&keep) {
-            if !keep {
-                continue;
-            }
+        let kept = found.iter().zip(&keep).filter(|(_, k)| **k);
+        for (seq, (f, _)) in (first_seq..).zip(kept) {
             let start = f.offset as usize;
             let payload = &data[start + record::HEADER_LEN..start + f.len];
             let new_offset = out.len() as u64;
             let n = record::encode_framed(f.kind, payload, seq, &mut out);
-            seq += 1;
             if f.kind == Kind::Message {
                 moved.insert(f.offset, (new_offset, n as u64));
-                kept_messages.insert(f.offset);
             }
         }
         let after = out.len() as u64;
-        // Not worth a rewrite: remember, so the next pass does not read it again.
         if after * 10 > before * 9 && after > 0 {
-            state.examined.insert((shard, seg), live_at_decision);
             return Ok(None);
         }
-
         let tmp = shard_dir(&self.root, shard).join(format!("seg-{seg:08}.log.tmp"));
         if after > 0 {
-            self.write_throttled(&tmp, &out)?;
+            write_throttled(&tmp, &out, throttle, &self.stopping)?;
         }
-        if self.stopping.load(Ordering::Relaxed) {
-            let _ = std::fs::remove_file(&tmp);
-            return Ok(None);
-        }
-        if !*checkpoint_removed {
-            checkpoint::remove(&self.root)?;
-            *checkpoint_removed = true;
-        }
-
-        let mut ix = self.index.lock().map_err(lock_err)?;
-        // A record that became needed since the decision (only a copy queued against it can
-        // do that) stops this rewrite; a later pass tries again.
-        let live_now = ix.live_offsets(shard, seg);
-        if ix.has_pins_in(shard, seg) || !live_now.is_subset(&kept_messages) {
-            drop(ix);
-            let _ = std::fs::remove_file(&tmp);
-            tracing::info!(
-                event = "store.compaction.deferred",
-                shard,
-                segment = seg,
-                "a copy refers to this segment; compacting it later"
-            );
-            return Ok(None);
-        }
-        if after > 0 {
-            std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        } else {
-            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
-        fsync_dir(&shard_dir(&self.root, shard))?;
-        if let Ok(mut readers) = self.readers.lock() {
-            readers.remove(&(shard, seg));
-        }
-        ix.relocate(shard, seg, &moved);
-        if after > 0 {
-            ix.segment_ends.insert((shard, seg), after);
-        } else {
-            ix.segment_ends.remove(&(shard, seg));
-        }
-        drop(ix);
-        state.examined.insert((shard, seg), live_at_decision);
-        tracing::info!(
-            event = "store.compaction.segment",
+        Ok(Some(Prepared {
             shard,
-            segment = seg,
+            seg,
+            tmp,
             before,
             after,
-            "segment compacted"
-        );
-        Ok(Some((before, after, after)))
-    }
-
-    /// Writes `data` to a new file at no more than the configured rate, then fdatasyncs it.
-    fn write_throttled(&self, path: &std::path::Path, data: &[u8]) -> Result<(), StoreError> {
-        const CHUNK: usize = 1 << 20;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| StoreError::io(path, e))?;
-        let started = Instant::now();
-        let mut written = 0u64;
-        for chunk in data.chunks(CHUNK) {
-            if self.stopping.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            f.write_all(chunk).map_err(|e| StoreError::io(path, e))?;
-            written += chunk.len() as u64;
-            let rate = self.opts.compact_bytes_per_sec;
-            if rate > 0 {
-                let due = Duration::from_secs_f64(written as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        }
-        f.sync_data().map_err(|e| StoreError::io(path, e))
+            moved,
+        }))
     }
 }
 
+/// A rewritten segment waiting to be switched in.
+struct Prepared {
+    shard: usize,
+    seg: u32,
+    tmp: PathBuf,
+    before: u64,
+    after: u64,
+    /// Message records: old offset to new offset and length.
+    moved: HashMap<u64, (u64, u64)>,
+}
+
+fn discard(prepared: &[Prepared]) {
+    for p in prepared {
+        let _ = std::fs::remove_file(&p.tmp);
+    }
+}
+
+/// Keeps compaction I/O (reads and writes together) at a rate, so that delivery and IMAP
+/// keep their latency while it runs.
+struct Throttle {
+    bytes_per_sec: u64,
+    started: Instant,
+    spent: u64,
+}
+
+impl Throttle {
+    fn new(bytes_per_sec: u64) -> Self {
+        Throttle {
+            bytes_per_sec,
+            started: Instant::now(),
+            spent: 0,
+        }
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.spent += bytes as u64;
+        if self.bytes_per_sec == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.spent as f64 / self.bytes_per_sec as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+fn read_throttled(
+    path: &std::path::Path,
+    throttle: &mut Throttle,
+    stopping: &AtomicBool,
+) -> Result<Vec<u8>, StoreError> {
+    let mut f = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        if stopping.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        let n = f.read(&mut chunk).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            return Ok(data);
+        }
+        data.extend_from_slice(&chunk[..n]);
+        throttle.spend(n);
+    }
+}
+
+/// Writes `data` to a new file at the throttle's rate, then fdatasyncs it.
+fn write_throttled(
+    path: &std::path::Path,
+    data: &[u8],
+    throttle: &mut Throttle,
+    stopping: &AtomicBool,
+) -> Result<(), StoreError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    for chunk in data.chunks(CHUNK) {
+        if stopping.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        f.write_all(chunk).map_err(|e| StoreError::io(path, e))?;
+        throttle.spend(chunk.len());
+    }
+    f.sync_data().map_err(|e| StoreError::io(path, e))
+}
+
 /// Whether a record of a segment being compacted is still needed (see the module comment).
-fn needed(ix: &Index, f: &Found, payload: &[u8], live: &HashSet<u64>) -> bool {
+fn needed(ix: &Index, f: &Found, payload: &[u8], live: &HashMap<u64, u64>) -> bool {
     match f.kind {
         Kind::Padding => false,
-        Kind::Message => live.contains(&f.offset),
+        Kind::Message => live.contains_key(&f.offset),
         // The catalogue is small and its order matters: kept whole.
         Kind::MailboxCreate | Kind::MailboxDelete | Kind::MailboxRename | Kind::Subscription => {
             true
