@@ -40,6 +40,9 @@ pub enum Command {
     /// Mailbox contents.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// Bans of client addresses and accounts after failed logins ([auth] ban_*).
+    #[command(subcommand)]
+    Ban(BanCommand),
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -91,6 +94,28 @@ pub enum UserCommand {
         password: Option<String>,
     },
     List,
+    /// The account's recent logins (successful, failed, refused by a ban), oldest first,
+    /// from the running daemon's memory ([auth] login_history_entries).
+    History {
+        address: String,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BanCommand {
+    /// The bans in force: kind (address or account), target, end, failures that caused it.
+    /// Asks the running daemon, else reads <data_dir>/bans.json.
+    List {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a ban (and forget the failures counted against it): an address (an IPv6 one
+    /// lifts its /64), a network as listed, or an account.
+    Remove { target: String },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +262,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n"),
             )),
         }),
+        Command::User(UserCommand::History { address, json }) => {
+            login_history(&config, &address, json)
+        }
+        Command::Ban(BanCommand::List { json }) => ban_list(&config, json),
+        Command::Ban(BanCommand::Remove { target }) => ban_remove(&config, &target),
         Command::Config(ConfigCommand::Check { .. })
         | Command::Tls(_)
         | Command::FactoryReset { .. } => Ok(()),
@@ -286,6 +316,92 @@ fn accounts_command(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn ban_list(config: &Config, json: bool) -> Result<()> {
+    use crate::login_guard::{BanFile, BanRecord};
+    let now = crate::login_guard::unix_now();
+    let records: Vec<BanRecord> =
+        match crate::admin::request(&config.admin_socket_path(), "ban-list") {
+            Some(reply) => serde_json::from_str(&reply)
+                .map_err(|_| anyhow!("the daemon answered {reply:?} to ban-list"))?,
+            // No daemon: the file is what the next start will enforce.
+            None => {
+                let bans = BanFile::new(config.data_dir()).load(now)?;
+                let bans: Vec<_> = bans.into_iter().collect();
+                serde_json::from_str(&crate::login_guard::bans_json(&bans))?
+            }
+        };
+    if json {
+        println!("{}", serde_json::to_string(&records)?);
+        return Ok(());
+    }
+    for r in records {
+        let until = i64::try_from(r.until).unwrap_or(i64::MAX);
+        println!(
+            "{}\t{}\tuntil {} ({} s left)\t{} failures",
+            r.kind,
+            r.target,
+            crate::mailbox_io::date::rfc3339(until),
+            r.until.saturating_sub(now),
+            r.failures
+        );
+    }
+    Ok(())
+}
+
+fn ban_remove(config: &Config, target: &str) -> Result<()> {
+    use crate::login_guard::{BanFile, Target};
+    let parsed = Target::parse(target).map_err(|why| anyhow!(why))?;
+    if let Some(reply) =
+        crate::admin::request(&config.admin_socket_path(), &format!("ban-remove {parsed}"))
+    {
+        return match reply.strip_prefix("error ") {
+            None if reply == "ok" => Ok(()),
+            Some(why) => bail!("{why}"),
+            None => bail!("the daemon answered {reply:?} to ban-remove"),
+        };
+    }
+    // No daemon: edit the file it will load at its next start.
+    let now = crate::login_guard::unix_now();
+    let file = BanFile::new(config.data_dir());
+    let mut bans = file.load(now)?;
+    if bans.remove(&parsed).is_none() {
+        bail!("{parsed} is not banned");
+    }
+    file.save(&bans, now)
+}
+
+fn login_history(config: &Config, address: &str, json: bool) -> Result<()> {
+    let account = postern_accounts::normalize_address(address)?;
+    let Some(reply) = crate::admin::request(
+        &config.admin_socket_path(),
+        &format!("login-history {account}"),
+    ) else {
+        bail!("posternd is not running: the login history is kept in its memory");
+    };
+    if let Some(why) = reply.strip_prefix("error ") {
+        bail!("{why}");
+    }
+    let records: Vec<serde_json::Value> = serde_json::from_str(&reply)
+        .map_err(|_| anyhow!("the daemon answered {reply:?} to login-history"))?;
+    if json {
+        println!("{reply}");
+        return Ok(());
+    }
+    for r in records {
+        let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let time = r.get("time").and_then(|v| v.as_i64()).unwrap_or(0);
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            crate::mailbox_io::date::rfc3339(time),
+            field("address"),
+            field("service"),
+            field("mechanism"),
+            field("result")
+        );
     }
     Ok(())
 }
