@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 
 pub mod address;
 mod password;
+pub mod policy;
 mod store;
 
 pub use address::{normalize_address, normalize_domain, SUBADDRESS_SEPARATOR};
 pub use password::{hash_password, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+pub use policy::PasswordPolicy;
 pub use store::{AccountStore, FileStamp, ACCOUNTS_FILE, LOCK_FILE};
 
 use address::{split, strip_subaddress};

@@ -263,6 +263,12 @@ pub struct AuthConfig {
     pub ban_allow: Vec<String>,
     /// Logins remembered per account (`postern user history`); 0 = none.
     pub login_history_entries: u64,
+    /// Shortest password `postern user add`/`passwd` accept, in characters; at least 8.
+    pub password_min_length: u64,
+    /// Lowest zxcvbn strength score (0-4) accepted for a new password.
+    pub password_min_strength: u64,
+    /// Absolute path of a breached-password list (`SHA1HEX:count` lines, sorted); "" = none.
+    pub password_breached_sha1: String,
 }
 
 impl AuthConfig {
@@ -298,6 +304,9 @@ impl Default for AuthConfig {
             // As fail2ban's default ignoreip: local processes are never banned.
             ban_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             login_history_entries: 20,
+            password_min_length: 12,
+            password_min_strength: 3,
+            password_breached_sha1: String::new(),
         }
     }
 }

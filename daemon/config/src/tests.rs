@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 53);
+    assert_eq!(schema.len(), 56);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -474,4 +474,23 @@ fn ban_settings_are_checked() {
     // With both thresholds at 0 bans are off and the durations are not needed.
     parse("[auth]\nban_address_failures = 0\nban_account_failures = 0\nban_duration_secs = 0\n")
         .unwrap();
+}
+
+#[test]
+fn password_policy_settings_are_checked() {
+    let c = parse("[auth]\npassword_min_length = 8\npassword_min_strength = 0\n").unwrap();
+    assert_eq!(
+        (c.auth.password_min_length, c.auth.password_min_strength),
+        (8, 0)
+    );
+    let e = parse(
+        "[auth]\npassword_min_length = 7\npassword_min_strength = 5\npassword_breached_sha1 = \"pwned.txt\"\n",
+    )
+    .unwrap_err();
+    let p = e.problems();
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![2, 3, 4], "{p:?}");
+    assert!(p[0].message.contains("between 8 and 1024"));
+    assert!(p[1].message.contains("0 to 4"));
+    assert!(p[2].message.contains("absolute path"));
 }

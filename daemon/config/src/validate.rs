@@ -618,6 +618,38 @@ impl Validator<'_> {
                 ),
             );
         }
+        // 8: the floor every stored password obeys (postern-accounts MIN_PASSWORD_CHARS,
+        // NIST SP 800-63B); 1024 characters is more than any passphrase needs.
+        if !(8..=1024).contains(&s.password_min_length) {
+            self.error(
+                &at("password_min_length"),
+                format!(
+                    "password_min_length = {} must be between 8 and 1024",
+                    s.password_min_length
+                ),
+            );
+        }
+        if s.password_min_strength > 4 {
+            self.error(
+                &at("password_min_strength"),
+                format!(
+                    "password_min_strength = {} must be a zxcvbn score, 0 to 4",
+                    s.password_min_strength
+                ),
+            );
+        }
+        // The CLI runs from any directory: a relative path would name different files.
+        if !s.password_breached_sha1.is_empty()
+            && !std::path::Path::new(&s.password_breached_sha1).is_absolute()
+        {
+            self.error(
+                &at("password_breached_sha1"),
+                format!(
+                    "password_breached_sha1 = {:?} must be an absolute path",
+                    s.password_breached_sha1
+                ),
+            );
+        }
         // Each entry is about 100 bytes per account.
         if s.login_history_entries > MAX_LOGIN_HISTORY_ENTRIES {
             self.error(

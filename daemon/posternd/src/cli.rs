@@ -78,7 +78,9 @@ pub enum DomainCommand {
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user; the password is read from stdin when --password is not given.
+    /// Add a user; the password is read from stdin when --password is not given. It must
+    /// pass the password policy ([auth] password_*: length, strength, common and breached
+    /// passwords).
     Add {
         address: String,
         #[arg(long)]
@@ -87,7 +89,7 @@ pub enum UserCommand {
     Del {
         address: String,
     },
-    /// Set a new password (stdin when --password is not given).
+    /// Set a new password (stdin when --password is not given); the password policy applies.
     Passwd {
         address: String,
         #[arg(long)]
@@ -234,10 +236,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::User(UserCommand::Add { address, password }) => {
             let password = password_or_stdin(password)?;
+            password_policy(&config).check(&password, &address)?;
             accounts_command(&config, |a| a.add_user(&address, &password).map(|()| None))
         }
         Command::User(UserCommand::Passwd { address, password }) => {
             let password = password_or_stdin(password)?;
+            password_policy(&config).check(&password, &address)?;
             accounts_command(&config, |a| {
                 a.set_password(&address, &password).map(|()| None)
             })
@@ -404,6 +408,17 @@ fn login_history(config: &Config, address: &str, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `[auth]` password_* as the accounts crate's policy.
+fn password_policy(config: &Config) -> postern_accounts::PasswordPolicy {
+    let auth = &config.auth;
+    postern_accounts::PasswordPolicy {
+        min_length: usize::try_from(auth.password_min_length).unwrap_or(usize::MAX),
+        min_strength: u8::try_from(auth.password_min_strength).unwrap_or(u8::MAX),
+        breached_sha1: (!auth.password_breached_sha1.is_empty())
+            .then(|| PathBuf::from(&auth.password_breached_sha1)),
+    }
 }
 
 fn password_or_stdin(password: Option<String>) -> Result<String> {
