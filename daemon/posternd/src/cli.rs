@@ -96,6 +96,13 @@ pub enum UserCommand {
         password: Option<String>,
     },
     List,
+    /// Two-factor authentication (TOTP, RFC 6238). While it is on, the account's main
+    /// password no longer works for SMTP, IMAP or POP3: mail clients use app passwords.
+    #[command(subcommand, name = "2fa")]
+    TwoFactor(TwoFactorCommand),
+    /// Passwords for one mail client each (per protocol, named, revocable, shown once).
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
     /// The account's recent logins (successful, failed, refused by a ban), oldest first,
     /// from the running daemon's memory ([auth] login_history_entries).
     History {
@@ -103,6 +110,38 @@ pub enum UserCommand {
         /// One JSON array instead of lines.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TwoFactorCommand {
+    /// Enrol: prints the otpauth:// URI, its QR code and ten single-use recovery codes.
+    Enable { address: String },
+    /// Turn 2FA off (the main password works for mail again; app passwords stay).
+    Disable { address: String },
+    /// Check a current TOTP code or a recovery code (which is then used up).
+    Check { address: String, code: String },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password for one protocol and print it (it cannot be shown again).
+    Add {
+        address: String,
+        /// A name to recognise it by (such as "laptop Thunderbird").
+        #[arg(long)]
+        name: String,
+        /// smtp, imap or pop3.
+        #[arg(long)]
+        protocol: postern_accounts::Protocol,
+    },
+    /// The account's app passwords: name, protocol, creation time.
+    List { address: String },
+    /// Delete an app password: clients using it are refused from now on.
+    Revoke {
+        address: String,
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -266,6 +305,56 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n"),
             )),
         }),
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Enable { address })) => {
+            let enrolment = accounts_change(&config, |a| a.enable_2fa(&address))?;
+            print_enrolment(&config, &address, &enrolment)
+        }
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Disable { address })) => {
+            accounts_change(&config, |a| a.disable_2fa(&address))?;
+            println!("two-factor authentication is off for {address}");
+            Ok(())
+        }
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Check { address, code })) => {
+            let now = crate::login_guard::unix_now();
+            if accounts_change(&config, |a| Ok(a.check_second_factor(&address, &code, now)))? {
+                println!("ok");
+                Ok(())
+            } else {
+                bail!("code refused for {address}")
+            }
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::Add {
+            address,
+            name,
+            protocol,
+        })) => {
+            let password =
+                accounts_change(&config, |a| a.add_app_password(&address, &name, protocol))?;
+            println!("{password}");
+            eprintln!(
+                "postern: app password {name:?} for {} created; it is shown only now",
+                protocol.name()
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::List { address })) => {
+            let accounts = AccountStore::open(config.data_dir())?.load()?;
+            let user = accounts
+                .user(&address)
+                .ok_or_else(|| anyhow!("no such user: {address}"))?;
+            for p in &user.app_passwords {
+                println!(
+                    "{}\t{}\tcreated {}",
+                    p.name,
+                    p.protocol.name(),
+                    crate::mailbox_io::date::rfc3339(p.created)
+                );
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::Revoke { address, name })) => {
+            accounts_change(&config, |a| a.revoke_app_password(&address, &name))
+        }
         Command::User(UserCommand::History { address, json }) => {
             login_history(&config, &address, json)
         }
@@ -295,33 +384,52 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Applies `change` under the accounts lock, prints what it returns, and asks a running
-/// daemon to reload (it would notice within a second anyway).
+/// daemon to reload when it returned nothing (a change; it would notice within a second
+/// anyway).
 fn accounts_command(
     config: &Config,
     change: impl FnOnce(
         &mut postern_accounts::Accounts,
     ) -> Result<Option<String>, postern_accounts::AccountError>,
 ) -> Result<()> {
-    let data_dir = config.data_dir();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let store = AccountStore::open(data_dir)?;
-    let output = store.modify(change)?;
-    match output {
+    match apply_to_accounts(config, change)? {
         Some(text) => {
             if !text.is_empty() {
                 println!("{text}");
             }
         }
-        None => {
-            if let Some(reply) = crate::admin::request(&config.admin_socket_path(), "reload") {
-                if reply != "ok" {
-                    eprintln!("postern: the daemon answered {reply:?} to reload");
-                }
-            }
-        }
+        None => ask_daemon_to_reload(config),
     }
     Ok(())
+}
+
+/// Applies `change` under the accounts lock and asks a running daemon to reload, so that
+/// what it changed (an enrolment, a revoked app password) applies to the next login.
+fn accounts_change<T>(
+    config: &Config,
+    change: impl FnOnce(&mut postern_accounts::Accounts) -> Result<T, postern_accounts::AccountError>,
+) -> Result<T> {
+    let out = apply_to_accounts(config, change)?;
+    ask_daemon_to_reload(config);
+    Ok(out)
+}
+
+fn apply_to_accounts<T>(
+    config: &Config,
+    change: impl FnOnce(&mut postern_accounts::Accounts) -> Result<T, postern_accounts::AccountError>,
+) -> Result<T> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    Ok(AccountStore::open(data_dir)?.modify(change)?)
+}
+
+fn ask_daemon_to_reload(config: &Config) {
+    if let Some(reply) = crate::admin::request(&config.admin_socket_path(), "reload") {
+        if reply != "ok" {
+            eprintln!("postern: the daemon answered {reply:?} to reload");
+        }
+    }
 }
 
 fn ban_list(config: &Config, json: bool) -> Result<()> {
@@ -419,6 +527,43 @@ fn password_policy(config: &Config) -> postern_accounts::PasswordPolicy {
         breached_sha1: (!auth.password_breached_sha1.is_empty())
             .then(|| PathBuf::from(&auth.password_breached_sha1)),
     }
+}
+
+/// What `postern user 2fa enable` shows, once: the key URI, its QR code for the terminal
+/// and the recovery codes.
+fn print_enrolment(
+    config: &Config,
+    address: &str,
+    enrolment: &postern_accounts::Enrolment,
+) -> Result<()> {
+    use qrcode::render::unicode::Dense1x2;
+    let account = postern_accounts::normalize_address(address)?;
+    // The host name tells appliances apart in the user's authenticator app.
+    let issuer = match config.server.hostname.trim() {
+        "" => "Postern".to_string(),
+        host => format!("Postern {host}"),
+    };
+    let uri = postern_accounts::twofactor::otpauth_uri(&issuer, &account, &enrolment.secret);
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| anyhow!("making the QR code: {e}"))?
+        .render::<Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    println!("Two-factor authentication is on for {account}.");
+    println!("Scan this with an authenticator app, or enter the secret by hand:");
+    println!("{qr}");
+    println!("{uri}");
+    println!("secret: {}", enrolment.secret);
+    println!();
+    println!("Recovery codes (each works once; they are shown only now):");
+    for code in &enrolment.recovery_codes {
+        println!("  {code}");
+    }
+    println!();
+    println!("The main password of {account} no longer works for SMTP, IMAP or POP3.");
+    println!("Give each mail client its own app password:");
+    println!("  postern user app-password add {account} --name NAME --protocol imap|pop3|smtp");
+    Ok(())
 }
 
 fn password_or_stdin(password: Option<String>) -> Result<String> {

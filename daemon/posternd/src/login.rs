@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use postern_accounts::{normalize_address, Accounts};
+use postern_accounts::{normalize_address, Accounts, Protocol};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
@@ -35,6 +35,15 @@ impl Service {
             Service::Smtp => "smtp",
             Service::Pop3 => "pop3",
             Service::Imap => "imap",
+        }
+    }
+
+    /// The protocol app passwords are issued for.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Service::Smtp => Protocol::Smtp,
+            Service::Pop3 => Protocol::Pop3,
+            Service::Imap => Protocol::Imap,
         }
     }
 
@@ -198,7 +207,14 @@ async fn decide(
         );
         return (Outcome::Blocked(target, ban), Vec::new());
     }
-    let outcome = check(accounts, cache, attempt.username, password).await;
+    let outcome = check(
+        accounts,
+        cache,
+        attempt.service.protocol(),
+        attempt.username,
+        password,
+    )
+    .await;
     let result = if outcome.ok() {
         LoginResult::Accepted
     } else {
@@ -209,22 +225,24 @@ async fn decide(
 }
 
 /// The cache first (a keyed hash, microseconds, on the event loop); otherwise the argon2id
-/// verification, off the event loop (it costs tens of milliseconds of CPU and ~19 MiB), at
+/// verification (an app password of the protocol, or the main password of an account
+/// without 2FA), off the event loop (it costs tens of milliseconds of CPU and ~19 MiB), at
 /// most one per CPU at a time ([`VERIFICATIONS`]): a login flood queues here instead of
 /// taking every core and the memory. Unknown users cost the same as known ones
-/// (`Accounts::verify_password`). Only a verified success enters the cache, bound to the
+/// (`Accounts::verify_login`). Only a verified success enters the cache, bound to the
 /// stored hash it was checked against.
 async fn check(
     accounts: Arc<Accounts>,
     cache: &CredentialCache,
+    protocol: Protocol,
     username: &str,
     password: String,
 ) -> Outcome {
     // The cache is keyed by the canonical address, as the accounts are; a name that is not
     // a user's has no stored hash and always takes the full (equal-cost) verification.
     let stored = normalize_address(username).ok().and_then(|account| {
-        let hash = accounts.user(&account)?.password_hash.clone();
-        Some((account, hash))
+        let binding = accounts.credential_binding(&account, protocol)?;
+        Some((account, binding))
     });
     if let Some((account, hash)) = &stored {
         if cache.contains(account, hash, &password) {
@@ -234,7 +252,7 @@ async fn check(
     let user = username.to_string();
     let verified = VERIFICATIONS
         .run(move || {
-            let ok = accounts.verify_password(&user, &password);
+            let ok = accounts.verify_login(&user, &password, protocol);
             (ok, password)
         })
         .await;
@@ -312,7 +330,7 @@ mod tests {
         let off = CredentialCache::new(Duration::ZERO, 0);
         let ok = |u: &'static str, p: &'static str| {
             let (accounts, off) = (accounts.clone(), &off);
-            async move { check(accounts, off, u, p.into()).await }
+            async move { check(accounts, off, Protocol::Imap, u, p.into()).await }
         };
         assert_eq!(
             ok("alice@example.test", "correct horse").await,
@@ -333,7 +351,9 @@ mod tests {
     #[tokio::test]
     async fn a_verified_login_is_answered_from_the_cache_next_time() {
         let (accounts, cache) = (alice(), cache());
-        let login = |u: &'static str, p: &'static str| check(accounts.clone(), &cache, u, p.into());
+        let login = |u: &'static str, p: &'static str| {
+            check(accounts.clone(), &cache, Protocol::Imap, u, p.into())
+        };
         assert_eq!(
             login("alice@example.test", "correct horse").await,
             Outcome::Verified
@@ -363,6 +383,7 @@ mod tests {
                 check(
                     accounts.clone(),
                     &cache,
+                    Protocol::Imap,
                     "alice@example.test",
                     "wrong one".into()
                 )
@@ -373,6 +394,7 @@ mod tests {
                 check(
                     accounts.clone(),
                     &cache,
+                    Protocol::Imap,
                     "nobody@example.test",
                     "wrong one".into()
                 )
@@ -391,6 +413,7 @@ mod tests {
             check(
                 before.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "correct horse".into()
             )
@@ -408,6 +431,7 @@ mod tests {
             check(
                 changed.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "correct horse".into()
             )
@@ -418,6 +442,7 @@ mod tests {
             check(
                 changed.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "battery staple".into()
             )
@@ -431,10 +456,57 @@ mod tests {
             check(
                 Arc::new(removed),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "battery staple".into()
             )
             .await,
+            Outcome::Refused
+        );
+    }
+
+    #[tokio::test]
+    async fn app_passwords_are_cached_per_protocol_and_a_revocation_misses_at_once() {
+        let cache = cache();
+        let mut enrolled = (*alice()).clone();
+        let imap = enrolled
+            .add_app_password("alice@example.test", "laptop", Protocol::Imap)
+            .unwrap();
+        enrolled.enable_2fa("alice@example.test").unwrap();
+        let enrolled = Arc::new(enrolled);
+        let login = |accounts: &Arc<Accounts>, protocol, password: &str| {
+            check(
+                accounts.clone(),
+                &cache,
+                protocol,
+                "alice@example.test",
+                password.to_string(),
+            )
+        };
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, &imap).await,
+            Outcome::Verified
+        );
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, &imap).await,
+            Outcome::Cached
+        );
+        // The IMAP entry is no key to another protocol, and the main password is off.
+        assert_eq!(
+            login(&enrolled, Protocol::Pop3, &imap).await,
+            Outcome::Refused
+        );
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, "correct horse").await,
+            Outcome::Refused
+        );
+        // Revoked in a new snapshot the cache has not been cleared for yet: refused.
+        let mut revoked = (*enrolled).clone();
+        revoked
+            .revoke_app_password("alice@example.test", "laptop")
+            .unwrap();
+        assert_eq!(
+            login(&Arc::new(revoked), Protocol::Imap, &imap).await,
             Outcome::Refused
         );
     }
@@ -540,6 +612,7 @@ mod tests {
         let pending = check(
             accounts,
             &cache,
+            Protocol::Imap,
             "alice@example.test",
             "correct horse".into(),
         );
