@@ -113,7 +113,7 @@ PORT_PD_TLS=$((PORT_BASE + 1))
 PORT_DV=$((PORT_BASE + 2))
 PORT_DV_TLS=$((PORT_BASE + 3))
 USER_NAME=bench@bench.test
-PASSWORD=benchpassword1
+PASSWORD=Bench-Passw0rd-4kQ9zX
 
 # ---------------------------------------------------------------- dependencies
 need_pkgs=()

@@ -47,7 +47,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RESULTS="$RESULTS_DIR/logins-$STAMP.jsonl"
 TABLE="$RESULTS_DIR/logins-$STAMP.md"
 USER_NAME=bench@bench.test
-PASSWORD=benchpassword1
+PASSWORD=Bench-Passw0rd-4kQ9zX
 # Messages in each INBOX; every session FETCHes the flags of the first 10.
 MESSAGES=20
 

@@ -300,7 +300,7 @@ EOF
     wait_port posternd "$PORT_POSTERN" "$(cat "$WORK/posternd.pid")" "$PD/posternd.log"
     "$POSTERN" --config "$PD/postern.toml" domain add bench.test >/dev/null \
         || die "postern domain add bench.test failed"
-    "$POSTERN" --config "$PD/postern.toml" user add rcpt@bench.test --password benchpassword1 \
+    "$POSTERN" --config "$PD/postern.toml" user add rcpt@bench.test --password Bench-Passw0rd-4kQ9zX \
         >/dev/null || die "postern user add rcpt@bench.test failed"
 fi
 

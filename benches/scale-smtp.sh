@@ -81,7 +81,7 @@ shards = $W
 bind = ""
 EOF
     "$BIN_DIR/postern" --config "$DIR/postern.toml" domain add bench.test >/dev/null
-    "$BIN_DIR/postern" --config "$DIR/postern.toml" user add rcpt@bench.test --password benchpassword1 >/dev/null
+    "$BIN_DIR/postern" --config "$DIR/postern.toml" user add rcpt@bench.test --password Bench-Passw0rd-4kQ9zX >/dev/null
     taskset -c "0-$((W - 1))" "$BIN_DIR/posternd" --config "$DIR/postern.toml" 2>"$DIR/posternd.log" &
     PID=$!
     for _ in $(seq 100); do

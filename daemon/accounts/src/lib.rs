@@ -18,11 +18,15 @@ use serde::{Deserialize, Serialize};
 
 pub mod address;
 mod password;
+pub mod policy;
 mod store;
+pub mod twofactor;
 
 pub use address::{normalize_address, normalize_domain, SUBADDRESS_SEPARATOR};
 pub use password::{hash_password, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+pub use policy::PasswordPolicy;
 pub use store::{AccountStore, FileStamp, ACCOUNTS_FILE, LOCK_FILE};
+pub use twofactor::{AppPassword, Enrolment, Protocol, TotpState};
 
 use address::{split, strip_subaddress};
 
@@ -81,6 +85,16 @@ pub enum AccountError {
     WeakPassword(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("{0} already has two-factor authentication (disable it first to enrol again)")]
+    TwoFactorEnabled(String),
+    #[error("{0} has no two-factor authentication")]
+    TwoFactorDisabled(String),
+    #[error("{user} already has an app password named {name:?}")]
+    AppPasswordExists { user: String, name: String },
+    #[error("{user} has no app password named {name:?}")]
+    UnknownAppPassword { user: String, name: String },
+    #[error("invalid app password name {0:?}: 1 to 64 printable characters")]
+    InvalidAppPasswordName(String),
 }
 
 /// One mailbox owner.
@@ -91,14 +105,21 @@ pub struct User {
     pub password_hash: String,
     /// Creation time, seconds since the Unix epoch.
     pub created: i64,
+    /// TOTP enrolment; while set, the main password does not work for SMTP, IMAP or POP3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_passwords: Vec<AppPassword>,
 }
 
 impl std::fmt::Debug for User {
-    // The hash stays out of logs and debug output (DESIGN.md section 6).
+    // Hashes and secrets stay out of logs and debug output (DESIGN.md section 6).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("password_hash", &"<redacted>")
             .field("created", &self.created)
+            .field("totp", &self.totp.is_some())
+            .field("app_passwords", &self.app_passwords.len())
             .finish()
     }
 }
@@ -196,6 +217,8 @@ impl Accounts {
             User {
                 password_hash,
                 created: now_unix(),
+                totp: None,
+                app_passwords: Vec::new(),
             },
         );
         Ok(())
@@ -398,6 +421,159 @@ impl Accounts {
                 false
             }
         }
+    }
+
+    /// Checks a login to a mail protocol. An app password for `protocol` always works; the
+    /// main password only while the account has no two-factor authentication. Unknown or
+    /// invalid addresses, and refused main passwords of 2FA accounts, still cost one argon2
+    /// verification, so the time taken reveals neither.
+    pub fn verify_login(&self, address: &str, password: &str, protocol: Protocol) -> bool {
+        let user = normalize_address(address)
+            .ok()
+            .and_then(|a| self.users.get(&a));
+        let Some(u) = user else {
+            password::verify_dummy(password);
+            return false;
+        };
+        let offered = twofactor::digest(password);
+        let app = u
+            .app_passwords
+            .iter()
+            .filter(|a| a.protocol == protocol)
+            .fold(false, |found, a| {
+                twofactor::same_digest(&a.digest, &offered) | found
+            });
+        if app {
+            return true;
+        }
+        if u.totp.is_some() {
+            password::verify_dummy(password);
+            return false;
+        }
+        password::verify(&u.password_hash, password)
+    }
+
+    /// What a verified login to `protocol` depends on: the stored hash, whether 2FA is on and
+    /// the protocol's app passwords. The verified-credential cache binds its entries to it,
+    /// so that a changed password, an enrolment or a revoked app password misses at once.
+    /// The protocol's name is not part of it: a main password verified for IMAP is good for
+    /// POP3 too (same binding while neither has app passwords), while an app password's
+    /// entry is bound to its own protocol's list, which no other protocol's list equals.
+    pub fn credential_binding(&self, address: &str, protocol: Protocol) -> Option<String> {
+        let u = self.users.get(&normalize_address(address).ok()?)?;
+        let apps: Vec<&str> = u
+            .app_passwords
+            .iter()
+            .filter(|a| a.protocol == protocol)
+            .map(|a| a.digest.as_str())
+            .collect();
+        Some(format!(
+            "{}|2fa={}|{}",
+            u.password_hash,
+            u.totp.is_some(),
+            apps.join(",")
+        ))
+    }
+
+    fn user_mut(&mut self, address: &str) -> Result<(String, &mut User), AccountError> {
+        let a = normalize_address(address)?;
+        match self.users.get_mut(&a) {
+            Some(user) => Ok((a, user)),
+            None => Err(AccountError::UnknownUser(a)),
+        }
+    }
+
+    /// Turns on TOTP for a user: a new secret and ten recovery codes, returned once (only
+    /// their digests are kept).
+    pub fn enable_2fa(&mut self, address: &str) -> Result<Enrolment, AccountError> {
+        let (a, user) = self.user_mut(address)?;
+        if user.totp.is_some() {
+            return Err(AccountError::TwoFactorEnabled(a));
+        }
+        let secret = twofactor::new_secret();
+        let recovery_codes: Vec<String> = (0..10).map(|_| twofactor::new_code()).collect();
+        user.totp = Some(TotpState {
+            secret: secret.clone(),
+            enabled: now_unix(),
+            recovery: recovery_codes
+                .iter()
+                .map(|c| twofactor::digest(c))
+                .collect(),
+        });
+        Ok(Enrolment {
+            secret,
+            recovery_codes,
+        })
+    }
+
+    /// Turns TOTP off: the main password works for mail again.
+    pub fn disable_2fa(&mut self, address: &str) -> Result<(), AccountError> {
+        let (a, user) = self.user_mut(address)?;
+        if user.totp.take().is_none() {
+            return Err(AccountError::TwoFactorDisabled(a));
+        }
+        Ok(())
+    }
+
+    /// Checks a second factor: a current TOTP code, or an unused recovery code (which this
+    /// uses up). False for accounts without 2FA.
+    pub fn check_second_factor(&mut self, address: &str, code: &str, unix: u64) -> bool {
+        let Ok((_, user)) = self.user_mut(address) else {
+            return false;
+        };
+        let Some(totp) = &mut user.totp else {
+            return false;
+        };
+        if twofactor::verify_totp(&totp.secret, code, unix) {
+            return true;
+        }
+        let offered = twofactor::digest(code);
+        let before = totp.recovery.len();
+        totp.recovery
+            .retain(|d| !twofactor::same_digest(d, &offered));
+        totp.recovery.len() < before
+    }
+
+    /// Creates an app password for one protocol; returns it (shown once, kept as a digest).
+    pub fn add_app_password(
+        &mut self,
+        address: &str,
+        name: &str,
+        protocol: Protocol,
+    ) -> Result<String, AccountError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(AccountError::InvalidAppPasswordName(name.to_string()));
+        }
+        let (a, user) = self.user_mut(address)?;
+        if user.app_passwords.iter().any(|p| p.name == name) {
+            return Err(AccountError::AppPasswordExists {
+                user: a,
+                name: name.to_string(),
+            });
+        }
+        let password = twofactor::new_code();
+        user.app_passwords.push(AppPassword {
+            name: name.to_string(),
+            protocol,
+            digest: twofactor::digest(&password),
+            created: now_unix(),
+        });
+        Ok(password)
+    }
+
+    /// Revokes (deletes) an app password by name.
+    pub fn revoke_app_password(&mut self, address: &str, name: &str) -> Result<(), AccountError> {
+        let (a, user) = self.user_mut(address)?;
+        let before = user.app_passwords.len();
+        user.app_passwords.retain(|p| p.name != name);
+        if user.app_passwords.len() == before {
+            return Err(AccountError::UnknownAppPassword {
+                user: a,
+                name: name.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether `user` may use `address` as a sender: its own address, its "+tag" forms, or an

@@ -609,3 +609,88 @@ fn postmaster_exists_in_every_local_domain() {
         Some("empty.test")
     );
 }
+
+#[test]
+fn two_factor_accounts_log_in_to_mail_with_app_passwords_only() {
+    use crate::Protocol::{Imap, Pop3, Smtp};
+    let mut a = Accounts::default();
+    a.add_domain("example.test").unwrap();
+    a.add_user("alice@example.test", "correct horse").unwrap();
+    // Before enrolment: the main password works everywhere, and so does an app password,
+    // for its own protocol only.
+    let imap = a
+        .add_app_password("alice@example.test", "laptop imap", Imap)
+        .unwrap();
+    for p in [Smtp, Imap, Pop3] {
+        assert!(a.verify_login("alice@example.test", "correct horse", p));
+    }
+    assert!(a.verify_login("alice@example.test", &imap, Imap));
+    assert!(!a.verify_login("alice@example.test", &imap, Pop3));
+    let before = a.credential_binding("alice@example.test", Imap).unwrap();
+
+    let enrolment = a.enable_2fa("Alice@example.test").unwrap();
+    assert_eq!(enrolment.recovery_codes.len(), 10);
+    assert!(matches!(
+        a.enable_2fa("alice@example.test"),
+        Err(AccountError::TwoFactorEnabled(_))
+    ));
+    // After: the main password is refused on every mail protocol; the app password works.
+    for p in [Smtp, Imap, Pop3] {
+        assert!(!a.verify_login("alice@example.test", "correct horse", p));
+    }
+    assert!(a.verify_login("alice@example.test", &imap, Imap));
+    // Typed without dashes, upper case: the same password.
+    assert!(a.verify_login(
+        "alice@example.test",
+        &imap.replace('-', "").to_uppercase(),
+        Imap
+    ));
+    assert_ne!(
+        a.credential_binding("alice@example.test", Imap).unwrap(),
+        before
+    );
+    let smtp = a
+        .add_app_password("alice@example.test", "phone smtp", Smtp)
+        .unwrap();
+    assert!(a.verify_login("alice@example.test", &smtp, Smtp));
+    assert!(matches!(
+        a.add_app_password("alice@example.test", "phone smtp", Pop3),
+        Err(AccountError::AppPasswordExists { .. })
+    ));
+
+    // Revoked: refused, and the binding changed.
+    let bound = a.credential_binding("alice@example.test", Imap).unwrap();
+    a.revoke_app_password("alice@example.test", "laptop imap")
+        .unwrap();
+    assert!(!a.verify_login("alice@example.test", &imap, Imap));
+    assert_ne!(
+        a.credential_binding("alice@example.test", Imap).unwrap(),
+        bound
+    );
+    assert!(a.verify_login("alice@example.test", &smtp, Smtp));
+    assert!(matches!(
+        a.revoke_app_password("alice@example.test", "laptop imap"),
+        Err(AccountError::UnknownAppPassword { .. })
+    ));
+
+    // A recovery code works once; the TOTP code works while current.
+    let code = enrolment.recovery_codes[3].clone();
+    assert!(a.check_second_factor("alice@example.test", &code, 0));
+    assert!(!a.check_second_factor("alice@example.test", &code, 0));
+    let key = data_encoding::BASE32_NOPAD
+        .decode(enrolment.secret.as_bytes())
+        .unwrap();
+    let now = 1_800_000_000;
+    let totp = crate::twofactor::totp(&key, now, crate::twofactor::Algorithm::Sha1, 6);
+    assert!(a.check_second_factor("alice@example.test", &format!("{totp:06}"), now));
+    assert!(!a.check_second_factor("alice@example.test", &format!("{totp:06}"), now + 600));
+
+    // Off again: the main password is back. The file round-trips every field.
+    a.disable_2fa("alice@example.test").unwrap();
+    assert!(a.verify_login("alice@example.test", "correct horse", Imap));
+    let json = serde_json::to_string(&a).unwrap();
+    let back: Accounts = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, a);
+    // Unknown users are refused (at full cost).
+    assert!(!a.verify_login("nobody@example.test", &smtp, Smtp));
+}

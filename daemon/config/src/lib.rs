@@ -249,6 +249,47 @@ pub struct AuthConfig {
     pub credential_cache_ttl_secs: u64,
     /// Most pairs held; the least recently used goes first. 0 = no cache.
     pub credential_cache_entries: u64,
+    /// Failed logins from one client address (an IPv6 client's /64) within
+    /// `ban_window_secs` that ban the address; 0 = no address bans.
+    pub ban_address_failures: u64,
+    /// Failed logins to one account, from any address, within `ban_window_secs` that ban
+    /// the account (except from addresses it logged in from before); 0 = no account bans.
+    pub ban_account_failures: u64,
+    /// Seconds over which failures are counted.
+    pub ban_window_secs: u64,
+    /// Seconds a ban lasts.
+    pub ban_duration_secs: u64,
+    /// Networks ("192.0.2.0/24", "2001:db8::/32", or a single address) never counted or banned.
+    pub ban_allow: Vec<String>,
+    /// Logins remembered per account (`postern user history`); 0 = none.
+    pub login_history_entries: u64,
+    /// Shortest password `postern user add`/`passwd` accept, in characters; at least 8.
+    pub password_min_length: u64,
+    /// Lowest zxcvbn strength score (0-4) accepted for a new password.
+    pub password_min_strength: u64,
+    /// Absolute path of a breached-password list (`SHA1HEX:count` lines, sorted); "" = none.
+    pub password_breached_sha1: String,
+}
+
+impl AuthConfig {
+    /// `ban_allow` parsed; entries that do not parse (validation reports them) are skipped.
+    pub fn ban_allow_networks(&self) -> Vec<ipnet::IpNet> {
+        self.ban_allow
+            .iter()
+            .filter_map(|n| parse_network(n).ok())
+            .collect()
+    }
+}
+
+/// A network in CIDR notation, or a single address (a /32 or /128).
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{text:?} is not an IP network (such as 192.0.2.0/24) or address"))
 }
 
 impl Default for AuthConfig {
@@ -256,6 +297,16 @@ impl Default for AuthConfig {
         AuthConfig {
             credential_cache_ttl_secs: 300,
             credential_cache_entries: 10_000,
+            ban_address_failures: 10,
+            ban_account_failures: 30,
+            ban_window_secs: 600,
+            ban_duration_secs: 900,
+            // As fail2ban's default ignoreip: local processes are never banned.
+            ban_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            login_history_entries: 20,
+            password_min_length: 12,
+            password_min_strength: 3,
+            password_breached_sha1: String::new(),
         }
     }
 }

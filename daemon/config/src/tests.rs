@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 52);
+    assert_eq!(schema.len(), 61);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -461,4 +461,52 @@ fn credential_cache_bounds_are_checked_and_zero_disables() {
     assert_eq!(at, vec![(2, 29), (3, 28)], "{p:?}");
     assert!(p[0].message.contains("credential_cache_ttl_secs = 86401"));
     assert!(p[1].message.contains("credential_cache_entries = 1000001"));
+}
+
+#[test]
+fn ban_settings_are_checked() {
+    let c =
+        parse("[auth]\nban_allow = [\"192.0.2.0/24\", \"2001:db8::1\", \"10.1.2.3/8\"]\n").unwrap();
+    let nets: Vec<String> = c
+        .auth
+        .ban_allow_networks()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    // A single address is its own network; host bits of a prefix are dropped.
+    assert_eq!(nets, ["192.0.2.0/24", "2001:db8::1/128", "10.0.0.0/8"]);
+    let e = parse(
+        "[auth]\nban_allow = [\"192.0.2.0/24\", \"not-a-net\"]\nban_duration_secs = 0\nban_window_secs = 604801\n",
+    )
+    .unwrap_err();
+    let p = e.problems();
+    let at: Vec<(usize, usize)> = p.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(at, vec![(2, 30), (3, 21), (4, 19)], "{p:?}");
+    assert!(p[0].message.contains("\"not-a-net\" is not an IP network"));
+    assert!(p[1]
+        .message
+        .contains("ban_duration_secs = 0 must be between 1"));
+    assert!(p[2].message.contains("ban_window_secs = 604801"));
+    // With both thresholds at 0 bans are off and the durations are not needed.
+    parse("[auth]\nban_address_failures = 0\nban_account_failures = 0\nban_duration_secs = 0\n")
+        .unwrap();
+}
+
+#[test]
+fn password_policy_settings_are_checked() {
+    let c = parse("[auth]\npassword_min_length = 8\npassword_min_strength = 0\n").unwrap();
+    assert_eq!(
+        (c.auth.password_min_length, c.auth.password_min_strength),
+        (8, 0)
+    );
+    let e = parse(
+        "[auth]\npassword_min_length = 7\npassword_min_strength = 5\npassword_breached_sha1 = \"pwned.txt\"\n",
+    )
+    .unwrap_err();
+    let p = e.problems();
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![2, 3, 4], "{p:?}");
+    assert!(p[0].message.contains("between 8 and 1024"));
+    assert!(p[1].message.contains("0 to 4"));
+    assert!(p[2].message.contains("absolute path"));
 }

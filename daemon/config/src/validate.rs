@@ -16,6 +16,8 @@ const MAX_WORKERS: u64 = 1024;
 const MAX_GREETING_DELAY_MS: u64 = 30_000;
 const MAX_CREDENTIAL_CACHE_TTL_SECS: u64 = 86_400;
 const MAX_CREDENTIAL_CACHE_ENTRIES: u64 = 1_000_000;
+const MAX_BAN_DURATION_SECS: u64 = 604_800;
+const MAX_LOGIN_HISTORY_ENTRIES: u64 = 1000;
 
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
@@ -584,6 +586,77 @@ impl Validator<'_> {
                 format!(
                     "credential_cache_entries = {} is above {MAX_CREDENTIAL_CACHE_ENTRIES}",
                     s.credential_cache_entries
+                ),
+            );
+        }
+        for (i, network) in s.ban_allow.iter().enumerate() {
+            if let Err(why) = crate::parse_network(network) {
+                self.error(&[Key("auth"), Key("ban_allow"), Idx(i)], why);
+            }
+        }
+        // A window or a ban of zero seconds would count nothing or ban nobody while the
+        // thresholds say otherwise; a ban over a week is a block list's job.
+        let bans_on = s.ban_address_failures > 0 || s.ban_account_failures > 0;
+        if bans_on && s.ban_window_secs == 0 {
+            self.error(&at("ban_window_secs"), "ban_window_secs must be at least 1");
+        }
+        if bans_on && !(1..=MAX_BAN_DURATION_SECS).contains(&s.ban_duration_secs) {
+            self.error(
+                &at("ban_duration_secs"),
+                format!(
+                    "ban_duration_secs = {} must be between 1 and {MAX_BAN_DURATION_SECS} (a week)",
+                    s.ban_duration_secs
+                ),
+            );
+        }
+        if s.ban_window_secs > MAX_BAN_DURATION_SECS {
+            self.error(
+                &at("ban_window_secs"),
+                format!(
+                    "ban_window_secs = {} is above {MAX_BAN_DURATION_SECS} (a week)",
+                    s.ban_window_secs
+                ),
+            );
+        }
+        // 8: the floor every stored password obeys (postern-accounts MIN_PASSWORD_CHARS,
+        // NIST SP 800-63B); 1024 characters is more than any passphrase needs.
+        if !(8..=1024).contains(&s.password_min_length) {
+            self.error(
+                &at("password_min_length"),
+                format!(
+                    "password_min_length = {} must be between 8 and 1024",
+                    s.password_min_length
+                ),
+            );
+        }
+        if s.password_min_strength > 4 {
+            self.error(
+                &at("password_min_strength"),
+                format!(
+                    "password_min_strength = {} must be a zxcvbn score, 0 to 4",
+                    s.password_min_strength
+                ),
+            );
+        }
+        // The CLI runs from any directory: a relative path would name different files.
+        if !s.password_breached_sha1.is_empty()
+            && !std::path::Path::new(&s.password_breached_sha1).is_absolute()
+        {
+            self.error(
+                &at("password_breached_sha1"),
+                format!(
+                    "password_breached_sha1 = {:?} must be an absolute path",
+                    s.password_breached_sha1
+                ),
+            );
+        }
+        // Each entry is about 100 bytes per account.
+        if s.login_history_entries > MAX_LOGIN_HISTORY_ENTRIES {
+            self.error(
+                &at("login_history_entries"),
+                format!(
+                    "login_history_entries = {} is above {MAX_LOGIN_HISTORY_ENTRIES}",
+                    s.login_history_entries
                 ),
             );
         }

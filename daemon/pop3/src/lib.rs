@@ -162,6 +162,9 @@ pub enum ReadError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Auth(bool),
+    /// The credentials were not checked: the client or the account is banned for failed
+    /// logins. Answered -ERR [SYS/TEMP] and the connection closed.
+    AuthBlocked,
     Maildrop(Result<Vec<MessageInfo>, MaildropError>),
     Message(Result<Vec<u8>, ReadError>),
     /// Ok once the removals are durable; Err(()) when they could not be made.

@@ -168,6 +168,15 @@ impl Session {
                 // RFC 2449 8.1.2 / RFC 3206 5: [AUTH] the credentials were refused.
                 self.reply_err(err(Some("AUTH"), "Authentication failed"));
             }
+            (Pending::Auth { .. }, Answer::AuthBlocked) => {
+                // RFC 3206 4: [SYS/TEMP] a temporary refusal, not a verdict on the
+                // credentials ([AUTH] would make the client ask its user for a new
+                // password); closed, since nothing else can be done before a login.
+                self.close(err(
+                    Some("SYS/TEMP"),
+                    "Too many failed logins, try again later",
+                ));
+            }
             (Pending::Maildrop { username }, Answer::Maildrop(result)) => match result {
                 Ok(messages) => {
                     let deleted = vec![false; messages.len()];

@@ -87,9 +87,14 @@ impl Driver {
                     username,
                     password,
                 } => {
-                    let ok = username == ALICE && password == PASSWORD;
+                    // "banned" stands for a client the daemon's login guard refuses.
+                    let answer = if password == "banned" {
+                        Answer::AuthBlocked
+                    } else {
+                        Answer::Auth(username == ALICE && password == PASSWORD)
+                    };
                     self.auths.push((mechanism, username, password));
-                    self.s.resolve(Answer::Auth(ok));
+                    self.s.resolve(answer);
                 }
                 Action::LoadMaildrop { username } => {
                     assert_eq!(username, ALICE);
@@ -201,6 +206,19 @@ fn wrong_password_gives_auth_code_and_allows_retry() {
         "-ERR Send USER first\r\n"
     );
     d.login();
+}
+
+#[test]
+fn a_blocked_login_is_a_temporary_error_and_closes() {
+    let mut d = Driver::new(true);
+    d.cmd(&format!("USER {ALICE}"));
+    // RFC 3206 4: [SYS/TEMP], not [AUTH] (the credentials were not judged).
+    assert_eq!(
+        d.cmd("PASS banned"),
+        "-ERR [SYS/TEMP] Too many failed logins, try again later\r\n"
+    );
+    assert!(d.closed);
+    assert!(!d.logs.contains(&events::AUTH_FAILED));
 }
 
 #[test]

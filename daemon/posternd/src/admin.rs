@@ -1,8 +1,10 @@
 //! The admin socket: a Unix socket (mode 0600, in the data directory by default) on which
 //! the `postern` CLI tells the running daemon to pick up changes it made.
-//! Protocol: one command line, one reply line. Commands: `ping`, `reload`; `store-stats`
-//! and `store-compact`, whose reply is several lines ended by the connection's close; and
-//! `mailbox-import`/`mailbox-export`, which stream messages (see `mailbox_io::remote`).
+//! Protocol: one command line, one reply line. Commands: `ping`, `reload`; `ban-list`
+//! (a JSON array), `ban-remove TARGET` (`ok` or `error ...`), `login-history ACCOUNT` (a JSON
+//! array); `store-stats` and `store-compact`, whose reply is several lines ended by the
+//! connection's close; and `mailbox-import`/`mailbox-export`, which stream messages (see
+//! `mailbox_io::remote`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -47,8 +49,14 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 crate::mailbox_io::remote::serve(shared, command, args, reader, write).await;
                 return;
             }
-            let reply = match line.trim() {
-                "ping" => "pong\n".to_string(),
+            let (command, argument) = match line.trim().split_once(' ') {
+                Some((command, argument)) => (command, argument.trim()),
+                None => (line.trim(), ""),
+            };
+            let reply = match command {
+                "ping" => "pong
+"
+                .to_string(),
                 "reload" => {
                     crate::server::reload_accounts(&shared, true).await;
                     "ok\n".to_string()
@@ -56,10 +64,47 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 c @ (crate::store_admin::STATS | crate::store_admin::COMPACT) => {
                     crate::store_admin::serve(&shared.store, c).await
                 }
+                "ban-list" => ban_list(&shared),
+                "ban-remove" => ban_remove(&shared, argument),
+                "login-history" => login_history(&shared, argument),
                 _ => "error unknown command\n".to_string(),
             };
             let _ = write.write_all(reply.as_bytes()).await;
         });
+    }
+}
+
+fn ban_list(shared: &Shared) -> String {
+    let now = crate::login_guard::unix_now();
+    let bans = crate::login_guard::bans_json(&shared.login_guard.bans(now));
+    format!("{bans}\n")
+}
+
+fn ban_remove(shared: &Arc<Shared>, target: &str) -> String {
+    let target = match crate::login_guard::Target::parse(target) {
+        Ok(target) => target,
+        Err(why) => return format!("error {why}\n"),
+    };
+    let now = crate::login_guard::unix_now();
+    let removed = shared.login_guard.remove(&target, now);
+    crate::login_guard::persist(&shared.login_guard);
+    if removed {
+        tracing::info!(event = "auth.ban.removed", target = %target, kind = target.kind());
+        "ok\n".to_string()
+    } else {
+        format!("error {target} is not banned\n")
+    }
+}
+
+fn login_history(shared: &Shared, account: &str) -> String {
+    let account = match postern_accounts::normalize_address(account) {
+        Ok(account) => account,
+        Err(why) => return format!("error {why}\n"),
+    };
+    let history = shared.login_guard.history(&account);
+    match serde_json::to_string(&history) {
+        Ok(json) => format!("{json}\n"),
+        Err(why) => format!("error {why}\n"),
     }
 }
 

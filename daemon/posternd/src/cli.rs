@@ -43,6 +43,9 @@ pub enum Command {
     /// The message store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Bans of client addresses and accounts after failed logins ([auth] ban_*).
+    #[command(subcommand)]
+    Ban(BanCommand),
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -78,7 +81,9 @@ pub enum DomainCommand {
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user; the password is read from stdin when --password is not given.
+    /// Add a user; the password is read from stdin when --password is not given. It must
+    /// pass the password policy ([auth] password_*: length, strength, common and breached
+    /// passwords).
     Add {
         address: String,
         #[arg(long)]
@@ -87,13 +92,74 @@ pub enum UserCommand {
     Del {
         address: String,
     },
-    /// Set a new password (stdin when --password is not given).
+    /// Set a new password (stdin when --password is not given); the password policy applies.
     Passwd {
         address: String,
         #[arg(long)]
         password: Option<String>,
     },
     List,
+    /// Two-factor authentication (TOTP, RFC 6238). While it is on, the account's main
+    /// password no longer works for SMTP, IMAP or POP3: mail clients use app passwords.
+    #[command(subcommand, name = "2fa")]
+    TwoFactor(TwoFactorCommand),
+    /// Passwords for one mail client each (per protocol, named, revocable, shown once).
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
+    /// The account's recent logins (successful, failed, refused by a ban), oldest first,
+    /// from the running daemon's memory ([auth] login_history_entries).
+    History {
+        address: String,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TwoFactorCommand {
+    /// Enrol: prints the otpauth:// URI, its QR code and ten single-use recovery codes.
+    Enable { address: String },
+    /// Turn 2FA off (the main password works for mail again; app passwords stay).
+    Disable { address: String },
+    /// Check a current TOTP code or a recovery code (which is then used up).
+    Check { address: String, code: String },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password for one protocol and print it (it cannot be shown again).
+    Add {
+        address: String,
+        /// A name to recognise it by (such as "laptop Thunderbird").
+        #[arg(long)]
+        name: String,
+        /// smtp, imap or pop3.
+        #[arg(long)]
+        protocol: postern_accounts::Protocol,
+    },
+    /// The account's app passwords: name, protocol, creation time.
+    List { address: String },
+    /// Delete an app password: clients using it are refused from now on.
+    Revoke {
+        address: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BanCommand {
+    /// The bans in force: kind (address or account), target, end, failures that caused it.
+    /// Asks the running daemon, else reads <data_dir>/bans.json.
+    List {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a ban (and forget the failures counted against it): an address (an IPv6 one
+    /// lifts its /64), a network as listed, or an account.
+    Remove { target: String },
 }
 
 #[derive(Subcommand)]
@@ -223,10 +289,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::User(UserCommand::Add { address, password }) => {
             let password = password_or_stdin(password)?;
+            password_policy(&config).check(&password, &address)?;
             accounts_command(&config, |a| a.add_user(&address, &password).map(|()| None))
         }
         Command::User(UserCommand::Passwd { address, password }) => {
             let password = password_or_stdin(password)?;
+            password_policy(&config).check(&password, &address)?;
             accounts_command(&config, |a| {
                 a.set_password(&address, &password).map(|()| None)
             })
@@ -251,6 +319,61 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n"),
             )),
         }),
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Enable { address })) => {
+            let enrolment = accounts_change(&config, |a| a.enable_2fa(&address))?;
+            print_enrolment(&config, &address, &enrolment)
+        }
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Disable { address })) => {
+            accounts_change(&config, |a| a.disable_2fa(&address))?;
+            println!("two-factor authentication is off for {address}");
+            Ok(())
+        }
+        Command::User(UserCommand::TwoFactor(TwoFactorCommand::Check { address, code })) => {
+            let now = crate::login_guard::unix_now();
+            if accounts_change(&config, |a| Ok(a.check_second_factor(&address, &code, now)))? {
+                println!("ok");
+                Ok(())
+            } else {
+                bail!("code refused for {address}")
+            }
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::Add {
+            address,
+            name,
+            protocol,
+        })) => {
+            let password =
+                accounts_change(&config, |a| a.add_app_password(&address, &name, protocol))?;
+            println!("{password}");
+            eprintln!(
+                "postern: app password {name:?} for {} created; it is shown only now",
+                protocol.name()
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::List { address })) => {
+            let accounts = AccountStore::open(config.data_dir())?.load()?;
+            let user = accounts
+                .user(&address)
+                .ok_or_else(|| anyhow!("no such user: {address}"))?;
+            for p in &user.app_passwords {
+                println!(
+                    "{}\t{}\tcreated {}",
+                    p.name,
+                    p.protocol.name(),
+                    crate::mailbox_io::date::rfc3339(p.created)
+                );
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::AppPassword(AppPasswordCommand::Revoke { address, name })) => {
+            accounts_change(&config, |a| a.revoke_app_password(&address, &name))
+        }
+        Command::User(UserCommand::History { address, json }) => {
+            login_history(&config, &address, json)
+        }
+        Command::Ban(BanCommand::List { json }) => ban_list(&config, json),
+        Command::Ban(BanCommand::Remove { target }) => ban_remove(&config, &target),
         Command::Config(ConfigCommand::Check { .. })
         | Command::Tls(_)
         | Command::FactoryReset { .. } => Ok(()),
@@ -278,32 +401,185 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Applies `change` under the accounts lock, prints what it returns, and asks a running
-/// daemon to reload (it would notice within a second anyway).
+/// daemon to reload when it returned nothing (a change; it would notice within a second
+/// anyway).
 fn accounts_command(
     config: &Config,
     change: impl FnOnce(
         &mut postern_accounts::Accounts,
     ) -> Result<Option<String>, postern_accounts::AccountError>,
 ) -> Result<()> {
-    let data_dir = config.data_dir();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let store = AccountStore::open(data_dir)?;
-    let output = store.modify(change)?;
-    match output {
+    match apply_to_accounts(config, change)? {
         Some(text) => {
             if !text.is_empty() {
                 println!("{text}");
             }
         }
-        None => {
-            if let Some(reply) = crate::admin::request(&config.admin_socket_path(), "reload") {
-                if reply != "ok" {
-                    eprintln!("postern: the daemon answered {reply:?} to reload");
-                }
-            }
+        None => ask_daemon_to_reload(config),
+    }
+    Ok(())
+}
+
+/// Applies `change` under the accounts lock and asks a running daemon to reload, so that
+/// what it changed (an enrolment, a revoked app password) applies to the next login.
+fn accounts_change<T>(
+    config: &Config,
+    change: impl FnOnce(&mut postern_accounts::Accounts) -> Result<T, postern_accounts::AccountError>,
+) -> Result<T> {
+    let out = apply_to_accounts(config, change)?;
+    ask_daemon_to_reload(config);
+    Ok(out)
+}
+
+fn apply_to_accounts<T>(
+    config: &Config,
+    change: impl FnOnce(&mut postern_accounts::Accounts) -> Result<T, postern_accounts::AccountError>,
+) -> Result<T> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    Ok(AccountStore::open(data_dir)?.modify(change)?)
+}
+
+fn ask_daemon_to_reload(config: &Config) {
+    if let Some(reply) = crate::admin::request(&config.admin_socket_path(), "reload") {
+        if reply != "ok" {
+            eprintln!("postern: the daemon answered {reply:?} to reload");
         }
     }
+}
+
+fn ban_list(config: &Config, json: bool) -> Result<()> {
+    use crate::login_guard::{BanFile, BanRecord};
+    let now = crate::login_guard::unix_now();
+    let records: Vec<BanRecord> =
+        match crate::admin::request(&config.admin_socket_path(), "ban-list") {
+            Some(reply) => serde_json::from_str(&reply)
+                .map_err(|_| anyhow!("the daemon answered {reply:?} to ban-list"))?,
+            // No daemon: the file is what the next start will enforce.
+            None => {
+                let bans = BanFile::new(config.data_dir()).load(now)?;
+                let bans: Vec<_> = bans.into_iter().collect();
+                serde_json::from_str(&crate::login_guard::bans_json(&bans))?
+            }
+        };
+    if json {
+        println!("{}", serde_json::to_string(&records)?);
+        return Ok(());
+    }
+    for r in records {
+        let until = i64::try_from(r.until).unwrap_or(i64::MAX);
+        println!(
+            "{}\t{}\tuntil {} ({} s left)\t{} failures",
+            r.kind,
+            r.target,
+            crate::mailbox_io::date::rfc3339(until),
+            r.until.saturating_sub(now),
+            r.failures
+        );
+    }
+    Ok(())
+}
+
+fn ban_remove(config: &Config, target: &str) -> Result<()> {
+    use crate::login_guard::{BanFile, Target};
+    let parsed = Target::parse(target).map_err(|why| anyhow!(why))?;
+    if let Some(reply) =
+        crate::admin::request(&config.admin_socket_path(), &format!("ban-remove {parsed}"))
+    {
+        return match reply.strip_prefix("error ") {
+            None if reply == "ok" => Ok(()),
+            Some(why) => bail!("{why}"),
+            None => bail!("the daemon answered {reply:?} to ban-remove"),
+        };
+    }
+    // No daemon: edit the file it will load at its next start.
+    let now = crate::login_guard::unix_now();
+    let file = BanFile::new(config.data_dir());
+    let mut bans = file.load(now)?;
+    if bans.remove(&parsed).is_none() {
+        bail!("{parsed} is not banned");
+    }
+    file.save(&bans, now)
+}
+
+fn login_history(config: &Config, address: &str, json: bool) -> Result<()> {
+    let account = postern_accounts::normalize_address(address)?;
+    let Some(reply) = crate::admin::request(
+        &config.admin_socket_path(),
+        &format!("login-history {account}"),
+    ) else {
+        bail!("posternd is not running: the login history is kept in its memory");
+    };
+    if let Some(why) = reply.strip_prefix("error ") {
+        bail!("{why}");
+    }
+    let records: Vec<serde_json::Value> = serde_json::from_str(&reply)
+        .map_err(|_| anyhow!("the daemon answered {reply:?} to login-history"))?;
+    if json {
+        println!("{reply}");
+        return Ok(());
+    }
+    for r in records {
+        let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let time = r.get("time").and_then(|v| v.as_i64()).unwrap_or(0);
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            crate::mailbox_io::date::rfc3339(time),
+            field("address"),
+            field("service"),
+            field("mechanism"),
+            field("result")
+        );
+    }
+    Ok(())
+}
+
+/// `[auth]` password_* as the accounts crate's policy.
+fn password_policy(config: &Config) -> postern_accounts::PasswordPolicy {
+    let auth = &config.auth;
+    postern_accounts::PasswordPolicy {
+        min_length: usize::try_from(auth.password_min_length).unwrap_or(usize::MAX),
+        min_strength: u8::try_from(auth.password_min_strength).unwrap_or(u8::MAX),
+        breached_sha1: (!auth.password_breached_sha1.is_empty())
+            .then(|| PathBuf::from(&auth.password_breached_sha1)),
+    }
+}
+
+/// What `postern user 2fa enable` shows, once: the key URI, its QR code for the terminal
+/// and the recovery codes.
+fn print_enrolment(
+    config: &Config,
+    address: &str,
+    enrolment: &postern_accounts::Enrolment,
+) -> Result<()> {
+    use qrcode::render::unicode::Dense1x2;
+    let account = postern_accounts::normalize_address(address)?;
+    // The host name tells appliances apart in the user's authenticator app.
+    let issuer = match config.server.hostname.trim() {
+        "" => "Postern".to_string(),
+        host => format!("Postern {host}"),
+    };
+    let uri = postern_accounts::twofactor::otpauth_uri(&issuer, &account, &enrolment.secret);
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| anyhow!("making the QR code: {e}"))?
+        .render::<Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    println!("Two-factor authentication is on for {account}.");
+    println!("Scan this with an authenticator app, or enter the secret by hand:");
+    println!("{qr}");
+    println!("{uri}");
+    println!("secret: {}", enrolment.secret);
+    println!();
+    println!("Recovery codes (each works once; they are shown only now):");
+    for code in &enrolment.recovery_codes {
+        println!("  {code}");
+    }
+    println!();
+    println!("The main password of {account} no longer works for SMTP, IMAP or POP3.");
+    println!("Give each mail client its own app password:");
+    println!("  postern user app-password add {account} --name NAME --protocol imap|pop3|smtp");
     Ok(())
 }
 

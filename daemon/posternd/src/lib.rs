@@ -9,6 +9,7 @@ pub mod files;
 pub mod health_gate;
 pub mod imap;
 pub mod login;
+pub mod login_guard;
 pub mod mailbox_io;
 pub mod metrics;
 pub mod peer_noise;

@@ -1,16 +1,18 @@
 //! Password checks for every service (SMTP AUTH, POP3 USER/PASS and AUTH, IMAP LOGIN and
 //! AUTHENTICATE): one place that runs argon2 off the event loop, logs one event, counts
-//! failures and slows down password guessing.
+//! failures, bans brute-force clients (`crate::login_guard`) and slows down password
+//! guessing.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use postern_accounts::{normalize_address, Accounts};
+use postern_accounts::{normalize_address, Accounts, Protocol};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 use crate::credential_cache::CredentialCache;
+use crate::login_guard::{Ban, LoginGuard, LoginResult, Target};
 use crate::server::Shared;
 
 /// A failed check is answered after this delay, the same for every service, to slow
@@ -33,6 +35,15 @@ impl Service {
             Service::Smtp => "smtp",
             Service::Pop3 => "pop3",
             Service::Imap => "imap",
+        }
+    }
+
+    /// The protocol app passwords are issued for.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Service::Smtp => Protocol::Smtp,
+            Service::Pop3 => Protocol::Pop3,
+            Service::Imap => Protocol::Imap,
         }
     }
 
@@ -76,16 +87,30 @@ pub struct Attempt<'a> {
     pub username: &'a str,
 }
 
+/// What the session answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// Wrong credentials.
+    Refused,
+    /// Not checked: the client address or the account is banned (a temporary refusal).
+    Blocked,
+}
+
 /// Checks `username`/`password` against the current accounts snapshot, from the
-/// verified-credential cache when it holds the pair. Logs `<service>.auth.succeeded` (with
-/// `cached`) or `<service>.auth.failed`; a failure is counted and answered only after
-/// [`FAILURE_DELAY`]. Callers flush pending output first if it must not wait.
-pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> bool {
-    let outcome = check(
+/// verified-credential cache when it holds the pair, unless a ban refuses the attempt first
+/// (the right password included). Logs `<service>.auth.succeeded` (with `cached`),
+/// `<service>.auth.failed` or `auth.blocked`, and `auth.ban.added` for a ban a failure starts.
+/// A failure or a blocked attempt is answered only after [`FAILURE_DELAY`]. Callers flush
+/// pending output first if it must not wait.
+pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> Verdict {
+    let (outcome, bans) = decide(
+        &shared.login_guard,
         shared.directory.snapshot(),
         shared.directory.credentials(),
-        attempt.username,
+        &attempt,
         password,
+        crate::login_guard::unix_now(),
     )
     .await;
     let Attempt {
@@ -94,53 +119,130 @@ pub async fn verify(shared: &Shared, attempt: Attempt<'_>, password: String) -> 
         mechanism,
         username,
     } = attempt;
-    if outcome.ok() {
-        let cached = outcome == Outcome::Cached;
-        if cached {
-            shared.metrics.auth_cache_hits.inc();
-        }
-        tracing::info!(event = service.succeeded_event(), service = service.name(), peer = %peer, user = %username, mechanism, cached);
-    } else {
-        service.failures(shared).inc();
-        tracing::warn!(event = service.failed_event(), service = service.name(), peer = %peer, user = %username, mechanism);
-        tokio::time::sleep(FAILURE_DELAY).await;
+    for (target, ban) in &bans {
+        shared
+            .metrics
+            .auth_bans
+            .get_or_create(&vec![("kind", target.kind().to_string())])
+            .inc();
+        tracing::warn!(event = "auth.ban.added", service = service.name(), peer = %peer, target = %target, kind = target.kind(), failures = ban.failures, until = ban.until);
     }
-    outcome.ok()
+    if !bans.is_empty() {
+        crate::login_guard::persist(&shared.login_guard);
+    }
+    match outcome {
+        Outcome::Verified | Outcome::Cached => {
+            let cached = outcome == Outcome::Cached;
+            if cached {
+                shared.metrics.auth_cache_hits.inc();
+            }
+            tracing::info!(event = service.succeeded_event(), service = service.name(), peer = %peer, user = %username, mechanism, cached);
+            Verdict::Accepted
+        }
+        Outcome::Refused => {
+            service.failures(shared).inc();
+            tracing::warn!(event = service.failed_event(), service = service.name(), peer = %peer, user = %username, mechanism);
+            tokio::time::sleep(FAILURE_DELAY).await;
+            Verdict::Refused
+        }
+        Outcome::Blocked(target, ban) => {
+            shared
+                .metrics
+                .auth_blocked
+                .get_or_create(&vec![("service", service.name().to_string())])
+                .inc();
+            tracing::info!(event = "auth.blocked", service = service.name(), peer = %peer, user = %username, mechanism, target = %target, until = ban.until);
+            // The same delay as a failure: a banned client that reconnects in a loop gets
+            // no faster answers than one that guesses.
+            tokio::time::sleep(FAILURE_DELAY).await;
+            Verdict::Blocked
+        }
+    }
 }
 
 /// How a check ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     /// argon2 verified the password.
     Verified,
     /// The cache held the pair, verified earlier against the same stored hash.
     Cached,
     Refused,
+    /// A ban refused the attempt before the password was looked at.
+    Blocked(Target, Ban),
 }
 
 impl Outcome {
-    fn ok(self) -> bool {
-        self != Outcome::Refused
+    fn ok(&self) -> bool {
+        matches!(self, Outcome::Verified | Outcome::Cached)
     }
 }
 
+/// The ban check, then the password check, then the attempt recorded in the guard (history
+/// and failure counts). Returns the outcome and the bans this attempt started.
+async fn decide(
+    guard: &LoginGuard,
+    accounts: Arc<Accounts>,
+    cache: &CredentialCache,
+    attempt: &Attempt<'_>,
+    password: String,
+    now: u64,
+) -> (Outcome, Vec<(Target, Ban)>) {
+    let ip = attempt.peer.ip();
+    let service = attempt.service.name();
+    // Only existing accounts get a history and an account counter: names that are no
+    // account would let a guesser fill memory.
+    let account = normalize_address(attempt.username)
+        .ok()
+        .filter(|a| accounts.user(a).is_some());
+    let account = account.as_deref();
+    if let Err((target, ban)) = guard.admit(ip, account, now) {
+        guard.record(
+            ip,
+            account,
+            service,
+            attempt.mechanism,
+            LoginResult::Blocked,
+            now,
+        );
+        return (Outcome::Blocked(target, ban), Vec::new());
+    }
+    let outcome = check(
+        accounts,
+        cache,
+        attempt.service.protocol(),
+        attempt.username,
+        password,
+    )
+    .await;
+    let result = if outcome.ok() {
+        LoginResult::Accepted
+    } else {
+        LoginResult::Failed
+    };
+    let bans = guard.record(ip, account, service, attempt.mechanism, result, now);
+    (outcome, bans)
+}
+
 /// The cache first (a keyed hash, microseconds, on the event loop); otherwise the argon2id
-/// verification, off the event loop (it costs tens of milliseconds of CPU and ~19 MiB), at
+/// verification (an app password of the protocol, or the main password of an account
+/// without 2FA), off the event loop (it costs tens of milliseconds of CPU and ~19 MiB), at
 /// most one per CPU at a time ([`VERIFICATIONS`]): a login flood queues here instead of
 /// taking every core and the memory. Unknown users cost the same as known ones
-/// (`Accounts::verify_password`). Only a verified success enters the cache, bound to the
+/// (`Accounts::verify_login`). Only a verified success enters the cache, bound to the
 /// stored hash it was checked against.
 async fn check(
     accounts: Arc<Accounts>,
     cache: &CredentialCache,
+    protocol: Protocol,
     username: &str,
     password: String,
 ) -> Outcome {
     // The cache is keyed by the canonical address, as the accounts are; a name that is not
     // a user's has no stored hash and always takes the full (equal-cost) verification.
     let stored = normalize_address(username).ok().and_then(|account| {
-        let hash = accounts.user(&account)?.password_hash.clone();
-        Some((account, hash))
+        let binding = accounts.credential_binding(&account, protocol)?;
+        Some((account, binding))
     });
     if let Some((account, hash)) = &stored {
         if cache.contains(account, hash, &password) {
@@ -150,7 +252,7 @@ async fn check(
     let user = username.to_string();
     let verified = VERIFICATIONS
         .run(move || {
-            let ok = accounts.verify_password(&user, &password);
+            let ok = accounts.verify_login(&user, &password, protocol);
             (ok, password)
         })
         .await;
@@ -228,7 +330,7 @@ mod tests {
         let off = CredentialCache::new(Duration::ZERO, 0);
         let ok = |u: &'static str, p: &'static str| {
             let (accounts, off) = (accounts.clone(), &off);
-            async move { check(accounts, off, u, p.into()).await }
+            async move { check(accounts, off, Protocol::Imap, u, p.into()).await }
         };
         assert_eq!(
             ok("alice@example.test", "correct horse").await,
@@ -249,7 +351,9 @@ mod tests {
     #[tokio::test]
     async fn a_verified_login_is_answered_from_the_cache_next_time() {
         let (accounts, cache) = (alice(), cache());
-        let login = |u: &'static str, p: &'static str| check(accounts.clone(), &cache, u, p.into());
+        let login = |u: &'static str, p: &'static str| {
+            check(accounts.clone(), &cache, Protocol::Imap, u, p.into())
+        };
         assert_eq!(
             login("alice@example.test", "correct horse").await,
             Outcome::Verified
@@ -279,6 +383,7 @@ mod tests {
                 check(
                     accounts.clone(),
                     &cache,
+                    Protocol::Imap,
                     "alice@example.test",
                     "wrong one".into()
                 )
@@ -289,6 +394,7 @@ mod tests {
                 check(
                     accounts.clone(),
                     &cache,
+                    Protocol::Imap,
                     "nobody@example.test",
                     "wrong one".into()
                 )
@@ -307,6 +413,7 @@ mod tests {
             check(
                 before.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "correct horse".into()
             )
@@ -324,6 +431,7 @@ mod tests {
             check(
                 changed.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "correct horse".into()
             )
@@ -334,6 +442,7 @@ mod tests {
             check(
                 changed.clone(),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "battery staple".into()
             )
@@ -347,10 +456,57 @@ mod tests {
             check(
                 Arc::new(removed),
                 &cache,
+                Protocol::Imap,
                 "alice@example.test",
                 "battery staple".into()
             )
             .await,
+            Outcome::Refused
+        );
+    }
+
+    #[tokio::test]
+    async fn app_passwords_are_cached_per_protocol_and_a_revocation_misses_at_once() {
+        let cache = cache();
+        let mut enrolled = (*alice()).clone();
+        let imap = enrolled
+            .add_app_password("alice@example.test", "laptop", Protocol::Imap)
+            .unwrap();
+        enrolled.enable_2fa("alice@example.test").unwrap();
+        let enrolled = Arc::new(enrolled);
+        let login = |accounts: &Arc<Accounts>, protocol, password: &str| {
+            check(
+                accounts.clone(),
+                &cache,
+                protocol,
+                "alice@example.test",
+                password.to_string(),
+            )
+        };
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, &imap).await,
+            Outcome::Verified
+        );
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, &imap).await,
+            Outcome::Cached
+        );
+        // The IMAP entry is no key to another protocol, and the main password is off.
+        assert_eq!(
+            login(&enrolled, Protocol::Pop3, &imap).await,
+            Outcome::Refused
+        );
+        assert_eq!(
+            login(&enrolled, Protocol::Imap, "correct horse").await,
+            Outcome::Refused
+        );
+        // Revoked in a new snapshot the cache has not been cleared for yet: refused.
+        let mut revoked = (*enrolled).clone();
+        revoked
+            .revoke_app_password("alice@example.test", "laptop")
+            .unwrap();
+        assert_eq!(
+            login(&Arc::new(revoked), Protocol::Imap, &imap).await,
             Outcome::Refused
         );
     }
@@ -456,6 +612,7 @@ mod tests {
         let pending = check(
             accounts,
             &cache,
+            Protocol::Imap,
             "alice@example.test",
             "correct horse".into(),
         );
@@ -468,6 +625,81 @@ mod tests {
         );
         drop(held);
         assert_eq!(pending.await, Outcome::Verified);
+    }
+
+    fn guard() -> LoginGuard {
+        LoginGuard::in_memory(crate::login_guard::Settings {
+            address_failures: 3,
+            account_failures: 0,
+            window_secs: 600,
+            duration_secs: 60,
+            allow: vec!["192.0.2.0/24".parse().unwrap()],
+            history_entries: 10,
+        })
+    }
+
+    fn attempt(from: &str, username: &'static str) -> Attempt<'static> {
+        Attempt {
+            service: Service::Imap,
+            peer: SocketAddr::new(from.parse().unwrap(), 40000),
+            mechanism: "LOGIN",
+            username,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ban_refuses_the_right_password_even_from_the_cache_and_ends_on_time() {
+        const T0: u64 = 1_800_000_000;
+        let (accounts, cache, guard) = (alice(), cache(), guard());
+        let attacker = attempt("203.0.113.7", "alice@example.test");
+        let run = |password: &'static str, now: u64| {
+            decide(
+                &guard,
+                accounts.clone(),
+                &cache,
+                &attacker,
+                password.into(),
+                now,
+            )
+        };
+        // Verified once: the cache now holds the right password.
+        assert_eq!(run("correct horse", T0).await.0, Outcome::Verified);
+        assert_eq!(run("wrong 1", T0).await.1, vec![]);
+        assert_eq!(run("wrong 2", T0).await.1, vec![]);
+        let (outcome, bans) = run("wrong 3", T0).await;
+        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(bans.len(), 1);
+        let (outcome, bans) = run("correct horse", T0 + 1).await;
+        assert!(matches!(outcome, Outcome::Blocked(..)), "{outcome:?}");
+        assert!(bans.is_empty());
+        // Blocked attempts are not failures and are not cached.
+        assert_eq!(cache.len(), 1);
+        assert_eq!(run("correct horse", T0 + 60).await.0, Outcome::Cached);
+        let history: Vec<LoginResult> = guard
+            .history("alice@example.test")
+            .iter()
+            .map(|r| r.result)
+            .collect();
+        use LoginResult::*;
+        assert_eq!(
+            history,
+            [Accepted, Failed, Failed, Failed, Blocked, Accepted]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_allow_listed_address_keeps_logging_in_after_any_number_of_failures() {
+        let (accounts, cache, guard) = (alice(), cache(), guard());
+        let office = attempt("192.0.2.10", "alice@example.test");
+        let off = CredentialCache::new(Duration::ZERO, 0);
+        for _ in 0..5 {
+            let (outcome, bans) =
+                decide(&guard, accounts.clone(), &off, &office, "wrong".into(), 1).await;
+            assert_eq!((outcome, bans.len()), (Outcome::Refused, 0));
+        }
+        let (outcome, _) =
+            decide(&guard, accounts, &cache, &office, "correct horse".into(), 2).await;
+        assert_eq!(outcome, Outcome::Verified);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub imap_search_cache_fills: Counter,
     /// Logins of any service answered by the verified-credential cache, without argon2.
     pub auth_cache_hits: Counter,
+    /// Bans started by failed logins, by kind (address, account); `crate::login_guard`.
+    pub auth_bans: Family<Labels, Counter>,
+    /// Logins refused by a ban before their credentials were checked, by service.
+    pub auth_blocked: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -62,6 +66,18 @@ impl Metrics {
         let imap_search_cache_bytes = Gauge::default();
         let imap_search_cache_fills = Counter::default();
         let auth_cache_hits = Counter::default();
+        let auth_bans = Family::<Labels, Counter>::default();
+        let auth_blocked = Family::<Labels, Counter>::default();
+        registry.register(
+            "postern_auth_bans",
+            "Bans started by failed logins ([auth] ban_*), by kind (address, account)",
+            auth_bans.clone(),
+        );
+        registry.register(
+            "postern_auth_blocked",
+            "Logins refused by a ban before their credentials were checked, by service",
+            auth_blocked.clone(),
+        );
         registry.register(
             "postern_auth_cache_hits",
             "Logins (SMTP, IMAP, POP3) answered by the verified-credential cache ([auth])",
@@ -169,6 +185,8 @@ impl Metrics {
             imap_search_cache_bytes,
             imap_search_cache_fills,
             auth_cache_hits,
+            auth_bans,
+            auth_blocked,
         })
     }
 

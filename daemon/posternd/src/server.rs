@@ -39,6 +39,8 @@ pub struct Shared {
     pub health_gate: Arc<crate::health_gate::HealthGate>,
     /// Header fields of searched messages, shared by every IMAP session.
     pub header_cache: Arc<crate::imap::HeaderCache>,
+    /// Failed-login counts, bans and login histories of every service.
+    pub login_guard: Arc<crate::login_guard::LoginGuard>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -155,6 +157,11 @@ pub fn run(config: Config) -> Result<()> {
         crate::credential_cache::CredentialCache::from_config(&config.auth),
     )?;
     let (tls, certificate) = crate::tls::server_config(&config)?;
+    let login_guard = Arc::new(crate::login_guard::LoginGuard::open(
+        crate::login_guard::Settings::from_config(&config.auth),
+        &data_dir,
+        crate::login_guard::unix_now(),
+    )?);
     let workers = config.effective_workers();
 
     // Bind everything before anything is announced, so a port in use fails the start.
@@ -203,6 +210,7 @@ pub fn run(config: Config) -> Result<()> {
             metrics.imap_search_cache_bytes.clone(),
             metrics.imap_search_cache_fills.clone(),
         )),
+        login_guard: login_guard.clone(),
         config,
         store: store.clone(),
         directory,
@@ -225,6 +233,8 @@ pub fn run(config: Config) -> Result<()> {
         .build()
         .context("control runtime")?;
     control.block_on(control_loop(shared.clone(), certificate, workers))?;
+    // A ban added just before the stop may still be waiting for its write.
+    login_guard.flush(crate::login_guard::unix_now());
     // SIGTERM/SIGINT: every acknowledged message is already durable, so stopping is only a
     // matter of letting the shards finish what they have queued.
     store.shutdown();

@@ -116,6 +116,9 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Auth(bool),
+    /// The credentials were not checked: the client or the account is banned for failed
+    /// logins. Answered 421 4.7.0 and the connection closed.
+    AuthBlocked,
     Verdict(Verdict),
     Delivered(Result<(), Reply>),
 }

@@ -206,6 +206,18 @@ impl Session {
                     "Authentication credentials invalid",
                 ));
             }
+            (Pending::Auth { .. }, Answer::AuthBlocked) => {
+                // RFC 4954 6 has no reply for a refusal that is not about the credentials;
+                // RFC 5321 3.8: 421 and close tells the client to come back later, and ends
+                // a session that has nothing left to do without authentication.
+                self.close(Reply::esc(
+                    421,
+                    4,
+                    7,
+                    0,
+                    format!("{} Too many failed logins, try again later", self.host()),
+                ));
+            }
             (
                 Pending::Sender {
                     address,

@@ -64,9 +64,13 @@ impl Driver {
                     username,
                     password,
                 } => {
-                    let ok = password == "secret";
+                    // "banned" stands for a client the daemon's login guard refuses.
+                    let answer = match password.as_str() {
+                        "banned" => Answer::AuthBlocked,
+                        p => Answer::Auth(p == "secret"),
+                    };
                     self.auths.push((mechanism, username, password));
-                    self.s.resolve(Answer::Auth(ok));
+                    self.s.resolve(answer);
                 }
                 Action::CheckSender { address, .. } => {
                     let v = if address.starts_with("bad") {
@@ -652,6 +656,19 @@ fn auth_plain_forms() {
     d.feed(b"AUTH PLAIN\r\n");
     d.feed(b"AHVAZXgAc2VjcmV0\r\n");
     assert_eq!(d.last(), "235 2.7.0");
+}
+
+#[test]
+fn a_blocked_login_is_answered_421_and_closed() {
+    let mut d = sub();
+    // "\0u@ex\0banned"
+    d.feed(b"AUTH PLAIN AHVAZXgAYmFubmVk\r\n");
+    assert_eq!(d.last(), "421 4.7.0");
+    assert!(d.replies().last().unwrap().contains("try again later"));
+    assert!(d.closed);
+    assert_eq!(d.s.authenticated_as(), None);
+    // Not a verdict on the credentials: no auth.failed.
+    assert!(!d.logs.contains(&"smtp.auth.failed"));
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Child processes. PID 1 inherits every orphan, so one reaper thread calls `waitpid(-1)` for
-//! the whole process; a child the init itself started is registered (under the same lock
-//! that covers its fork) with what to do when it exits, and nobody else waits for it. This
+//! Child processes. PID 1 inherits every orphan, so one reaper thread reaps every child of
+//! the process (`waitid(P_ALL)`, then `waitpid` of that pid under the registry lock); a child
+//! the init itself started is registered (under the same lock, held across its fork and
+//! exec) with what to do when it exits, and nobody else waits for it. This
 //! is why the init never uses `Child::wait`/`Command::output` (the reaper would take their
 //! status).
 
@@ -38,18 +39,35 @@ fn start_reaper() {
 
 fn reap_forever() {
     loop {
+        // Wait for any child to exit without reaping it yet (WNOWAIT).
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes into `info`, which we own.
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc != 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        }
+        // SAFETY: waitid filled in a child's siginfo.
+        let pid = unsafe { info.si_pid() };
+        // Reap under the lock a spawner holds across its fork and exec: when exec fails,
+        // std waits for that child itself inside `spawn`, and a reap here first made its
+        // wait fail (ECHILD) and std panic ("wait() should either return Ok or panic"). A
+        // pid reaped here is registered by now, or an orphan; one std reaped is gone.
+        let mut registry = registry();
         let mut status = 0;
         // SAFETY: waitpid writes the status into our integer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid > 0 {
-            // The spawner inserts under the lock it held across the fork, so a pid we reap
-            // here is either registered by now or an orphan.
-            let on_exit = registry().remove(&pid);
-            if let Some(on_exit) = on_exit {
-                on_exit(status);
-            }
-        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            std::thread::sleep(Duration::from_millis(20));
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        let on_exit = if reaped == pid {
+            registry.remove(&pid)
+        } else {
+            None
+        };
+        drop(registry);
+        if let Some(on_exit) = on_exit {
+            on_exit(status);
         }
     }
 }

@@ -581,10 +581,28 @@ impl Session {
             mechanism,
             username: &user,
         };
-        if login::verify(&self.shared, attempt, password).await {
-            self.user = Some(user);
-            let caps = self.capabilities();
-            return self.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));
+        match login::verify(&self.shared, attempt, password).await {
+            login::Verdict::Accepted => {
+                self.user = Some(user);
+                let caps = self.capabilities();
+                return self.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));
+            }
+            login::Verdict::Blocked => {
+                // RFC 5530 3: UNAVAILABLE is a temporary failure that is not about the
+                // credentials (AUTHENTICATIONFAILED would make the client ask its user for
+                // another password); then BYE (RFC 9051 7.1.5), as nothing else can be done
+                // before a login.
+                tagged(
+                    &mut self.out,
+                    tag,
+                    "NO",
+                    "[UNAVAILABLE] Too many failed logins, try again later",
+                );
+                self.out
+                    .extend_from_slice(b"* BYE Too many failed logins, try again later\r\n");
+                return ("NO", Next::Close);
+            }
+            login::Verdict::Refused => {}
         }
         self.auth_failures += 1;
         tagged(

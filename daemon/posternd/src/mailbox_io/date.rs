@@ -45,6 +45,19 @@ pub fn asctime(unix: i64) -> String {
     )
 }
 
+/// `2026-11-24T23:00:00Z` (RFC 3339, UTC): how the CLI shows times (bans, login history).
+pub fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Parses the date part of a From_ line: `Www Mmm dd hh:mm:ss yyyy`, tolerating a numeric
 /// zone between the time and the year or after the year (`+0100`), and trailing words
 /// (`remote from host`). The weekday is not checked. Returns Unix seconds.
@@ -104,6 +117,12 @@ fn parse_zone(t: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_shows_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_561_200), "2026-11-24T23:00:00Z");
+    }
 
     #[test]
     fn asctime_round_trip() {

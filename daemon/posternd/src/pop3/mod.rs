@@ -213,10 +213,12 @@ mod tests {
         assert_eq!(sizes, [14, 18, 11]);
 
         // Unreadable copies of the metadata: what was counted comes from the cache, the
-        // rest falls back to the stored size (and is not cached).
+        // rest falls back to the stored size (and is not cached). The mailbox is one the
+        // store does not know, so the read cannot find the message's current place either.
         let unreadable = |m: &MessageMeta| {
             let mut m = m.clone();
             m.location.len = 0;
+            m.mailbox = postern_store::MailboxId(u32::MAX);
             m.size = 999;
             m
         };

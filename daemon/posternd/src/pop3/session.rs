@@ -198,8 +198,12 @@ impl Driver<'_> {
                         mechanism,
                         username: &username,
                     };
-                    let ok = login::verify(self.shared, attempt, password).await;
-                    session.resolve(Answer::Auth(ok));
+                    let answer = match login::verify(self.shared, attempt, password).await {
+                        login::Verdict::Accepted => Answer::Auth(true),
+                        login::Verdict::Refused => Answer::Auth(false),
+                        login::Verdict::Blocked => Answer::AuthBlocked,
+                    };
+                    session.resolve(answer);
                 }
                 Action::LoadMaildrop { username } => {
                     let answer = self.load_maildrop(&username).await;
