@@ -88,9 +88,10 @@ pub(crate) fn encode(ix: &Index) -> Vec<u8> {
         put_str(&mut p, account);
         put_str(&mut p, name);
     }
-    let mailboxes = ix.mailbox_states();
+    let mailboxes = ix.mailbox_cells();
     put_len(&mut p, mailboxes.len());
-    for m in mailboxes {
+    for c in mailboxes {
+        let m = c.lock();
         put_u32(&mut p, m.id);
         put_u32(&mut p, m.uidvalidity);
         put_str(&mut p, &m.account);

@@ -2,7 +2,7 @@
 //! threads after each commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{MailboxId, MailboxInfo, MessageMeta};
 
@@ -208,6 +208,145 @@ impl MailboxState {
         }
     }
 
+    /// The committed entry of a visible message.
+    pub(crate) fn visible_entry(&self, uid: u32) -> Option<&MsgEntry> {
+        if uid >= self.uid_boundary() {
+            return None;
+        }
+        self.messages.get(&uid)
+    }
+
+    /// The entry of a visible message, for a flag change: only `pending` may be set
+    /// through it (MODSEQ and flags change in `apply_flags`, which keeps the MODSEQ index).
+    pub(crate) fn visible_entry_mut(&mut self, uid: u32) -> Option<&mut MsgEntry> {
+        if uid >= self.uid_boundary() {
+            return None;
+        }
+        self.messages.get_mut(&uid)
+    }
+
+    /// Allocates a MODSEQ for a flag change or expunge.
+    pub(crate) fn alloc_modseq(&mut self) -> u64 {
+        self.modseq.alloc()
+    }
+
+    pub(crate) fn fail_modseq(&mut self, modseq: u64) {
+        self.modseq.settle(modseq, false);
+        self.notify();
+    }
+
+    /// A failed flag change: forget it as the base of later changes.
+    pub(crate) fn fail_flags(&mut self, uid: u32, modseq: u64) {
+        if let Some(e) = self.messages.get_mut(&uid) {
+            if e.pending.as_ref().is_some_and(|p| p.0 == modseq) {
+                e.pending = None;
+            }
+        }
+        self.fail_modseq(modseq);
+    }
+
+    /// Visible messages, in UID order.
+    pub(crate) fn metas(&self) -> Vec<MessageMeta> {
+        self.messages
+            .range(..self.uid_boundary())
+            .map(|(&uid, e)| meta_of(self.id, uid, e))
+            .collect()
+    }
+
+    /// Visible messages whose MODSEQ is above `modseq`, in UID order, from the MODSEQ
+    /// index: the cost is the number of changes, not the mailbox size.
+    pub(crate) fn metas_changed_since(&self, modseq: u64) -> Vec<MessageMeta> {
+        let Some(from) = modseq.checked_add(1) else {
+            return Vec::new();
+        };
+        let b = self.uid_boundary();
+        let mut uids: Vec<u32> = self
+            .by_modseq
+            .range((from, 0)..)
+            .map(|&(_, u)| u)
+            .filter(|&u| u < b)
+            .collect();
+        uids.sort_unstable();
+        uids.iter()
+            .filter_map(|&u| self.messages.get(&u).map(|e| meta_of(self.id, u, e)))
+            .collect()
+    }
+
+    /// The given visible messages (absent and invisible UIDs skipped), in the given order.
+    pub(crate) fn metas_by_uid(&self, uids: &[u32]) -> Vec<MessageMeta> {
+        let boundary = self.uid_boundary();
+        uids.iter()
+            .filter(|&&uid| uid < boundary)
+            .filter_map(|&uid| self.messages.get(&uid).map(|e| meta_of(self.id, uid, e)))
+            .collect()
+    }
+
+    /// Counts over the visible messages, kept until the mailbox next changes.
+    pub(crate) fn summary(&mut self) -> crate::MailboxSummary {
+        if let Some(s) = &self.summary {
+            return s.clone();
+        }
+        let s = self.count();
+        self.summary = Some(s.clone());
+        s
+    }
+
+    /// One pass over the visible messages, copying nothing per message.
+    fn count(&self) -> crate::MailboxSummary {
+        let mut out = crate::MailboxSummary::default();
+        for (_, e) in self.messages.range(..self.uid_boundary()) {
+            out.messages += 1;
+            out.size += e.size;
+            let mut seen = false;
+            for f in &e.flags {
+                if f.eq_ignore_ascii_case("\\Seen") {
+                    seen = true;
+                } else if f.eq_ignore_ascii_case("\\Deleted") {
+                    out.deleted += 1;
+                } else if !f.starts_with('\\')
+                    && !out.keywords.iter().any(|k| k.eq_ignore_ascii_case(f))
+                {
+                    out.keywords.push(f.clone());
+                }
+            }
+            if !seen {
+                out.unseen += 1;
+                if out.first_unseen.is_none() {
+                    out.first_unseen = u32::try_from(out.messages).ok();
+                }
+            }
+        }
+        out
+    }
+
+    /// HIGHESTMODSEQ and the visible UIDs as of it, shared: the snapshot is built once per
+    /// change of the visible set, not per caller.
+    pub(crate) fn uid_snapshot(&mut self) -> (u64, Arc<Vec<u32>>) {
+        let b = self.uid_boundary();
+        let messages = &self.messages;
+        let uids = self
+            .uid_snapshot
+            .get_or_insert_with(|| Arc::new(messages.range(..b).map(|(&u, _)| u).collect()))
+            .clone();
+        (self.modseq.visible_max, uids)
+    }
+
+    /// UIDs expunged with a MODSEQ above `modseq`, ascending.
+    pub(crate) fn vanished_since(&self, modseq: u64) -> Vec<u32> {
+        self.vanished
+            .iter()
+            .filter(|(_, &ms)| ms > modseq)
+            .map(|(&u, _)| u)
+            .collect()
+    }
+
+    /// Sum of the visible messages' sizes, and their count.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        self.messages
+            .range(..self.uid_boundary())
+            .fold((0, 0), |(bytes, n), (_, e)| (bytes + e.size, n + 1))
+    }
+
     /// Wakes the change feed's receivers when HIGHESTMODSEQ moved.
     fn notify(&self) {
         let v = self.modseq.visible_max;
@@ -235,9 +374,30 @@ pub(crate) struct LogPosition {
     pub seq: u64,
 }
 
+/// A mailbox's state behind its own lock. Readers of one mailbox (a SEARCH or FETCH copying
+/// a large mailbox's metadata) take the index lock only to find the mailbox and then hold
+/// this alone, so deliveries and changes to every other mailbox go on. Lock order: the
+/// index lock, then one mailbox's; never a mailbox's and then the index lock, and never two
+/// mailboxes at once.
+#[derive(Debug, Clone)]
+pub(crate) struct MailboxCell(Arc<Mutex<MailboxState>>);
+
+impl MailboxCell {
+    fn new(state: MailboxState) -> Self {
+        MailboxCell(Arc::new(Mutex::new(state)))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, MailboxState> {
+        // A panic while it was held leaves at worst an index entry out of date; the log is
+        // the truth and the next start rebuilds from it. Refusing every later read of the
+        // mailbox would be worse.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    mailboxes: HashMap<u32, MailboxState>,
+    mailboxes: HashMap<u32, MailboxCell>,
     by_name: HashMap<(String, String), u32>,
     pub next_mailbox_id: u32,
     pub last_uidvalidity: u32,
@@ -288,21 +448,42 @@ impl Index {
         }
     }
 
+    /// Runs `f` on a mailbox under its lock.
+    fn with<R>(&self, id: u32, f: impl FnOnce(&mut MailboxState) -> R) -> Option<R> {
+        self.mailboxes.get(&id).map(|c| f(&mut c.lock()))
+    }
+
+    /// The mailbox's cell, for reading it after the index lock is released.
+    pub(crate) fn cell(&self, id: u32) -> Option<MailboxCell> {
+        self.mailboxes.get(&id).cloned()
+    }
+
+    /// The cells of an account's mailboxes.
+    pub(crate) fn cells_of(&self, account: &str) -> Vec<MailboxCell> {
+        self.mailboxes
+            .values()
+            .filter(|c| c.lock().account == account)
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn find(&self, account: &str, name: &str) -> Option<MailboxInfo> {
         let id = self.by_name.get(&(account.to_string(), name.to_string()))?;
-        self.mailboxes.get(id).map(MailboxState::info)
+        self.with(*id, |m| m.info())
     }
 
     pub(crate) fn info(&self, id: u32) -> Option<MailboxInfo> {
-        self.mailboxes.get(&id).map(MailboxState::info)
+        self.with(id, |m| m.info())
     }
 
     pub(crate) fn mailboxes(&self, account: &str) -> Vec<MailboxInfo> {
         let mut v: Vec<MailboxInfo> = self
             .mailboxes
             .values()
-            .filter(|m| m.account == account)
-            .map(MailboxState::info)
+            .filter_map(|c| {
+                let m = c.lock();
+                (m.account == account).then(|| m.info())
+            })
             .collect();
         v.sort_by_key(|m| m.id.0);
         v
@@ -326,7 +507,7 @@ impl Index {
         self.last_uidvalidity = self.last_uidvalidity.max(uidvalidity);
         self.mailboxes.insert(
             id,
-            MailboxState {
+            MailboxCell::new(MailboxState {
                 id,
                 account,
                 name,
@@ -341,14 +522,17 @@ impl Index {
                 uid_snapshot: None,
                 summary: None,
                 notify: tokio::sync::watch::Sender::new(1),
-            },
+            }),
         );
     }
 
     /// Removes a mailbox (committed or recovered delete).
     pub(crate) fn delete_mailbox(&mut self, id: u32) {
-        if let Some(m) = self.mailboxes.remove(&id) {
-            let key = (m.account.clone(), m.name.clone());
+        if let Some(c) = self.mailboxes.remove(&id) {
+            let key = {
+                let m = c.lock();
+                (m.account.clone(), m.name.clone())
+            };
             if self.by_name.get(&key) == Some(&id) {
                 self.by_name.remove(&key);
             }
@@ -357,16 +541,19 @@ impl Index {
 
     /// Gives a mailbox a new name (committed or recovered rename).
     pub(crate) fn rename_mailbox(&mut self, id: u32, name: String) {
-        if let Some(m) = self.mailboxes.get_mut(&id) {
-            let old = (
+        let Some((account, old)) = self.with(id, |m| {
+            (
                 m.account.clone(),
                 std::mem::replace(&mut m.name, name.clone()),
-            );
-            if self.by_name.get(&old) == Some(&id) {
-                self.by_name.remove(&old);
-            }
-            self.by_name.insert((m.account.clone(), name), id);
+            )
+        }) else {
+            return;
+        };
+        let old = (account.clone(), old);
+        if self.by_name.get(&old) == Some(&id) {
+            self.by_name.remove(&old);
         }
+        self.by_name.insert((account, name), id);
     }
 
     pub(crate) fn set_subscription(&mut self, account: String, name: String, on: bool) {
@@ -386,117 +573,69 @@ impl Index {
     }
 
     pub(crate) fn watch(&self, id: u32) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.mailboxes.get(&id).map(|m| m.notify.subscribe())
-    }
-
-    /// UIDs expunged with a MODSEQ above `modseq`, ascending.
-    pub(crate) fn vanished_since(&self, id: u32, modseq: u64) -> Vec<u32> {
-        self.mailboxes
-            .get(&id)
-            .map(|m| {
-                m.vanished
-                    .iter()
-                    .filter(|(_, &ms)| ms > modseq)
-                    .map(|(&u, _)| u)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Sum of message sizes and message count over an account's mailboxes.
-    pub(crate) fn usage(&self, account: &str) -> (u64, u64) {
-        self.mailboxes
-            .values()
-            .filter(|m| m.account == account)
-            .fold((0, 0), |(bytes, n), m| {
-                let b = m.uid_boundary();
-                m.messages
-                    .range(..b)
-                    .fold((bytes, n), |(bytes, n), (_, e)| (bytes + e.size, n + 1))
-            })
+        self.with(id, |m| m.notify.subscribe())
     }
 
     /// A failed flag change: forget it as the base of later changes.
     pub(crate) fn fail_flags(&mut self, mailbox: u32, uid: u32, modseq: u64) {
-        if let Some(e) = self
-            .mailboxes
-            .get_mut(&mailbox)
-            .and_then(|m| m.messages.get_mut(&uid))
-        {
-            if e.pending.as_ref().is_some_and(|p| p.0 == modseq) {
-                e.pending = None;
-            }
-        }
-        self.fail_modseq(mailbox, modseq);
+        self.with(mailbox, |m| m.fail_flags(uid, modseq));
     }
 
-    /// The entry of a visible message, for a flag change: only `pending` may be set
-    /// through it (MODSEQ and flags change in `apply_flags`, which keeps the MODSEQ index).
-    pub(crate) fn entry_mut(&mut self, mailbox: u32, uid: u32) -> Option<&mut MsgEntry> {
-        let m = self.mailboxes.get_mut(&mailbox)?;
-        if uid >= m.uid_boundary() {
-            return None;
-        }
-        m.messages.get_mut(&uid)
-    }
-
-    /// The committed entry of a visible message.
-    pub(crate) fn entry(&self, mailbox: u32, uid: u32) -> Option<&MsgEntry> {
-        let m = self.mailboxes.get(&mailbox)?;
-        if uid >= m.uid_boundary() {
-            return None;
-        }
-        m.messages.get(&uid)
+    /// Where the visible message's bytes are stored.
+    pub(crate) fn entry_loc(&self, mailbox: u32, uid: u32) -> Option<Location> {
+        self.with(mailbox, |m| m.visible_entry(uid).map(|e| e.loc))
+            .flatten()
     }
 
     /// Allocates a UID and MODSEQ for a new message in `mailbox`.
     pub(crate) fn alloc_delivery(&mut self, mailbox: u32) -> Option<Alloc> {
-        let m = self.mailboxes.get_mut(&mailbox)?;
-        if m.uids.next > u64::from(u32::MAX) {
-            return None;
-        }
-        let uid = m.uids.alloc() as u32;
-        let modseq = m.modseq.alloc();
-        Some(Alloc {
-            mailbox,
-            uid,
-            modseq,
+        self.with(mailbox, |m| {
+            if m.uids.next > u64::from(u32::MAX) {
+                return None;
+            }
+            let uid = m.uids.alloc() as u32;
+            let modseq = m.modseq.alloc();
+            Some(Alloc {
+                mailbox,
+                uid,
+                modseq,
+            })
         })
+        .flatten()
     }
 
     /// Allocates a MODSEQ for a flag change or expunge.
     pub(crate) fn alloc_modseq(&mut self, mailbox: u32) -> Option<u64> {
-        Some(self.mailboxes.get_mut(&mailbox)?.modseq.alloc())
+        self.with(mailbox, |m| m.modseq.alloc())
     }
 
     /// True when `uid` is a visible, non-expunged message.
     pub(crate) fn is_visible(&self, mailbox: u32, uid: u32) -> bool {
-        self.mailboxes
-            .get(&mailbox)
-            .is_some_and(|m| uid < m.uid_boundary() && m.messages.contains_key(&uid))
+        self.with(mailbox, |m| m.visible_entry(uid).is_some())
+            .unwrap_or(false)
     }
 
     pub(crate) fn commit_delivery(&mut self, a: Alloc, entry: MsgEntry) {
-        if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
+        self.with(a.mailbox, |m| {
             m.insert_entry(a.uid, entry);
             m.uids.resolve(u64::from(a.uid));
             m.forget_derived();
             m.modseq.settle(a.modseq, true);
             m.notify();
-        }
+        });
     }
 
     pub(crate) fn fail_delivery(&mut self, a: Alloc) {
-        if let Some(m) = self.mailboxes.get_mut(&a.mailbox) {
+        self.with(a.mailbox, |m| {
             m.uids.resolve(u64::from(a.uid));
             m.forget_derived();
             m.modseq.settle(a.modseq, false);
             m.notify();
-        }
+        });
     }
 
     pub(crate) fn commit_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+        self.with(mailbox, |m| {
             if let Some(e) = m.apply_flags(uid, modseq, flags) {
                 if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
                     e.pending = None;
@@ -504,123 +643,22 @@ impl Index {
             }
             m.modseq.settle(modseq, true);
             m.notify();
-        }
+        });
     }
 
     pub(crate) fn commit_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+        self.with(mailbox, |m| {
             for u in uids {
                 m.remove_entry(*u);
                 m.vanished.insert(*u, modseq);
             }
             m.modseq.settle(modseq, true);
             m.notify();
-        }
+        });
     }
 
     pub(crate) fn fail_modseq(&mut self, mailbox: u32, modseq: u64) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
-            m.modseq.settle(modseq, false);
-            m.notify();
-        }
-    }
-
-    /// Visible messages, in UID order.
-    pub(crate) fn messages(&self, mailbox: u32) -> Vec<MessageMeta> {
-        let Some(m) = self.mailboxes.get(&mailbox) else {
-            return Vec::new();
-        };
-        m.messages
-            .range(..m.uid_boundary())
-            .map(|(&uid, e)| meta_of(mailbox, uid, e))
-            .collect()
-    }
-
-    /// Visible messages whose MODSEQ is above `modseq`, in UID order, from the MODSEQ
-    /// index: the cost is the number of changes, not the mailbox size.
-    pub(crate) fn messages_changed_since(&self, mailbox: u32, modseq: u64) -> Vec<MessageMeta> {
-        let Some(m) = self.mailboxes.get(&mailbox) else {
-            return Vec::new();
-        };
-        let Some(from) = modseq.checked_add(1) else {
-            return Vec::new();
-        };
-        let b = m.uid_boundary();
-        let mut uids: Vec<u32> = m
-            .by_modseq
-            .range((from, 0)..)
-            .map(|&(_, u)| u)
-            .filter(|&u| u < b)
-            .collect();
-        uids.sort_unstable();
-        uids.iter()
-            .filter_map(|&u| m.messages.get(&u).map(|e| meta_of(mailbox, u, e)))
-            .collect()
-    }
-
-    /// The given visible messages (absent and invisible UIDs skipped), in the given order.
-    pub(crate) fn messages_by_uid(&self, mailbox: u32, uids: &[u32]) -> Vec<MessageMeta> {
-        let Some(m) = self.mailboxes.get(&mailbox) else {
-            return Vec::new();
-        };
-        let boundary = m.uid_boundary();
-        uids.iter()
-            .filter(|&&uid| uid < boundary)
-            .filter_map(|&uid| m.messages.get(&uid).map(|e| meta_of(mailbox, uid, e)))
-            .collect()
-    }
-
-    /// Counts over the visible messages, kept until the mailbox next changes.
-    pub(crate) fn summary(&mut self, mailbox: u32) -> crate::MailboxSummary {
-        let Some(m) = self.mailboxes.get_mut(&mailbox) else {
-            return crate::MailboxSummary::default();
-        };
-        if let Some(s) = &m.summary {
-            return s.clone();
-        }
-        let s = Self::count(m);
-        m.summary = Some(s.clone());
-        s
-    }
-
-    /// One pass over the visible messages, copying nothing per message.
-    fn count(m: &MailboxState) -> crate::MailboxSummary {
-        let mut out = crate::MailboxSummary::default();
-        for (_, e) in m.messages.range(..m.uid_boundary()) {
-            out.messages += 1;
-            out.size += e.size;
-            let mut seen = false;
-            for f in &e.flags {
-                if f.eq_ignore_ascii_case("\\Seen") {
-                    seen = true;
-                } else if f.eq_ignore_ascii_case("\\Deleted") {
-                    out.deleted += 1;
-                } else if !f.starts_with('\\')
-                    && !out.keywords.iter().any(|k| k.eq_ignore_ascii_case(f))
-                {
-                    out.keywords.push(f.clone());
-                }
-            }
-            if !seen {
-                out.unseen += 1;
-                if out.first_unseen.is_none() {
-                    out.first_unseen = u32::try_from(out.messages).ok();
-                }
-            }
-        }
-        out
-    }
-
-    /// HIGHESTMODSEQ and the visible UIDs as of it, shared: the snapshot is built once per
-    /// change of the visible set, not per caller.
-    pub(crate) fn uid_snapshot(&mut self, mailbox: u32) -> Option<(u64, Arc<Vec<u32>>)> {
-        let m = self.mailboxes.get_mut(&mailbox)?;
-        let b = m.uid_boundary();
-        let uids = m
-            .uid_snapshot
-            .get_or_insert_with(|| Arc::new(m.messages.range(..b).map(|(&u, _)| u).collect()))
-            .clone();
-        Some((m.modseq.visible_max, uids))
+        self.with(mailbox, |m| m.fail_modseq(modseq));
     }
 
     /// After recovery: counters continue past everything the log holds (including
@@ -630,7 +668,8 @@ impl Index {
         max_uid: &HashMap<u32, u32>,
         max_modseq: &HashMap<u32, u64>,
     ) {
-        for (id, m) in self.mailboxes.iter_mut() {
+        for (id, c) in self.mailboxes.iter() {
+            let mut m = c.lock();
             let uid = max_uid.get(id).copied().unwrap_or(0);
             m.uids = Watermark::new(u64::from(uid) + 1);
             m.forget_derived();
@@ -640,18 +679,20 @@ impl Index {
         }
     }
 
-    /// Every mailbox, in id order (checkpoint writing).
-    pub(crate) fn mailbox_states(&self) -> Vec<&MailboxState> {
-        let mut v: Vec<&MailboxState> = self.mailboxes.values().collect();
-        v.sort_by_key(|m| m.id);
-        v
+    /// Every mailbox, in id order (checkpoint writing locks each in turn).
+    pub(crate) fn mailbox_cells(&self) -> Vec<MailboxCell> {
+        let mut v: Vec<(u32, MailboxCell)> = self
+            .mailboxes
+            .iter()
+            .map(|(&id, c)| (id, c.clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Recovery: an expunge known only by its effect (from a checkpoint).
     pub(crate) fn recover_vanished(&mut self, mailbox: u32, uid: u32, modseq: u64) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
-            m.vanished.insert(uid, modseq);
-        }
+        self.with(mailbox, |m| m.vanished.insert(uid, modseq));
     }
 
     /// Marks the record at `loc` as about to be referenced by a committing copy.
@@ -668,11 +709,8 @@ impl Index {
 
     /// MODSEQ of a committed message (visible or not yet), None when there is none.
     pub(crate) fn committed_modseq(&self, mailbox: u32, uid: u32) -> Option<u64> {
-        self.mailboxes
-            .get(&mailbox)?
-            .messages
-            .get(&uid)
-            .map(|e| e.modseq)
+        self.with(mailbox, |m| m.messages.get(&uid).map(|e| e.modseq))
+            .flatten()
     }
 
     /// Undoes one [`Index::pin`] (the copy committed or failed).
@@ -690,11 +728,18 @@ impl Index {
     /// refers to it. One pass over the index (compaction and `stats` use it once per pass).
     pub(crate) fn live_records(&self) -> HashMap<(usize, u32), HashMap<u64, u64>> {
         let mut out: HashMap<(usize, u32), HashMap<u64, u64>> = HashMap::new();
-        let entries = self.mailboxes.values().flat_map(|m| m.messages.values());
-        for loc in entries.map(|e| &e.loc).chain(self.pins.keys()) {
+        let mut add = |loc: &Location| {
             out.entry((loc.shard, loc.segment))
                 .or_default()
                 .insert(loc.offset, loc.len);
+        };
+        for c in self.mailboxes.values() {
+            for e in c.lock().messages.values() {
+                add(&e.loc);
+            }
+        }
+        for loc in self.pins.keys() {
+            add(loc);
         }
         out
     }
@@ -702,7 +747,8 @@ impl Index {
     /// Points every entry whose bytes moved in a compacted segment at the new place
     /// (`moved`: by (shard, segment), old offset to new offset and length). One pass.
     pub(crate) fn relocate(&mut self, moved: &Relocations) {
-        for m in self.mailboxes.values_mut() {
+        for c in self.mailboxes.values() {
+            let mut m = c.lock();
             for e in m.messages.values_mut() {
                 if let Some(&(offset, len)) = moved
                     .get(&(e.loc.shard, e.loc.segment))
@@ -719,31 +765,27 @@ impl Index {
     /// entry that uses them (a copy's own record may name an older place: compaction moves
     /// records).
     pub(crate) fn holder_location(&self, source: (u32, u32)) -> Option<Location> {
-        if let Some(e) = self
-            .mailboxes
-            .get(&source.0)
-            .and_then(|m| m.messages.get(&source.1))
-        {
-            if e.source.is_none() {
-                return Some(e.loc);
-            }
+        let own = self.with(source.0, |m| {
+            m.messages
+                .get(&source.1)
+                .filter(|e| e.source.is_none())
+                .map(|e| e.loc)
+        });
+        if let Some(Some(loc)) = own {
+            return Some(loc);
         }
-        self.mailboxes
-            .values()
-            .flat_map(|m| m.messages.values())
-            .find(|e| e.source == Some(source))
-            .map(|e| e.loc)
+        self.mailboxes.values().find_map(|c| {
+            c.lock()
+                .messages
+                .values()
+                .find(|e| e.source == Some(source))
+                .map(|e| e.loc)
+        })
     }
 
     /// Recovery: message entry at a known uid (no allocation bookkeeping).
     pub(crate) fn recover_message(&mut self, mailbox: u32, uid: u32, entry: MsgEntry) -> bool {
-        match self.mailboxes.get_mut(&mailbox) {
-            Some(m) => {
-                m.insert_entry(uid, entry);
-                true
-            }
-            None => false,
-        }
+        self.with(mailbox, |m| m.insert_entry(uid, entry)).is_some()
     }
 
     pub(crate) fn recover_flags(
@@ -753,18 +795,18 @@ impl Index {
         modseq: u64,
         flags: Vec<String>,
     ) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+        self.with(mailbox, |m| {
             m.apply_flags(uid, modseq, flags);
-        }
+        });
     }
 
     pub(crate) fn recover_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
-        if let Some(m) = self.mailboxes.get_mut(&mailbox) {
+        self.with(mailbox, |m| {
             for u in uids {
                 m.remove_entry(*u);
                 m.vanished.insert(*u, modseq);
             }
-        }
+        });
     }
 }
 

@@ -913,7 +913,9 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.messages(mailbox.0))
+            .ok()
+            .and_then(|ix| ix.cell(mailbox.0))
+            .map(|c| c.lock().metas())
             .unwrap_or_default()
     }
 
@@ -1152,7 +1154,9 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|mut ix| ix.summary(mailbox.0))
+            .ok()
+            .and_then(|ix| ix.cell(mailbox.0))
+            .map(|c| c.lock().summary())
             .unwrap_or_default()
     }
 
@@ -1160,7 +1164,9 @@ impl Store {
     /// vector is shared by every caller until a delivery or expunge changes the mailbox, so
     /// many sessions on one large mailbox hold one sequence map (None: no such mailbox).
     pub fn uid_snapshot(&self, mailbox: MailboxId) -> Option<(u64, Arc<Vec<u32>>)> {
-        self.inner.index.lock().ok()?.uid_snapshot(mailbox.0)
+        let cell = self.inner.index.lock().ok()?.cell(mailbox.0)?;
+        let snapshot = cell.lock().uid_snapshot();
+        Some(snapshot)
     }
 
     /// Visible messages whose MODSEQ is above `modseq` (new ones and flag changes, RFC 7162
@@ -1169,7 +1175,9 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.messages_changed_since(mailbox.0, modseq))
+            .ok()
+            .and_then(|ix| ix.cell(mailbox.0))
+            .map(|c| c.lock().metas_changed_since(modseq))
             .unwrap_or_default()
     }
 
@@ -1178,7 +1186,9 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.messages_by_uid(mailbox.0, uids))
+            .ok()
+            .and_then(|ix| ix.cell(mailbox.0))
+            .map(|c| c.lock().metas_by_uid(uids))
             .unwrap_or_default()
     }
 
@@ -1188,20 +1198,27 @@ impl Store {
         self.inner
             .index
             .lock()
-            .map(|ix| ix.vanished_since(mailbox.0, modseq))
+            .ok()
+            .and_then(|ix| ix.cell(mailbox.0))
+            .map(|c| c.lock().vanished_since(modseq))
             .unwrap_or_default()
     }
 
     /// Bytes and messages stored for an account, over all its mailboxes.
     pub fn usage(&self, account: &str) -> Usage {
-        self.inner
+        let cells = self
+            .inner
             .index
             .lock()
-            .map(|ix| {
-                let (bytes, messages) = ix.usage(account);
-                Usage { bytes, messages }
-            })
-            .unwrap_or_default()
+            .map(|ix| ix.cells_of(account))
+            .unwrap_or_default();
+        cells.iter().fold(Usage::default(), |u, c| {
+            let (bytes, messages) = c.lock().usage();
+            Usage {
+                bytes: u.bytes + bytes,
+                messages: u.messages + messages,
+            }
+        })
     }
 
     /// Changes the flags of many messages in one durable record (one commit), each changed
@@ -1224,15 +1241,18 @@ impl Store {
         let mut outcome = FlagsOutcome::default();
         let mut updates: Vec<record::FlagChange> = Vec::new();
         {
-            let mut ix = self.inner.index.lock().map_err(lock_err)?;
-            if !ix.contains(mailbox.0) {
-                return Err(StoreError::UnknownMailbox(mailbox.0));
-            }
+            // The index lock, then the mailbox's (the lock order), held while the changes are
+            // computed and their MODSEQs allocated.
+            let ix = self.inner.index.lock().map_err(lock_err)?;
+            let cell = ix
+                .cell(mailbox.0)
+                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+            let mut m = cell.lock();
             let mut uids = uids.to_vec();
             uids.sort_unstable();
             uids.dedup();
             for uid in uids {
-                let Some(e) = ix.entry(mailbox.0, uid) else {
+                let Some(e) = m.visible_entry(uid) else {
                     continue;
                 };
                 // Build on the newest change, committed or still in flight.
@@ -1261,7 +1281,7 @@ impl Store {
                 if let Err(e) = check_flags(&new) {
                     // Release what this call allocated so HIGHESTMODSEQ does not stall.
                     for u in &updates {
-                        ix.fail_flags(mailbox.0, u.uid, u.modseq);
+                        m.fail_flags(u.uid, u.modseq);
                     }
                     return Err(e);
                 }
@@ -1277,13 +1297,8 @@ impl Store {
                     });
                     continue;
                 }
-                let Some(modseq) = ix.alloc_modseq(mailbox.0) else {
-                    for u in &updates {
-                        ix.fail_flags(mailbox.0, u.uid, u.modseq);
-                    }
-                    return Err(StoreError::UnknownMailbox(mailbox.0));
-                };
-                if let Some(e) = ix.entry_mut(mailbox.0, uid) {
+                let modseq = m.alloc_modseq();
+                if let Some(e) = m.visible_entry_mut(uid) {
                     e.pending = Some((modseq, new.clone()));
                 }
                 updates.push(record::FlagChange {
@@ -1347,8 +1362,8 @@ impl Store {
             }
             let mut locs = Vec::with_capacity(source.len());
             for meta in source {
-                let loc = match ix.entry(meta.mailbox.0, meta.uid) {
-                    Some(e) => e.loc,
+                let loc = match ix.entry_loc(meta.mailbox.0, meta.uid) {
+                    Some(loc) => loc,
                     None => ix
                         .holder_location((meta.source.0 .0, meta.source.1))
                         .ok_or(StoreError::UnknownMessage {
@@ -1450,7 +1465,7 @@ impl Store {
                     return Err(StoreError::InvalidRequest("UID space exhausted".into()));
                 };
                 // Where the bytes are now (the compactor may have moved them since `meta`).
-                let Some(loc) = ix.entry(from.0, meta.uid).map(|e| e.loc) else {
+                let Some(loc) = ix.entry_loc(from.0, meta.uid) else {
                     continue;
                 };
                 copies.push(record::MovedCopy {
@@ -1507,5 +1522,73 @@ impl Store {
     /// [`StoreError::Closed`]; reads keep working.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader holding one mailbox (a SEARCH copying a large mailbox's metadata holds its
+    /// lock for that long) does not hold up delivery to another mailbox; delivery to the
+    /// mailbox being read waits for it.
+    #[test]
+    fn reading_one_mailbox_does_not_stall_delivery_to_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = StoreOptions::new(dir.path());
+        opts.backend = BackendChoice::Portable;
+        opts.segment_bytes = 1 << 20;
+        opts.sysfs_root = dir.path().join("no-sysfs");
+        let store = Store::open(opts).expect("open");
+        let busy = store
+            .ensure_mailbox("a@x.test", "INBOX", None)
+            .expect("a")
+            .id;
+        let other = store
+            .ensure_mailbox("b@x.test", "INBOX", None)
+            .expect("b")
+            .id;
+        let req = |mailbox| AppendRequest {
+            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            internal_date: 1_700_000_000,
+            targets: vec![AppendTarget {
+                mailbox,
+                flags: vec![],
+            }],
+        };
+        let cell = store
+            .inner
+            .index
+            .lock()
+            .expect("index")
+            .cell(busy.0)
+            .expect("cell");
+        let held = cell.lock();
+
+        let s = store.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.append_blocking(0, req(other)).map(|a| a[0].uid));
+        });
+        let delivered = rx.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(delivered, Ok(Ok(1))),
+            "delivery to another mailbox waited for the reader: {delivered:?}"
+        );
+        assert_eq!(store.messages(other).len(), 1);
+
+        let s = store.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.append_blocking(0, req(busy)).map(|a| a[0].uid));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "delivery to the mailbox being read did not wait"
+        );
+        drop(held);
+        let delivered = rx.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(delivered, Ok(Ok(1))), "{delivered:?}");
+        assert_eq!(store.messages(busy).len(), 1);
     }
 }
