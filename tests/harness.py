@@ -549,10 +549,11 @@ def ehlo_keywords(reply: Reply) -> dict[str, str]:
 
 
 def make_message(subject: str = "test", body: bytes = b"Hello.\r\n", extra_headers: bytes = b"",
-                 msgid: str | None = None) -> bytes:
+                 msgid: str | None = None, sender: str = REMOTE_SENDER) -> bytes:
+    """A message From: `sender` (on submission, an address the user owns: the From check)."""
     msgid = msgid or f"<{time.time_ns()}.{os.getpid()}@client.test>"
     return (
-        b"From: Sender <sender@remote.test>\r\n"
+        b"From: Sender <" + sender.encode() + b">\r\n"
         b"To: Alice <alice@example.test>\r\n"
         b"Subject: " + subject.encode() + b"\r\n"
         b"Message-Id: " + msgid.encode() + b"\r\n"

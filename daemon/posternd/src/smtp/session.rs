@@ -298,6 +298,60 @@ impl Driver<'_> {
         }
     }
 
+    /// The From and Sender fields (RFC 5322 3.6.2) of a message an authenticated user
+    /// submits must name only addresses the user owns, as its MAIL FROM must
+    /// ([`Self::check_sender`]): the account address and its aliases. Readers show From, not
+    /// the envelope, so a forged From is the spoof that matters (DESIGN.md 2; RFC 6409 8
+    /// lets an MSA enforce its site's policy on the content). Refused with 550 5.7.1
+    /// (RFC 3463 X.7.1: delivery not authorized) at the end of DATA or the last BDAT chunk.
+    fn check_authors(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
+        let refuse = |claimed: &str, why: String| {
+            tracing::warn!(event = "smtp.reject.from_not_owned", peer = %self.peer, user, claimed, reason = ?why);
+            self.shared.metrics.reject("from_not_owned");
+            Reply::new(550, Some((5, 7, 1)), why)
+        };
+        let authors = match postern_smtp::authors(body) {
+            Ok(authors) => authors,
+            Err(error) => {
+                return Err(refuse(
+                    "",
+                    format!("Message refused: {error}; the author of a submitted message must be an address of user {user}"),
+                ))
+            }
+        };
+        let accounts = self.shared.directory.snapshot();
+        // The address goes back in the reply: control characters (a line break would start
+        // another reply line, RFC 5321 4.2.1) and excess length are dropped.
+        let shown =
+            |a: &str| -> String { a.chars().filter(|c| !c.is_control()).take(256).collect() };
+        for author in &authors {
+            let field = author.field.name();
+            if !accounts.owns_address(user, &author.address) {
+                return Err(refuse(
+                    &author.address,
+                    format!(
+                        "{field}: header address <{}> is not owned by user {user} (submission policy: the {field}: field must name the user's own addresses, RFC 5322 3.6.2)",
+                        shown(&author.address)
+                    ),
+                ));
+            }
+            if let Some(named) = author
+                .named
+                .iter()
+                .find(|a| !accounts.owns_address(user, a))
+            {
+                return Err(refuse(
+                    named,
+                    format!(
+                        "{field}: header display name shows <{}>, which is not owned by user {user} (submission policy, RFC 5322 3.6.2)",
+                        shown(named)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The address a recipient is looked up as: "<Postmaster>" without a domain (RFC 5321
     /// 4.1.1.3) is postmaster@ the server's own local domain.
     fn lookup_address(&self, accounts: &postern_accounts::Accounts, address: &str) -> String {
@@ -341,6 +395,11 @@ impl Driver<'_> {
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
     /// sent by the session only after this returns Ok (DESIGN.md 3.3).
     async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
+        if let Some(user) = envelope.authenticated_as.as_deref() {
+            // Only submission authenticates (MX never offers AUTH), so this is the
+            // submission policy: refused before the storage gate, as no retry can pass it.
+            self.check_authors(user, &envelope.body)?;
+        }
         // Storage turned unsafe during the transaction: refuse rather than accept what the
         // store may lose (DESIGN.md 3.3); the client retries the whole message.
         if let Some(reply) = self.shared.health_gate.check() {
