@@ -57,6 +57,11 @@ SMTP_DEFAULTS = {
     "timeout_data_secs": 60,
     # No wait before the MX greeting (tests/smtp/test_early_talker.py sets one).
     "greeting_delay_ms": 0,
+    # Every test sends from 127.0.0.1 as a few accounts: no hourly allowances
+    # (tests/smtp/test_rate_limits.py sets them).
+    "mx_messages_per_ip_per_hour": 0,
+    "submission_messages_per_hour": 0,
+    "submission_recipients_per_hour": 0,
 }
 
 

@@ -13,6 +13,7 @@ use postern_store::{AppendRequest, AppendTarget};
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
+use crate::connection_limits::{RateKey, RateVerdict};
 use crate::login::{self, Attempt, Service};
 use crate::server::Shared;
 use crate::trace_headers::{received, return_path, TraceInfo};
@@ -92,7 +93,11 @@ pub async fn run(
             return;
         }
     }
-    let limits = shared.smtp_limits.clone();
+    let limits = if kind.is_submission() {
+        shared.submission_limits.clone()
+    } else {
+        shared.smtp_limits.clone()
+    };
     let mut session = Session::new(SessionParams {
         hostname: shared.config.server.hostname.clone(),
         kind,
@@ -281,12 +286,38 @@ impl Driver<'_> {
             self.shared.metrics.reject("storage_unsafe");
             return Verdict::Reject(reply);
         }
+        let smtp = &self.shared.config.smtp;
         let Some(user) = authenticated_as else {
-            // MX: any sender (sender authentication arrives with SPF/DMARC).
-            return Verdict::Accept;
+            // MX: any sender (sender authentication arrives with SPF/DMARC), within the
+            // message rate of its client address.
+            let client = crate::login_guard::client_network(self.peer.ip());
+            let shown = if client.prefix_len() == client.max_prefix_len() {
+                client.addr().to_string()
+            } else {
+                client.to_string()
+            };
+            return match self.rate_limit(
+                RateKey::MxMessages(client),
+                "mx_messages_per_ip_per_hour",
+                smtp.mx_messages_per_ip_per_hour,
+                &shown,
+            ) {
+                Some(reply) => Verdict::Reject(reply),
+                None => Verdict::Accept,
+            };
         };
         if self.shared.directory.snapshot().owns_address(user, address) {
-            Verdict::Accept
+            // Counted once the sender is known to be the user's: a refused MAIL FROM sends
+            // nothing.
+            match self.rate_limit(
+                RateKey::SubmittedMessages(user.to_ascii_lowercase()),
+                "submission_messages_per_hour",
+                smtp.submission_messages_per_hour,
+                user,
+            ) {
+                Some(reply) => Verdict::Reject(reply),
+                None => Verdict::Accept,
+            }
         } else {
             tracing::warn!(event = "smtp.reject.sender_not_owned", peer = %self.peer, user, sender = address);
             self.shared.metrics.reject("sender_not_owned");
@@ -389,7 +420,58 @@ impl Driver<'_> {
                 format!("<{address}>: no such user here"),
             ));
         }
+        if let Some(user) = authenticated_as {
+            // Only recipients that would be accepted count against the hourly allowance.
+            if let Some(reply) = self.rate_limit(
+                RateKey::SubmittedRecipients(user.to_ascii_lowercase()),
+                "submission_recipients_per_hour",
+                self.shared.config.smtp.submission_recipients_per_hour,
+                user,
+            ) {
+                return Verdict::Reject(reply);
+            }
+        }
         Verdict::Accept
+    }
+
+    /// Takes one unit of an hourly allowance (`[smtp] <limit>`, 0 = none). Over it: the
+    /// 450 4.7.1 to answer (RFC 5321 4.2.1: a transient negative reply, the client retries
+    /// later; RFC 3463 X.7.1: not authorized now, as Postfix answers its rate limits). The
+    /// first refusal of an episode logs the error-level `smtp.rate_limit.exceeded`, the
+    /// alert; every refusal counts in `postern_smtp_rate_limited_total{limit}`.
+    fn rate_limit(
+        &self,
+        key: RateKey,
+        limit: &'static str,
+        per_hour: u64,
+        who: &str,
+    ) -> Option<Reply> {
+        let verdict = self
+            .shared
+            .rate_limits
+            .take(key, per_hour, 1, std::time::Instant::now());
+        let RateVerdict::Refused { first } = verdict else {
+            return None;
+        };
+        if first {
+            tracing::error!(event = "smtp.rate_limit.exceeded", peer = %self.peer, limit, per_hour, who);
+        }
+        self.shared
+            .metrics
+            .smtp_rate_limited
+            .get_or_create(&vec![("limit", limit.to_string())])
+            .inc();
+        self.shared.metrics.reject("rate_limit");
+        let what = match limit {
+            "mx_messages_per_ip_per_hour" => format!("Too many messages from {who}"),
+            "submission_messages_per_hour" => format!("Too many messages sent by {who}"),
+            _ => format!("Too many recipients for messages sent by {who}"),
+        };
+        Some(Reply::new(
+            450,
+            Some((4, 7, 1)),
+            format!("{what}: the limit is {per_hour} an hour, try again later"),
+        ))
     }
 
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
