@@ -41,6 +41,8 @@ bind = ["127.0.0.1:$port"]
 [smtp]
 # The MX listener's early-talker wait would be measured as start time.
 greeting_delay_ms = 0
+# Load from one address: no hourly message allowance (DESIGN.md 2 rate limits).
+mx_messages_per_ip_per_hour = 0
 
 [store]
 shards = 2

@@ -282,6 +282,8 @@ max_connections_per_ip = 10000
 max_commands = 1000000
 # Greet at once, as Postfix's smtpd (no postscreen) does in the comparison.
 greeting_delay_ms = 0
+# Load from one address: no hourly message allowance (DESIGN.md 2 rate limits).
+mx_messages_per_ip_per_hour = 0
 
 [store]
 backend = "$STORE_BACKEND"

@@ -57,6 +57,11 @@ SMTP_DEFAULTS = {
     "timeout_data_secs": 60,
     # No wait before the MX greeting (tests/smtp/test_early_talker.py sets one).
     "greeting_delay_ms": 0,
+    # Every test sends from 127.0.0.1 as a few accounts: no hourly allowances
+    # (tests/smtp/test_rate_limits.py sets them).
+    "mx_messages_per_ip_per_hour": 0,
+    "submission_messages_per_hour": 0,
+    "submission_recipients_per_hour": 0,
 }
 
 
@@ -549,10 +554,11 @@ def ehlo_keywords(reply: Reply) -> dict[str, str]:
 
 
 def make_message(subject: str = "test", body: bytes = b"Hello.\r\n", extra_headers: bytes = b"",
-                 msgid: str | None = None) -> bytes:
+                 msgid: str | None = None, sender: str = REMOTE_SENDER) -> bytes:
+    """A message From: `sender` (on submission, an address the user owns: the From check)."""
     msgid = msgid or f"<{time.time_ns()}.{os.getpid()}@client.test>"
     return (
-        b"From: Sender <sender@remote.test>\r\n"
+        b"From: Sender <" + sender.encode() + b">\r\n"
         b"To: Alice <alice@example.test>\r\n"
         b"Subject: " + subject.encode() + b"\r\n"
         b"Message-Id: " + msgid.encode() + b"\r\n"

@@ -167,7 +167,7 @@ def test_sender_owned_variants_accepted(server):
     try:
         assert auth_with(s, "LOGIN", ALICE, PASSWORDS[ALICE])[0] == 235
         for i, sender in enumerate((ALICE, "alice@EXAMPLE.TEST", TEAM)):
-            m = make_message(f"owned {i}")
+            m = make_message(f"owned {i}", sender=sender)
             assert s.sendmail(sender, [BOB], m) == {}
             msgs.append((sender, m))
     finally:
@@ -183,7 +183,7 @@ def test_sender_owned_variants_accepted(server):
 def test_received_marks_authenticated_submission(server):
     """RFC 3848: ESMTPSA on an authenticated TLS session; no password in the stored message."""
     s = open_465(server)
-    m = make_message("esmtpsa")
+    m = make_message("esmtpsa", sender=ALICE)
     try:
         auth_with(s, "PLAIN", ALICE, PASSWORDS[ALICE])
         assert s.sendmail(ALICE, [BOB], m) == {}

@@ -35,7 +35,7 @@ def test_starttls_mx_smtplib(server):
 
 
 def test_starttls_submission_smtplib(server):
-    msg = make_message("starttls 587")
+    msg = make_message("starttls 587", sender=ALICE)
     with smtplib.SMTP(HOST, server.ports.submission, local_hostname="client.test", timeout=15) as s:
         s.ehlo()
         assert s.has_extn("starttls")
@@ -51,7 +51,7 @@ def test_starttls_submission_smtplib(server):
 
 
 def test_implicit_tls_smtp_ssl(server):
-    msg = make_message("implicit tls")
+    msg = make_message("implicit tls", sender=BOB)
     with smtplib.SMTP_SSL(HOST, server.ports.submissions, local_hostname="client.test",
                           timeout=15, context=client_tls_context()) as s:
         assert_modern_tls(s.sock)

@@ -137,6 +137,18 @@ pub struct SmtpConfig {
     /// Milliseconds an MX listener waits before its 220 greeting; a client that talks
     /// within them is refused with 554 (RFC 5321 3.1, 4.3.2). 0 = no wait.
     pub greeting_delay_ms: u64,
+    /// Messages (MAIL FROM commands) per hour from one client address on MX (an IPv6
+    /// client's /64); more get 450 4.7.1 until the rate falls. 0 = no limit.
+    pub mx_messages_per_ip_per_hour: u64,
+    /// Messages per hour one authenticated account may submit; more get 450 4.7.1.
+    /// 0 = no limit.
+    pub submission_messages_per_hour: u64,
+    /// Recipients per message on submission; more get 452 4.5.3 (RFC 5321 4.5.3.1.10).
+    /// At most max_recipients.
+    pub submission_recipients_per_message: u64,
+    /// Recipients per hour one authenticated account may submit to; more get 450 4.7.1.
+    /// 0 = no limit.
+    pub submission_recipients_per_hour: u64,
 }
 
 impl Default for SmtpConfig {
@@ -154,6 +166,10 @@ impl Default for SmtpConfig {
             timeout_command_secs: 300,
             timeout_data_secs: 180,
             greeting_delay_ms: 1000,
+            mx_messages_per_ip_per_hour: 1000,
+            submission_messages_per_hour: 200,
+            submission_recipients_per_message: 100,
+            submission_recipients_per_hour: 1000,
         }
     }
 }

@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 61);
+    assert_eq!(schema.len(), 65);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -509,4 +509,37 @@ fn password_policy_settings_are_checked() {
     assert!(p[0].message.contains("between 8 and 1024"));
     assert!(p[1].message.contains("0 to 4"));
     assert!(p[2].message.contains("absolute path"));
+}
+
+#[test]
+fn rate_limits_are_checked() {
+    let c = parse(
+        "[smtp]\nmx_messages_per_ip_per_hour = 0\nsubmission_messages_per_hour = 5\nsubmission_recipients_per_message = 10\nsubmission_recipients_per_hour = 0\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.smtp.mx_messages_per_ip_per_hour,
+            c.smtp.submission_messages_per_hour,
+            c.smtp.submission_recipients_per_message,
+            c.smtp.submission_recipients_per_hour
+        ),
+        (0, 5, 10, 0)
+    );
+    let e = parse("[smtp]\nmax_recipients = 100\nsubmission_recipients_per_message = 101\n")
+        .unwrap_err();
+    let p = e.problems();
+    let at: Vec<(usize, usize)> = p.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(at, vec![(3, 37)], "{p:?}");
+    assert!(
+        p[0].message.contains("exceeds max_recipients = 100"),
+        "{p:?}"
+    );
+    let e = parse("[smtp]\nsubmission_recipients_per_message = 0\n").unwrap_err();
+    let p = e.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 2);
+    assert!(p[0].message.contains("at least 1"), "{p:?}");
+    let e = parse("[smtp]\nsubmission_messages_per_hour = -1\n").unwrap_err();
+    assert_eq!(e.problems()[0].line, 2, "{:?}", e.problems());
 }

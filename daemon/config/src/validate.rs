@@ -475,8 +475,23 @@ impl Validator<'_> {
                 ),
                 ("timeout_command_secs", s.timeout_command_secs),
                 ("timeout_data_secs", s.timeout_data_secs),
+                (
+                    "submission_recipients_per_message",
+                    s.submission_recipients_per_message,
+                ),
             ],
         );
+        // The per-transaction limit of every listener already stops RCPT at max_recipients;
+        // a submission limit above it could never apply.
+        if s.submission_recipients_per_message > s.max_recipients {
+            self.error(
+                &at("submission_recipients_per_message"),
+                format!(
+                    "submission_recipients_per_message = {} exceeds max_recipients = {}",
+                    s.submission_recipients_per_message, s.max_recipients
+                ),
+            );
+        }
         self.per_ip_within_total("smtp", s.max_connections, s.max_connections_per_ip);
         // RFC 5321 4.5.3.2.1: clients wait 5 minutes for the greeting; a delay near that
         // would lose mail, and more than a few seconds only slows every sender.

@@ -103,7 +103,9 @@ impl fmt::Display for Target {
     }
 }
 
-fn client_network(ip: IpAddr) -> IpNet {
+/// The client an address belongs to: itself for IPv4, its /64 for IPv6 (also the key of
+/// the per-client message rate, `crate::connection_limits::RateLimits`).
+pub fn client_network(ip: IpAddr) -> IpNet {
     // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpNet::from(IpAddr::V4(v4)),

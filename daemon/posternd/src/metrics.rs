@@ -42,6 +42,9 @@ pub struct Metrics {
     pub auth_bans: Family<Labels, Counter>,
     /// Logins refused by a ban before their credentials were checked, by service.
     pub auth_blocked: Family<Labels, Counter>,
+    /// MAIL and RCPT commands refused by a rate limit, by limit (the `[smtp]` key): the
+    /// alert counter of `crate::connection_limits::RateLimits`.
+    pub smtp_rate_limited: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -68,6 +71,12 @@ impl Metrics {
         let auth_cache_hits = Counter::default();
         let auth_bans = Family::<Labels, Counter>::default();
         let auth_blocked = Family::<Labels, Counter>::default();
+        let smtp_rate_limited = Family::<Labels, Counter>::default();
+        registry.register(
+            "postern_smtp_rate_limited",
+            "SMTP MAIL and RCPT commands refused by a rate limit, by limit (the [smtp] key)",
+            smtp_rate_limited.clone(),
+        );
         registry.register(
             "postern_auth_bans",
             "Bans started by failed logins ([auth] ban_*), by kind (address, account)",
@@ -187,6 +196,7 @@ impl Metrics {
             auth_cache_hits,
             auth_bans,
             auth_blocked,
+            smtp_rate_limited,
         })
     }
 

@@ -33,6 +33,11 @@ pub struct Shared {
     pub tls: Arc<rustls::ServerConfig>,
     pub smtp_limits: Limits,
     pub connection_limits: Arc<ConnectionLimits>,
+    /// Hourly message and recipient allowances (`[smtp]` *_per_hour keys).
+    pub rate_limits: Arc<crate::connection_limits::RateLimits>,
+    /// Session limits of submission listeners: [`Shared::smtp_limits`] with
+    /// `[smtp] submission_recipients_per_message` as the recipient limit.
+    pub submission_limits: Limits,
     /// POP3 limits, connection slots and maildrop locks.
     pub pop3: crate::pop3::Pop3State,
     /// The storage gate (hwmond's verdict); see `crate::health_gate`.
@@ -55,6 +60,17 @@ pub fn smtp_limits(config: &Config) -> Limits {
         timeout_command: smtp.timeout_command(),
         timeout_data: smtp.timeout_data(),
     }
+}
+
+/// [`smtp_limits`] for the submission listeners: fewer recipients per message where
+/// `[smtp] submission_recipients_per_message` says so (further RCPT get 452 4.5.3, RFC 5321
+/// 4.5.3.1.10, and the client sends them in another transaction).
+pub fn submission_limits(config: &Config) -> Limits {
+    let mut limits = smtp_limits(config);
+    limits.max_recipients = limits
+        .max_recipients
+        .min(usize_of(config.smtp.submission_recipients_per_message));
+    limits
 }
 
 fn usize_of(value: u64) -> usize {
@@ -194,6 +210,8 @@ pub fn run(config: Config) -> Result<()> {
     let shared = Arc::new(Shared {
         health_gate,
         smtp_limits: smtp_limits(&config),
+        submission_limits: submission_limits(&config),
+        rate_limits: crate::connection_limits::RateLimits::new(),
         // DESIGN.md 6: MX and submission (587 and 465) each have their own per-IP
         // allowance (classes SMTP_MX and SMTP_SUBMISSION), within one SMTP total.
         connection_limits: ConnectionLimits::with_classes(

@@ -7,12 +7,14 @@
 //! Commands are parsed with smtp-proto's `Request` parser; line framing, the strict
 //! DATA/BDAT reader (SMTP smuggling), limits, SASL PLAIN/LOGIN and the state machine are here.
 
+pub mod author;
 mod data;
 mod reply;
 mod session;
 
 use std::time::Duration;
 
+pub use author::{authors, Author, AuthorError, AuthorField};
 pub use data::{DataError, DataReader};
 pub use postern_sasl::SaslError;
 pub use reply::Reply;

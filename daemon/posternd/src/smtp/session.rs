@@ -13,6 +13,7 @@ use postern_store::{AppendRequest, AppendTarget};
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
+use crate::connection_limits::{RateKey, RateVerdict};
 use crate::login::{self, Attempt, Service};
 use crate::server::Shared;
 use crate::trace_headers::{received, return_path, TraceInfo};
@@ -92,7 +93,11 @@ pub async fn run(
             return;
         }
     }
-    let limits = shared.smtp_limits.clone();
+    let limits = if kind.is_submission() {
+        shared.submission_limits.clone()
+    } else {
+        shared.smtp_limits.clone()
+    };
     let mut session = Session::new(SessionParams {
         hostname: shared.config.server.hostname.clone(),
         kind,
@@ -281,12 +286,38 @@ impl Driver<'_> {
             self.shared.metrics.reject("storage_unsafe");
             return Verdict::Reject(reply);
         }
+        let smtp = &self.shared.config.smtp;
         let Some(user) = authenticated_as else {
-            // MX: any sender (sender authentication arrives with SPF/DMARC).
-            return Verdict::Accept;
+            // MX: any sender (sender authentication arrives with SPF/DMARC), within the
+            // message rate of its client address.
+            let client = crate::login_guard::client_network(self.peer.ip());
+            let shown = if client.prefix_len() == client.max_prefix_len() {
+                client.addr().to_string()
+            } else {
+                client.to_string()
+            };
+            return match self.rate_limit(
+                RateKey::MxMessages(client),
+                "mx_messages_per_ip_per_hour",
+                smtp.mx_messages_per_ip_per_hour,
+                &shown,
+            ) {
+                Some(reply) => Verdict::Reject(reply),
+                None => Verdict::Accept,
+            };
         };
         if self.shared.directory.snapshot().owns_address(user, address) {
-            Verdict::Accept
+            // Counted once the sender is known to be the user's: a refused MAIL FROM sends
+            // nothing.
+            match self.rate_limit(
+                RateKey::SubmittedMessages(user.to_ascii_lowercase()),
+                "submission_messages_per_hour",
+                smtp.submission_messages_per_hour,
+                user,
+            ) {
+                Some(reply) => Verdict::Reject(reply),
+                None => Verdict::Accept,
+            }
         } else {
             tracing::warn!(event = "smtp.reject.sender_not_owned", peer = %self.peer, user, sender = address);
             self.shared.metrics.reject("sender_not_owned");
@@ -296,6 +327,60 @@ impl Driver<'_> {
                 format!("Sender address <{address}> is not owned by user {user}"),
             ))
         }
+    }
+
+    /// The From and Sender fields (RFC 5322 3.6.2) of a message an authenticated user
+    /// submits must name only addresses the user owns, as its MAIL FROM must
+    /// ([`Self::check_sender`]): the account address and its aliases. Readers show From, not
+    /// the envelope, so a forged From is the spoof that matters (DESIGN.md 2; RFC 6409 8
+    /// lets an MSA enforce its site's policy on the content). Refused with 550 5.7.1
+    /// (RFC 3463 X.7.1: delivery not authorized) at the end of DATA or the last BDAT chunk.
+    fn check_authors(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
+        let refuse = |claimed: &str, why: String| {
+            tracing::warn!(event = "smtp.reject.from_not_owned", peer = %self.peer, user, claimed, reason = ?why);
+            self.shared.metrics.reject("from_not_owned");
+            Reply::new(550, Some((5, 7, 1)), why)
+        };
+        let authors = match postern_smtp::authors(body) {
+            Ok(authors) => authors,
+            Err(error) => {
+                return Err(refuse(
+                    "",
+                    format!("Message refused: {error}; the author of a submitted message must be an address of user {user}"),
+                ))
+            }
+        };
+        let accounts = self.shared.directory.snapshot();
+        // The address goes back in the reply: control characters (a line break would start
+        // another reply line, RFC 5321 4.2.1) and excess length are dropped.
+        let shown =
+            |a: &str| -> String { a.chars().filter(|c| !c.is_control()).take(256).collect() };
+        for author in &authors {
+            let field = author.field.name();
+            if !accounts.owns_address(user, &author.address) {
+                return Err(refuse(
+                    &author.address,
+                    format!(
+                        "{field}: header address <{}> is not owned by user {user} (submission policy: the {field}: field must name the user's own addresses, RFC 5322 3.6.2)",
+                        shown(&author.address)
+                    ),
+                ));
+            }
+            if let Some(named) = author
+                .named
+                .iter()
+                .find(|a| !accounts.owns_address(user, a))
+            {
+                return Err(refuse(
+                    named,
+                    format!(
+                        "{field}: header display name shows <{}>, which is not owned by user {user} (submission policy, RFC 5322 3.6.2)",
+                        shown(named)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The address a recipient is looked up as: "<Postmaster>" without a domain (RFC 5321
@@ -335,12 +420,68 @@ impl Driver<'_> {
                 format!("<{address}>: no such user here"),
             ));
         }
+        if let Some(user) = authenticated_as {
+            // Only recipients that would be accepted count against the hourly allowance.
+            if let Some(reply) = self.rate_limit(
+                RateKey::SubmittedRecipients(user.to_ascii_lowercase()),
+                "submission_recipients_per_hour",
+                self.shared.config.smtp.submission_recipients_per_hour,
+                user,
+            ) {
+                return Verdict::Reject(reply);
+            }
+        }
         Verdict::Accept
+    }
+
+    /// Takes one unit of an hourly allowance (`[smtp] <limit>`, 0 = none). Over it: the
+    /// 450 4.7.1 to answer (RFC 5321 4.2.1: a transient negative reply, the client retries
+    /// later; RFC 3463 X.7.1: not authorized now, as Postfix answers its rate limits). The
+    /// first refusal of an episode logs the error-level `smtp.rate_limit.exceeded`, the
+    /// alert; every refusal counts in `postern_smtp_rate_limited_total{limit}`.
+    fn rate_limit(
+        &self,
+        key: RateKey,
+        limit: &'static str,
+        per_hour: u64,
+        who: &str,
+    ) -> Option<Reply> {
+        let verdict = self
+            .shared
+            .rate_limits
+            .take(key, per_hour, 1, std::time::Instant::now());
+        let RateVerdict::Refused { first } = verdict else {
+            return None;
+        };
+        if first {
+            tracing::error!(event = "smtp.rate_limit.exceeded", peer = %self.peer, limit, per_hour, who);
+        }
+        self.shared
+            .metrics
+            .smtp_rate_limited
+            .get_or_create(&vec![("limit", limit.to_string())])
+            .inc();
+        self.shared.metrics.reject("rate_limit");
+        let what = match limit {
+            "mx_messages_per_ip_per_hour" => format!("Too many messages from {who}"),
+            "submission_messages_per_hour" => format!("Too many messages sent by {who}"),
+            _ => format!("Too many recipients for messages sent by {who}"),
+        };
+        Some(Reply::new(
+            450,
+            Some((4, 7, 1)),
+            format!("{what}: the limit is {per_hour} an hour, try again later"),
+        ))
     }
 
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
     /// sent by the session only after this returns Ok (DESIGN.md 3.3).
     async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
+        if let Some(user) = envelope.authenticated_as.as_deref() {
+            // Only submission authenticates (MX never offers AUTH), so this is the
+            // submission policy: refused before the storage gate, as no retry can pass it.
+            self.check_authors(user, &envelope.body)?;
+        }
         // Storage turned unsafe during the transaction: refuse rather than accept what the
         // store may lose (DESIGN.md 3.3); the client retries the whole message.
         if let Some(reply) = self.shared.health_gate.check() {
