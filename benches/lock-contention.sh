@@ -44,6 +44,8 @@ bind = ["127.0.0.1:$imap"]
 
 [smtp]
 greeting_delay_ms = 0
+# All load comes from 127.0.0.1: no per-address hourly limit.
+mx_messages_per_ip_per_hour = 0
 
 [store]
 shards = 2
