@@ -30,11 +30,13 @@ from harness import REMOTE_SENDER
 ALERT_TIMEOUT = 240.0
 
 
-def _alert(box, component: str, state: str, body_has: str | None = None) -> bytes:
+def _alert(box, component: str, state: str | tuple[str, ...],
+           body_has: str | None = None) -> bytes:
+    states = (state,) if isinstance(state, str) else state
     def pred(m, raw):
-        return (m["X-Postern-Component"] == component and m["X-Postern-State"] == state
+        return (m["X-Postern-Component"] == component and m["X-Postern-State"] in states
                 and (body_has is None or body_has.encode() in raw))
-    return box.wait_mail(pred, f"{state} alert mail for {component}"
+    return box.wait_mail(pred, f"{'/'.join(states)} alert mail for {component}"
                          + (f" naming {body_has}" if body_has else ""), timeout=ALERT_TIMEOUT)
 
 
@@ -135,7 +137,10 @@ def test_disk_removed_under_load_then_replaced(box):
         # Mail keeps flowing on the degraded array.
         load.wait_acked(10)
     acked = list(load.acked)
-    mail = _alert(box, cid, c["state"], body_has="DegradedArray")
+    # hwmond may first see the member faulty but not yet removed (WARNING, no event) and only
+    # then the array degraded (the DegradedArray event, CRITICAL on a two-disk RAID1), or see
+    # the degraded array at once: the alert that names DegradedArray is either.
+    mail = _alert(box, cid, ("WARNING", "CRITICAL"), body_has="DegradedArray")
     print(f"alert: {email.message_from_bytes(mail)['Subject']}")
     stored = {m.group(1).decode() for _, raw in box.inbox()
               for m in [re.search(rb"^Message-Id: <([^>]+)>", raw, re.M | re.I)] if m}
