@@ -181,7 +181,9 @@ class Guest:
     guest_dir: pathlib.Path = DEFAULT_GUEST
     ipmi: str | None = None          # "127.0.0.1:PORT" of ipmi_sim's VM serial interface
     append: str = ""
-    mem_mib: int = 256
+    # The initramfs (static posternd, postern and hwmond plus the guest tools, ~72 MB) is
+    # unpacked into RAM: with 256 MiB that failed ("Initramfs unpacking failed: write error").
+    mem_mib: int = 512
     disk_mib: int = 64
     raid5_disks: int = 0             # extra virtio disks (serials PSTN-R5-K) for an md RAID5
     hostfwd: dict[int, int] = field(default_factory=dict)  # host 127.0.0.1 port -> guest port
