@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# SMTP latency at one client against the disk's own durable-write latency, same disk, same
+# run (issue 13's commit-latency target: SMTP p99 at 1 client within 2x a 4 KiB O_DSYNC
+# write). smtp-load sends 10 KiB messages for SECS seconds over one reused connection to a
+# fresh posternd whose store is under DIR; then 2000 O_DSYNC 4 KiB pwrites in a file there.
+#
+#   benches/commit-latency.sh [DIR]          # DIR defaults to /var/tmp
+#
+# Needs release builds: cargo build --release -p posternd -p postern-smtp-load
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release}
+SECS=${SECS:-15}
+base=${1:-/var/tmp}
+for b in posternd postern smtp-load; do
+    [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (see the header of this script)" >&2; exit 1; }
+done
+work=$(mktemp -d "$base/postern-latency.XXXXXX")
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/postern.toml" <<TOML
+[server]
+hostname = "bench.test"
+data_dir = "$work/data"
+workers = 2
+
+[[listener]]
+kind = "mx"
+bind = ["127.0.0.1:$port"]
+
+[smtp]
+greeting_delay_ms = 0
+mx_messages_per_ip_per_hour = 0
+
+[store]
+shards = 2
+
+[metrics]
+bind = ""
+
+[log]
+level = "warn"
+format = "text"
+TOML
+cfg=(--config "$work/postern.toml")
+"$BIN/postern" "${cfg[@]}" domain add bench.test >/dev/null
+"$BIN/postern" "${cfg[@]}" user add rcpt@bench.test --password 'Bench-Passw0rd-4kQ9zX' >/dev/null
+"$BIN/posternd" "${cfg[@]}" >"$work/posternd.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1).close()" \
+        2>/dev/null && break
+    sleep 0.1
+done
+smtp=$("$BIN/smtp-load" --target "127.0.0.1:$port" --clients 1 --messages 1000000000 \
+    --duration "$SECS" --size 10240 --warmup 50 --json)
+python3 - "$smtp" "$work/dsync" <<'PY'
+import json, os, sys, time
+smtp = json.loads(sys.argv[1])["latency_ms"]
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
+buf, lat = b"\0" * 4096, []
+for i in range(2000):
+    t = time.perf_counter()
+    os.pwrite(fd, buf, (i % 256) * 4096)
+    lat.append((time.perf_counter() - t) * 1e3)
+lat.sort()
+dsync = {"p50": lat[1000], "p99": lat[1980]}
+print("| | p50 ms | p99 ms |")
+print("|---|---|---|")
+print(f"| SMTP, 1 client, 10 KiB | {smtp['p50']:.3f} | {smtp['p99']:.3f} |")
+print(f"| O_DSYNC 4 KiB pwrite | {dsync['p50']:.3f} | {dsync['p99']:.3f} |")
+print(f"| ratio | {smtp['p50'] / dsync['p50']:.1f} | {smtp['p99'] / dsync['p99']:.1f} |")
+PY
