@@ -18,41 +18,15 @@ done
 work=$(mktemp -d "$base/postern-latency.XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/postern.toml" <<TOML
-[server]
-hostname = "bench.test"
-data_dir = "$work/data"
-workers = 2
-
-[[listener]]
-kind = "mx"
-bind = ["127.0.0.1:$port"]
-
-[smtp]
-greeting_delay_ms = 0
-mx_messages_per_ip_per_hour = 0
-
-[store]
-shards = 2
-
-[metrics]
-bind = ""
-
-[log]
-level = "warn"
-format = "text"
-TOML
+. benches/store-bench.sh
+port=$(free_port)
+bench_config "$work/postern.toml" "$work/data" "$port"
 cfg=(--config "$work/postern.toml")
 "$BIN/postern" "${cfg[@]}" domain add bench.test >/dev/null
 "$BIN/postern" "${cfg[@]}" user add rcpt@bench.test --password 'Bench-Passw0rd-4kQ9zX' >/dev/null
 "$BIN/posternd" "${cfg[@]}" >"$work/posternd.log" 2>&1 &
 pid=$!
-for _ in $(seq 300); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1).close()" \
-        2>/dev/null && break
-    sleep 0.1
-done
+wait_port "$port"
 smtp=$("$BIN/smtp-load" --target "127.0.0.1:$port" --clients 1 --messages 1000000000 \
     --duration "$SECS" --size 10240 --warmup 50 --json)
 python3 - "$smtp" "$work/dsync" <<'PY'

@@ -27,35 +27,11 @@ work=$(mktemp -d /var/tmp/postern-compaction.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/postern.toml" <<EOF
-[server]
-hostname = "bench.test"
-data_dir = "$work/data"
-workers = 2
-
-[[listener]]
-kind = "mx"
-bind = ["127.0.0.1:$port"]
-
-[smtp]
-# The MX listener's early-talker wait would be measured as start time.
-greeting_delay_ms = 0
-# Load from one address: no hourly message allowance (DESIGN.md 2 rate limits).
-mx_messages_per_ip_per_hour = 0
-
-[store]
-shards = 2
-compact_interval_secs = 0
-compact_rate = $RATE
-
-[metrics]
-bind = ""
-
-[log]
-level = "info"
-format = "text"
-EOF
+. benches/store-bench.sh
+port=$(free_port)
+STORE_EXTRA="compact_interval_secs = 0
+compact_rate = $RATE" \
+    bench_config "$work/postern.toml" "$work/data" "$port"
 cfg=(--config "$work/postern.toml")
 mkdir -p "$work/data"
 n=$(python3 -c "print(int($GB * 1e9 / $MSG))")
@@ -64,11 +40,7 @@ n=$(python3 -c "print(int($GB * 1e9 / $MSG))")
 "$BIN/postern" "${cfg[@]}" user add rcpt@bench.test --password 'Bench-Pw-7c1e92aa' >/dev/null
 "$BIN/posternd" "${cfg[@]}" >"$work/posternd.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1).close()" \
-        2>/dev/null && break
-    sleep 0.1
-done
+wait_port "$port"
 stats_before=$("$BIN/postern" "${cfg[@]}" store stats | tail -1)
 
 load() {

@@ -25,38 +25,10 @@ done
 work=$(mktemp -d /var/tmp/postern-locks.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/store-bench.sh
 smtp=$(free_port)
 imap=$(free_port)
-cat >"$work/postern.toml" <<EOF
-[server]
-hostname = "bench.test"
-data_dir = "$work/data"
-workers = 2
-
-[[listener]]
-kind = "mx"
-bind = ["127.0.0.1:$smtp"]
-
-[[listener]]
-kind = "imap"
-bind = ["127.0.0.1:$imap"]
-
-[smtp]
-greeting_delay_ms = 0
-# All load comes from 127.0.0.1: no per-address hourly limit.
-mx_messages_per_ip_per_hour = 0
-
-[store]
-shards = 2
-
-[metrics]
-bind = ""
-
-[log]
-level = "warn"
-format = "text"
-EOF
+bench_config "$work/postern.toml" "$work/data" "$smtp" "$imap"
 cfg=(--config "$work/postern.toml")
 mkdir -p "$work/data"
 "$BIN/examples/fill_store" "$work/data/store" "$MESSAGES" 10240 2 >&2
@@ -77,11 +49,7 @@ for posternd in "$@"; do
     rm -rf "$work/data" && cp -a "$work/data.orig" "$work/data"
     "$posternd" "${cfg[@]}" >"$work/posternd.log" 2>&1 &
     pid=$!
-    for _ in $(seq 600); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $smtp), timeout=1).close()" \
-            2>/dev/null && break
-        sleep 0.1
-    done
+    wait_port "$smtp"
     alone=$(smtp_load)
     "$BIN/imap-load" mix --target "127.0.0.1:$imap" --tls starttls --user bench@bench.test \
         --password 'Bench-Passw0rd-4kQ9zX' --clients "$IMAP_CLIENTS" --warmup 3 \

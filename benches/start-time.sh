@@ -27,33 +27,9 @@ done
 work=$(mktemp -d /var/tmp/postern-start.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/postern.toml" <<EOF
-[server]
-hostname = "bench.test"
-data_dir = "$work/data"
-workers = 2
-
-[[listener]]
-kind = "mx"
-bind = ["127.0.0.1:$port"]
-
-[smtp]
-# The MX listener's early-talker wait would be measured as start time.
-greeting_delay_ms = 0
-# Load from one address: no hourly message allowance (DESIGN.md 2 rate limits).
-mx_messages_per_ip_per_hour = 0
-
-[store]
-shards = 2
-
-[metrics]
-bind = ""
-
-[log]
-level = "info"
-format = "text"
-EOF
+. benches/store-bench.sh
+port=$(free_port)
+bench_config "$work/postern.toml" "$work/data" "$port"
 
 # Seconds from exec to the banner, median of RUNS; every start stopped cleanly unless $2 says
 # "kill" (so that the state measured is the same each time).
