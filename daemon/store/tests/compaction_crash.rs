@@ -8,6 +8,8 @@
 //!
 //! A `harness = false` test (daemon/store/Cargo.toml), like tests/crash.rs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -42,18 +44,6 @@ fn store_opts(dir: &str) -> StoreOptions {
     o
 }
 
-/// Deterministic pseudo-random stream (splitmix64).
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    move || {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// The bytes of message `token`: recomputable by the parent from the token alone.
 fn body(token: u64) -> Vec<u8> {
     let mut b = format!("X-Token: {token}\r\n\r\n").into_bytes();
@@ -75,21 +65,7 @@ fn main() {
     if let (Ok(dir), Ok(seed)) = (std::env::var(ENV_DIR), std::env::var(ENV_SEED)) {
         return child(&dir, seed.parse().expect("seed"));
     }
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if std::env::args().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
-        return;
-    }
-    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("running 0 tests");
-        return;
-    }
-    println!("running 1 test");
-    parent();
-    println!("test {TEST_NAME} ... ok");
+    common::run_single_test(TEST_NAME, parent);
 }
 
 fn say(line: String) {
@@ -112,7 +88,7 @@ fn child(dir: &str, seed: u64) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut next = rng(seed);
+    let mut next = common::rng(seed);
     let mut token = seed * 1_000_000;
     say("READY".into());
     rt.block_on(async {
@@ -373,7 +349,7 @@ fn parent() {
             }
             assert!(started.elapsed() < Duration::from_secs(120));
         }
-        let delay = rng(round + 99)() % 400;
+        let delay = common::rng(round + 99)() % 400;
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().expect("kill");
         child.wait().expect("wait");

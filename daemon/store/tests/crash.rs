@@ -35,18 +35,6 @@ fn store_opts(dir: &str, backend: BackendChoice) -> StoreOptions {
     o
 }
 
-/// Deterministic pseudo-random stream (splitmix64).
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    move || {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 const TEST_NAME: &str = "sigkill_loses_nothing_acknowledged";
 
 fn main() {
@@ -57,22 +45,7 @@ fn main() {
     ) {
         return crash_child(&dir, &backend, &seed);
     }
-    // `cargo test NAME` passes a filter; options (--nocapture...) are not filters.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if std::env::args().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
-        return;
-    }
-    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("running 0 tests");
-        return;
-    }
-    println!("running 1 test");
-    sigkill_loses_nothing_acknowledged();
-    println!("test {TEST_NAME} ... ok");
+    common::run_single_test(TEST_NAME, sigkill_loses_nothing_acknowledged);
 }
 
 /// Child mode: append forever from several tasks, printing each acknowledgement.
@@ -93,7 +66,7 @@ fn crash_child(dir: &str, backend: &str, seed: &str) {
         for t in 0..8u64 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                let mut next = rng(seed * 1000 + t);
+                let mut next = common::rng(seed * 1000 + t);
                 for n in 0u64.. {
                     let size = (next() % 6000) as usize;
                     let tag = format!("seed={seed} task={t} n={n};");
@@ -169,7 +142,7 @@ fn sigkill_loses_nothing_acknowledged() {
                 }
                 assert!(Instant::now() < deadline);
             }
-            let delay = rng(seed + 77)() % 120;
+            let delay = common::rng(seed + 77)() % 120;
             std::thread::sleep(Duration::from_millis(delay));
             child.kill().unwrap();
             child.wait().unwrap();
