@@ -110,10 +110,8 @@ fn login_history(shared: &Shared, account: &str) -> String {
 
 /// Client side, used by `postern`: sends one command; Ok(None) when no daemon listens.
 pub fn request(path: &Path, command: &str) -> Option<String> {
-    use std::io::{BufRead, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(format!("{command}\n").as_bytes()).ok()?;
+    use std::io::BufRead;
+    let stream = send(path, command, Duration::from_secs(5))?;
     let mut reply = String::new();
     std::io::BufReader::new(stream).read_line(&mut reply).ok()?;
     Some(reply.trim().to_string())
@@ -122,11 +120,18 @@ pub fn request(path: &Path, command: &str) -> Option<String> {
 /// Client side of a command whose reply is several lines: everything until the daemon
 /// closes the connection. None when no daemon listens.
 pub fn request_text(path: &Path, command: &str, timeout: Duration) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.write_all(format!("{command}\n").as_bytes()).ok()?;
+    use std::io::Read;
+    let mut stream = send(path, command, timeout)?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     Some(reply)
+}
+
+/// Connects and sends one command line; reads on the stream time out after `timeout`.
+fn send(path: &Path, command: &str, timeout: Duration) -> Option<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.write_all(format!("{command}\n").as_bytes()).ok()?;
+    Some(stream)
 }
