@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod peer_noise;
 pub mod pop3;
 pub mod server;
+#[cfg(test)]
+mod session_deadlines;
 pub mod smtp;
 pub mod store_admin;
 #[cfg(test)]

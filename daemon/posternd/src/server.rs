@@ -152,6 +152,65 @@ fn bind_reuseport(address: SocketAddr) -> Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+impl Shared {
+    /// Everything the workers share, built from the configuration and the opened store:
+    /// accounts, TLS (the self-signed certificate made if none is configured), bans and the
+    /// storage gate. Listeners are not bound here.
+    pub fn build(
+        config: Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Shared>, Arc<ReloadingCertificate>)> {
+        let data_dir = config.data_dir().to_path_buf();
+        let directory = Directory::open(
+            &data_dir,
+            crate::credential_cache::CredentialCache::from_config(&config.auth),
+        )?;
+        let (tls, certificate) = crate::tls::server_config(&config)?;
+        let login_guard = Arc::new(crate::login_guard::LoginGuard::open(
+            crate::login_guard::Settings::from_config(&config.auth),
+            &data_dir,
+            crate::login_guard::unix_now(),
+        )?);
+        let health_gate = match &config.health.socket {
+            Some(socket) => {
+                crate::health_gate::HealthGate::start(socket.clone(), metrics.health_gate.clone())
+                    .context("starting the storage health gate")?
+            }
+            None => crate::health_gate::HealthGate::disabled(metrics.health_gate.clone()),
+        };
+        let shared = Arc::new(Shared {
+            health_gate,
+            smtp_limits: smtp_limits(&config),
+            submission_limits: submission_limits(&config),
+            rate_limits: crate::connection_limits::RateLimits::new(),
+            // DESIGN.md 6: MX and submission (587 and 465) each have their own per-IP
+            // allowance (classes SMTP_MX and SMTP_SUBMISSION), within one SMTP total.
+            connection_limits: ConnectionLimits::with_classes(
+                usize_of(config.smtp.max_connections),
+                vec![
+                    usize_of(config.smtp.max_connections_per_ip),
+                    usize_of(config.smtp.max_submission_connections_per_ip),
+                ],
+            ),
+            inboxes: Inboxes::new(store.clone()),
+            pop3: crate::pop3::Pop3State::new(&config),
+            header_cache: Arc::new(crate::imap::HeaderCache::new(
+                usize_of(config.imap.search_cache_mb).saturating_mul(1 << 20),
+                metrics.imap_search_cache_bytes.clone(),
+                metrics.imap_search_cache_fills.clone(),
+            )),
+            login_guard,
+            config,
+            store,
+            directory,
+            metrics,
+            tls,
+        });
+        Ok((shared, certificate))
+    }
+}
+
 pub fn run(config: Config) -> Result<()> {
     let data_dir = config.data_dir().to_path_buf();
     std::fs::create_dir_all(&data_dir)
@@ -168,16 +227,8 @@ pub fn run(config: Config) -> Result<()> {
         records_replayed = store.recovery().records_replayed,
         recovery_ms = store.recovery().elapsed.as_millis() as u64,
     );
-    let directory = Directory::open(
-        &data_dir,
-        crate::credential_cache::CredentialCache::from_config(&config.auth),
-    )?;
-    let (tls, certificate) = crate::tls::server_config(&config)?;
-    let login_guard = Arc::new(crate::login_guard::LoginGuard::open(
-        crate::login_guard::Settings::from_config(&config.auth),
-        &data_dir,
-        crate::login_guard::unix_now(),
-    )?);
+    let (shared, certificate) = Shared::build(config, store.clone(), metrics)?;
+    let config = &shared.config;
     let workers = config.effective_workers();
 
     // Bind everything before anything is announced, so a port in use fails the start.
@@ -200,42 +251,6 @@ pub fn run(config: Config) -> Result<()> {
         }
     }
 
-    let health_gate = match &config.health.socket {
-        Some(socket) => {
-            crate::health_gate::HealthGate::start(socket.clone(), metrics.health_gate.clone())
-                .context("starting the storage health gate")?
-        }
-        None => crate::health_gate::HealthGate::disabled(metrics.health_gate.clone()),
-    };
-    let shared = Arc::new(Shared {
-        health_gate,
-        smtp_limits: smtp_limits(&config),
-        submission_limits: submission_limits(&config),
-        rate_limits: crate::connection_limits::RateLimits::new(),
-        // DESIGN.md 6: MX and submission (587 and 465) each have their own per-IP
-        // allowance (classes SMTP_MX and SMTP_SUBMISSION), within one SMTP total.
-        connection_limits: ConnectionLimits::with_classes(
-            usize_of(config.smtp.max_connections),
-            vec![
-                usize_of(config.smtp.max_connections_per_ip),
-                usize_of(config.smtp.max_submission_connections_per_ip),
-            ],
-        ),
-        inboxes: Inboxes::new(store.clone()),
-        pop3: crate::pop3::Pop3State::new(&config),
-        header_cache: Arc::new(crate::imap::HeaderCache::new(
-            usize_of(config.imap.search_cache_mb).saturating_mul(1 << 20),
-            metrics.imap_search_cache_bytes.clone(),
-            metrics.imap_search_cache_fills.clone(),
-        )),
-        login_guard: login_guard.clone(),
-        config,
-        store: store.clone(),
-        directory,
-        metrics: metrics.clone(),
-        tls,
-    });
-
     let mut handles = Vec::new();
     for (worker, listeners) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
@@ -252,7 +267,7 @@ pub fn run(config: Config) -> Result<()> {
         .context("control runtime")?;
     control.block_on(control_loop(shared.clone(), certificate, workers))?;
     // A ban added just before the stop may still be waiting for its write.
-    login_guard.flush(crate::login_guard::unix_now());
+    shared.login_guard.flush(crate::login_guard::unix_now());
     // SIGTERM/SIGINT: every acknowledged message is already durable, so stopping is only a
     // matter of letting the shards finish what they have queued.
     store.shutdown();
