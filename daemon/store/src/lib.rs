@@ -18,6 +18,7 @@ mod checkpoint;
 mod error;
 mod index;
 mod maintenance;
+mod pipeline;
 mod record;
 mod shard;
 pub mod stripe;
@@ -132,6 +133,9 @@ pub struct CommitReport {
     pub bytes: u64,
     /// From the start of serialisation to fdatasync completion.
     pub latency: Duration,
+    /// Written while the previous batch's fdatasync was still in flight (commit
+    /// pipelining, io_uring backend).
+    pub overlapped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -253,7 +257,7 @@ struct Inner {
     md: Option<MdLayout>,
     shards: usize,
     index: Arc<Mutex<Index>>,
-    senders: RwLock<Vec<mpsc::Sender<Msg>>>,
+    senders: RwLock<Vec<shard::Queue>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     create_lock: Mutex<()>,
     readers: maintenance::Readers,
@@ -567,11 +571,11 @@ impl Store {
                     index.clone(),
                     opts.on_commit.clone(),
                 )?;
-                let (tx, rx) = mpsc::channel();
+                let (tx, inbox) = shard::Queue::new().map_err(|e| StoreError::io(&dir, e))?;
                 let (ready_tx, ready_rx) = mpsc::sync_channel(1);
                 let t = std::thread::Builder::new()
                     .name(format!("store-shard-{s}"))
-                    .spawn(move || w.run(rx, ready_tx))
+                    .spawn(move || w.run(inbox, ready_tx))
                     .map_err(|e| StoreError::io(&dir, e))?;
                 let ready = ready_rx
                     .recv()
@@ -580,7 +584,7 @@ impl Store {
                     // Stop the threads already started before reporting.
                     drop(tx);
                     for tx in senders.drain(..) {
-                        drop::<mpsc::Sender<Msg>>(tx);
+                        drop::<shard::Queue>(tx);
                     }
                     let _ = t.join();
                     for t in threads.drain(..) {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -592,6 +593,55 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
+/// The way into a shard thread: its channel, plus an eventfd written after each message so
+/// that a thread waiting on io_uring completions (a batch in flight) also wakes for new work
+/// and can write the next batch while the previous one's fdatasync runs.
+pub(crate) struct Queue {
+    tx: mpsc::Sender<Msg>,
+    wake: Arc<OwnedFd>,
+}
+
+/// The shard thread's end of a [`Queue`].
+pub(crate) struct Inbox {
+    pub(crate) rx: mpsc::Receiver<Msg>,
+    pub(crate) wake: Arc<OwnedFd>,
+}
+
+impl Queue {
+    pub(crate) fn new() -> std::io::Result<(Queue, Inbox)> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor
+        // that nothing else owns.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let (tx, rx) = mpsc::channel();
+        Ok((
+            Queue {
+                tx,
+                wake: wake.clone(),
+            },
+            Inbox { rx, wake },
+        ))
+    }
+
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), mpsc::SendError<Msg>> {
+        self.tx.send(msg)?;
+        signal_eventfd(&self.wake);
+        Ok(())
+    }
+}
+
+/// Adds one to an eventfd's counter. Cannot fail in a way that matters: the counter only
+/// overflows after 2^64 - 1 unread wakes.
+pub(crate) fn signal_eventfd(fd: &OwnedFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live local buffer to a descriptor we own.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+}
+
 pub(crate) struct Writer {
     pub root: PathBuf,
     pub shard: usize,
@@ -605,8 +655,31 @@ pub(crate) struct Writer {
     pub max_batch: usize,
     pub index: Arc<Mutex<Index>>,
     pub on_commit: Option<CommitHook>,
-    poisoned: bool,
+    pub(crate) poisoned: bool,
     buf: Vec<u8>,
+}
+
+/// What [`Writer::place`] made of a set of jobs.
+pub(crate) enum Placed {
+    Batch(Batch),
+    /// The batch needs a new segment, which may not be started now: the jobs and buffer back.
+    Full(Vec<Job>, Vec<u8>),
+}
+
+/// A batch encoded at the tail of the log (padding included) and not yet durable.
+pub(crate) struct Batch {
+    pub(crate) jobs: Vec<Job>,
+    /// (offset in `buf`, length) of each job's record.
+    spans: Vec<(u64, u64)>,
+    pub(crate) seg: u32,
+    /// Where `buf` goes in segment `seg`.
+    pub(crate) offset: u64,
+    pub(crate) buf: Vec<u8>,
+    /// The sequence number after the batch (padding included).
+    end_seq: u64,
+    started: Instant,
+    /// Whether the batch was written while an earlier one's fdatasync was in flight.
+    pub(crate) overlapped: bool,
 }
 
 impl Writer {
@@ -663,15 +736,15 @@ impl Writer {
 
     /// The shard thread. Builds its backend first (an io_uring ring must be created on
     /// the thread that submits to it) and reports that on `ready`.
-    pub(crate) fn run(
-        self,
-        rx: mpsc::Receiver<Msg>,
-        ready: mpsc::SyncSender<Result<(), std::io::Error>>,
-    ) {
+    pub(crate) fn run(self, inbox: Inbox, ready: mpsc::SyncSender<Result<(), std::io::Error>>) {
         match Backend::new(self.kind) {
+            Ok(Backend::Uring(mut ring)) => {
+                let _ = ready.send(Ok(()));
+                self.serve_pipelined(&mut ring, inbox);
+            }
             Ok(backend) => {
                 let _ = ready.send(Ok(()));
-                self.serve(backend, rx);
+                self.serve(backend, inbox.rx);
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -679,6 +752,7 @@ impl Writer {
         }
     }
 
+    /// One batch at a time: write, fdatasync, answer (the portable backend).
     fn serve(mut self, mut backend: Backend, rx: mpsc::Receiver<Msg>) {
         let mut stop = false;
         while !stop {
@@ -688,13 +762,7 @@ impl Writer {
                 Ok(Msg::Shutdown) | Err(_) => stop = true,
             }
             // Group commit: everything already queued joins this batch.
-            while jobs.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(Msg::Job(j)) => jobs.push(j),
-                    Ok(Msg::Shutdown) => stop = true,
-                    Err(_) => break,
-                }
-            }
+            stop |= self.gather(&rx, &mut jobs);
             if jobs.is_empty() {
                 continue;
             }
@@ -703,13 +771,7 @@ impl Writer {
         // Finish work queued behind the shutdown request.
         loop {
             let mut jobs = Vec::new();
-            while jobs.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(Msg::Job(j)) => jobs.push(j),
-                    Ok(Msg::Shutdown) => {}
-                    Err(_) => break,
-                }
-            }
+            self.gather(&rx, &mut jobs);
             if jobs.is_empty() {
                 break;
             }
@@ -717,181 +779,282 @@ impl Writer {
         }
     }
 
+    /// Adds what is already queued to `jobs`, up to the batch limit, without waiting.
+    /// Returns whether a shutdown request was among it.
+    pub(crate) fn gather(&self, rx: &mpsc::Receiver<Msg>, jobs: &mut Vec<Job>) -> bool {
+        let mut stop = false;
+        while jobs.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Shutdown) => stop = true,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        stop
+    }
+
+    /// Writes `jobs` as one batch, makes it durable and answers every job.
     fn commit(&mut self, backend: &mut Backend, jobs: Vec<Job>) {
         if self.poisoned {
-            for j in jobs {
-                j.fail(&self.index, StoreError::ShardPoisoned(self.shard));
-            }
+            let shard = self.shard;
+            self.fail_all(jobs, || StoreError::ShardPoisoned(shard));
             return;
         }
-        let started = Instant::now();
-        self.buf.clear();
+        let buf = std::mem::take(&mut self.buf);
+        let batch = match self.place(jobs, buf, true) {
+            Ok(Placed::Batch(batch)) => batch,
+            Ok(Placed::Full(jobs, _)) => {
+                // Unreachable with may_roll = true; answered rather than lost.
+                self.fail_all(jobs, || StoreError::CommitFailed("segment full".into()));
+                return;
+            }
+            Err((jobs, e)) => {
+                self.poison(jobs, &e);
+                return;
+            }
+        };
+        let path = segment_path(&self.root, self.shard, batch.seg);
+        match backend.write_durable(&self.file, batch.offset, &batch.buf) {
+            Ok(()) => {
+                let buf = self.finish(batch);
+                self.buf = buf;
+            }
+            Err(e) => {
+                let e = StoreError::io(path, e);
+                self.poison(batch.jobs, &e);
+            }
+        }
+    }
+
+    /// Whether a batch of `records_len` bytes needs a new segment first.
+    pub(crate) fn needs_new_segment(&self, records_len: u64) -> bool {
+        let worst = records_len + self.align + HEADER_LEN as u64;
+        self.tail > 0 && self.tail + worst > self.segment_bytes
+    }
+
+    /// Encodes `jobs` into `buf` from the next sequence number. Returns each record's span
+    /// and the next sequence number.
+    pub(crate) fn encode(&self, jobs: &[Job], buf: &mut Vec<u8>) -> (Vec<(u64, u64)>, u64) {
+        buf.clear();
         let mut seq = self.seq;
         let mut spans = Vec::with_capacity(jobs.len());
-        for j in &jobs {
-            let start = self.buf.len();
-            let n = match &j.op {
-                Op::Message { record, .. } => record.encode(seq, &mut self.buf),
-                Op::Create {
-                    id,
-                    uidvalidity,
-                    account,
-                    name,
-                    special_use,
-                } => Record::MailboxCreate {
-                    id: *id,
-                    uidvalidity: *uidvalidity,
-                    account: account.clone(),
-                    name: name.clone(),
-                    special_use: special_use.clone(),
-                }
-                .encode(seq, &mut self.buf),
-                Op::Flags {
-                    mailbox,
-                    uid,
-                    modseq,
-                    flags,
-                } => Record::FlagsUpdate {
-                    mailbox: *mailbox,
-                    uid: *uid,
-                    modseq: *modseq,
-                    flags: flags.clone(),
-                }
-                .encode(seq, &mut self.buf),
-                Op::Expunge {
-                    mailbox,
-                    modseq,
-                    uids,
-                } => Record::Expunge {
-                    mailbox: *mailbox,
-                    modseq: *modseq,
-                    uids: uids.clone(),
-                }
-                .encode(seq, &mut self.buf),
-                Op::FlagsBatch { mailbox, updates } => Record::FlagsBatch {
-                    mailbox: *mailbox,
-                    updates: updates.clone(),
-                }
-                .encode(seq, &mut self.buf),
-                Op::Move {
-                    mailbox,
-                    modseq,
-                    uids,
-                    copies,
-                    ..
-                } => Record::Move {
-                    mailbox: *mailbox,
-                    modseq: *modseq,
-                    uids: uids.clone(),
-                    copies: copies.clone(),
-                }
-                .encode(seq, &mut self.buf),
-                Op::Catalog(record) => record.encode(seq, &mut self.buf),
-            };
+        for j in jobs {
+            let start = buf.len();
+            let n = encode_op(&j.op, seq, buf);
             seq += 1;
             spans.push((start as u64, n as u64));
         }
-        let records_len = self.buf.len() as u64;
-        let worst = records_len + self.align + HEADER_LEN as u64;
-        let result = (|| -> Result<(), StoreError> {
-            if self.tail > 0 && self.tail + worst > self.segment_bytes {
-                let next = self.seg + 1;
-                let file = create_segment(&self.root, self.shard, next, self.segment_bytes)?;
-                self.seg = next;
-                self.file = file;
-                self.tail = 0;
+        (spans, seq)
+    }
+
+    /// Encodes `jobs` as one batch at the tail of the log (on a new segment when it does
+    /// not fit in this one), padded so that the next batch starts on an alignment boundary,
+    /// and moves the tail past it. The caller writes it and then calls [`Writer::finish`].
+    /// Without `may_roll`, a batch that needs a new segment is handed back as
+    /// [`Placed::Full`].
+    pub(crate) fn place(
+        &mut self,
+        jobs: Vec<Job>,
+        mut buf: Vec<u8>,
+        may_roll: bool,
+    ) -> Result<Placed, (Vec<Job>, StoreError)> {
+        let started = Instant::now();
+        let (spans, mut seq) = self.encode(&jobs, &mut buf);
+        if self.needs_new_segment(buf.len() as u64) {
+            if !may_roll {
+                return Ok(Placed::Full(jobs, buf));
             }
-            // Pad the batch so the next one starts on an alignment boundary (a full md
-            // stripe on parity RAID: no read-modify-write).
-            let end = self.tail + records_len;
-            let mut gap = end.div_ceil(self.align) * self.align - end;
-            if gap > 0 && gap < HEADER_LEN as u64 {
-                gap += self.align;
-            }
-            if gap > 0 {
-                Record::Padding((gap - HEADER_LEN as u64) as usize).encode(seq, &mut self.buf);
-                seq += 1;
-            }
-            let path = segment_path(&self.root, self.shard, self.seg);
-            backend
-                .write_durable(&self.file, self.tail, &self.buf)
-                .map_err(|e| StoreError::io(path, e))
-        })();
-        let bytes = self.buf.len() as u64;
-        match result {
-            Ok(()) => {
-                let base = self.tail;
-                self.tail += bytes;
-                self.seq = seq;
-                let mut replies = Vec::with_capacity(jobs.len());
-                {
-                    // The batch is durable: its waiters must hear so even when another
-                    // thread panicked holding the index lock. Dropping their replies would
-                    // make clients retry and store each message twice. Applying to a
-                    // possibly half-updated index is acceptable: the log, not the index,
-                    // is the truth, and recovery rebuilds the index from it at restart.
-                    // The lock stays poisoned, so new requests are refused at enqueue
-                    // (lock_err) until then.
-                    let mut ix = self.index.lock().unwrap_or_else(|poisoned| {
-                        tracing::error!(
-                            event = "store.index.poisoned",
-                            shard = self.shard,
-                            "index lock poisoned after a durable commit; answering its waiters"
-                        );
-                        poisoned.into_inner()
-                    });
-                    for (j, (start, len)) in jobs.into_iter().zip(spans) {
-                        let loc = Location {
-                            shard: self.shard,
-                            segment: self.seg,
-                            offset: base + start,
-                            len,
-                        };
-                        let done = apply(&mut ix, j.op, loc);
-                        replies.push((j.reply, done));
-                    }
-                    // The index now holds this shard's log up to here (a checkpoint taken
-                    // under this lock covers exactly that).
-                    ix.positions.insert(
-                        self.shard,
-                        LogPosition {
-                            segment: self.seg,
-                            offset: self.tail,
-                            seq: self.seq,
-                        },
-                    );
-                    ix.segment_ends.insert((self.shard, self.seg), self.tail);
-                    ix.bytes_since_checkpoint += bytes;
+            let next = self.seg + 1;
+            match create_segment(&self.root, self.shard, next, self.segment_bytes) {
+                Ok(file) => {
+                    self.seg = next;
+                    self.file = file;
+                    self.tail = 0;
                 }
-                let n = replies.len();
-                for (reply, done) in replies {
-                    reply.send(Ok(done));
-                }
-                if let Some(cb) = &self.on_commit {
-                    cb(&CommitReport {
-                        shard: self.shard,
-                        records: n,
-                        bytes,
-                        latency: started.elapsed(),
-                    });
-                }
-            }
-            Err(e) => {
-                // After a failed write or fdatasync the file state is unknown (the kernel
-                // may have dropped dirty pages): nothing more is written to this shard.
-                tracing::error!(
-                    event = "store.commit.failed",
-                    shard = self.shard,
-                    error = %e,
-                    "commit failed; shard stops accepting writes"
-                );
-                self.poisoned = true;
-                let msg = e.to_string();
-                for j in jobs {
-                    j.fail(&self.index, StoreError::CommitFailed(msg.clone()));
-                }
+                Err(e) => return Err((jobs, e)),
             }
         }
+        // Pad the batch so the next one starts on an alignment boundary (a full md
+        // stripe on parity RAID: no read-modify-write).
+        let end = self.tail + buf.len() as u64;
+        let mut gap = end.div_ceil(self.align) * self.align - end;
+        if gap > 0 && gap < HEADER_LEN as u64 {
+            gap += self.align;
+        }
+        if gap > 0 {
+            Record::Padding((gap - HEADER_LEN as u64) as usize).encode(seq, &mut buf);
+            seq += 1;
+        }
+        let batch = Batch {
+            jobs,
+            spans,
+            seg: self.seg,
+            offset: self.tail,
+            buf,
+            end_seq: seq,
+            started,
+            overlapped: false,
+        };
+        self.tail += batch.buf.len() as u64;
+        self.seq = seq;
+        Ok(Placed::Batch(batch))
+    }
+
+    /// The batch is durable: applies it to the index and answers its jobs. Returns its
+    /// buffer for reuse.
+    pub(crate) fn finish(&mut self, batch: Batch) -> Vec<u8> {
+        let Batch {
+            jobs,
+            spans,
+            seg,
+            offset,
+            buf,
+            end_seq,
+            started,
+            overlapped,
+        } = batch;
+        let bytes = buf.len() as u64;
+        let mut replies = Vec::with_capacity(jobs.len());
+        {
+            // The batch is durable: its waiters must hear so even when another thread
+            // panicked holding the index lock. Dropping their replies would make clients
+            // retry and store each message twice. Applying to a possibly half-updated index
+            // is acceptable: the log, not the index, is the truth, and recovery rebuilds the
+            // index from it at restart. The lock stays poisoned, so new requests are
+            // refused at enqueue (lock_err) until then.
+            let mut ix = self.index.lock().unwrap_or_else(|poisoned| {
+                tracing::error!(
+                    event = "store.index.poisoned",
+                    shard = self.shard,
+                    "index lock poisoned after a durable commit; answering its waiters"
+                );
+                poisoned.into_inner()
+            });
+            for (j, (start, len)) in jobs.into_iter().zip(spans) {
+                let loc = Location {
+                    shard: self.shard,
+                    segment: seg,
+                    offset: offset + start,
+                    len,
+                };
+                let done = apply(&mut ix, j.op, loc);
+                replies.push((j.reply, done));
+            }
+            // The index now holds this shard's log up to here (a checkpoint taken under
+            // this lock covers exactly that).
+            let end = offset + bytes;
+            ix.positions.insert(
+                self.shard,
+                LogPosition {
+                    segment: seg,
+                    offset: end,
+                    seq: end_seq,
+                },
+            );
+            ix.segment_ends.insert((self.shard, seg), end);
+            ix.bytes_since_checkpoint += bytes;
+        }
+        let n = replies.len();
+        for (reply, done) in replies {
+            reply.send(Ok(done));
+        }
+        if let Some(cb) = &self.on_commit {
+            cb(&CommitReport {
+                shard: self.shard,
+                records: n,
+                bytes,
+                latency: started.elapsed(),
+                overlapped,
+            });
+        }
+        buf
+    }
+
+    /// Answers jobs that will not be written, each with `error()`.
+    pub(crate) fn fail_all(&self, jobs: Vec<Job>, error: impl Fn() -> StoreError) {
+        for j in jobs {
+            j.fail(&self.index, error());
+        }
+    }
+
+    /// A write or fdatasync failed: after that the file state is unknown (the kernel may
+    /// have dropped dirty pages), so nothing more is written to this shard.
+    pub(crate) fn poison(&mut self, jobs: Vec<Job>, error: &StoreError) {
+        tracing::error!(
+            event = "store.commit.failed",
+            shard = self.shard,
+            error = %error,
+            "commit failed; shard stops accepting writes"
+        );
+        self.poisoned = true;
+        let msg = error.to_string();
+        self.fail_all(jobs, || StoreError::CommitFailed(msg.clone()));
+    }
+}
+
+/// Appends the log record of `op` to `buf`; returns its length.
+fn encode_op(op: &Op, seq: u64, buf: &mut Vec<u8>) -> usize {
+    match op {
+        Op::Message { record, .. } => record.encode(seq, buf),
+        Op::Create {
+            id,
+            uidvalidity,
+            account,
+            name,
+            special_use,
+        } => Record::MailboxCreate {
+            id: *id,
+            uidvalidity: *uidvalidity,
+            account: account.clone(),
+            name: name.clone(),
+            special_use: special_use.clone(),
+        }
+        .encode(seq, buf),
+        Op::Flags {
+            mailbox,
+            uid,
+            modseq,
+            flags,
+        } => Record::FlagsUpdate {
+            mailbox: *mailbox,
+            uid: *uid,
+            modseq: *modseq,
+            flags: flags.clone(),
+        }
+        .encode(seq, buf),
+        Op::Expunge {
+            mailbox,
+            modseq,
+            uids,
+        } => Record::Expunge {
+            mailbox: *mailbox,
+            modseq: *modseq,
+            uids: uids.clone(),
+        }
+        .encode(seq, buf),
+        Op::FlagsBatch { mailbox, updates } => Record::FlagsBatch {
+            mailbox: *mailbox,
+            updates: updates.clone(),
+        }
+        .encode(seq, buf),
+        Op::Move {
+            mailbox,
+            modseq,
+            uids,
+            copies,
+            ..
+        } => Record::Move {
+            mailbox: *mailbox,
+            modseq: *modseq,
+            uids: uids.clone(),
+            copies: copies.clone(),
+        }
+        .encode(seq, buf),
+        Op::Catalog(record) => record.encode(seq, buf),
     }
 }
 
