@@ -16,7 +16,11 @@ from hwmond_harness import (
     reading, recorded_smart, run_hwmond, set_md_scenario, status_once, write_config, write_smart,
 )
 
-pytestmark = pytest.mark.skipif(not HWMOND.exists(), reason=f"{HWMOND} not built")
+
+@pytest.fixture(autouse=True)
+def _hwmond_built():
+    # A missing binary fails the test (tests/run builds it first); it never skips.
+    assert HWMOND.exists(), f"{HWMOND} not built (cargo build -p postern-hwmon)"
 
 
 @pytest.fixture
@@ -319,7 +323,7 @@ def test_full_data_filesystem_is_unsafe(env, tmp_path):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
                              capture_output=True).returncode == 0
     if not mounted:
-        pytest.skip("cannot mount a tmpfs (not root)")
+        pytest.fail("cannot mount a tmpfs: the tests run as root (tests/run)")
     try:
         cfg = write_config(tmp / "h.toml", base_config(
             root, sock, filesystem={"enable": True, "mounts": ["/"], "data_mounts": [str(mnt)]}))

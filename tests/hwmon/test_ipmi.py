@@ -19,10 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "ipmi"))
 import sim  # noqa: E402
 from hwmond_harness import BOARDS, HWMOND, Hwmond, base_config, component, reading, write_config  # noqa: E402
 
-pytestmark = [
-    pytest.mark.skipif(not HWMOND.exists(), reason=f"{HWMOND} not built"),
-    pytest.mark.skipif(not (sim.IPMI_SIM and sim.SDRCOMP), reason="openipmi (ipmi_sim, sdrcomp) not installed"),
-]
+
+@pytest.fixture(autouse=True)
+def _tools_present():
+    # Missing tools fail the test (tests/run installs and builds them); they never skip.
+    assert HWMOND.exists(), f"{HWMOND} not built (cargo build -p postern-hwmon)"
+    assert sim.IPMI_SIM and sim.SDRCOMP, "openipmi (ipmi_sim, sdrcomp) not installed"
+
 
 LATENCIES: dict[str, float] = {}
 

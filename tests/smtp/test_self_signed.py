@@ -2,7 +2,6 @@
 creation (not 1975 to 4096), and replaced at start when it nears its end."""
 
 import calendar
-import shutil
 import socket
 import ssl
 import subprocess
@@ -40,7 +39,6 @@ def test_generated_certificate_lasts_a_year(server):
     assert served_certificate(server.ports.submissions) == file_der(cert)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_a_certificate_near_its_end_is_replaced_at_start(make_server):
     srv = make_server(start=False)
     tls = srv.tls_dir()

@@ -7,6 +7,10 @@
 //! (see [`is_peer_caused`]); those at warn or error level are counted here, and
 //! [`report`] (run every [`SUMMARY_INTERVAL`] and at shutdown) logs one
 //! `tls.peer_warnings` event with how many there were and the last one.
+//!
+//! Failed TLS handshakes (garbage, scanners, clients that give up) are logged one by one
+//! only at debug level; [`handshake_failed`] counts them, and [`report`] logs one
+//! `tls.handshake_failures` event per interval with their number and the last error.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,17 @@ pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 static LAST: Mutex<String> = Mutex::new(String::new());
+static HANDSHAKES_FAILED: AtomicU64 = AtomicU64::new(0);
+static LAST_HANDSHAKE_ERROR: Mutex<String> = Mutex::new(String::new());
+
+/// Counts a failed TLS handshake for the next summary (the caller logs it at debug level).
+pub fn handshake_failed(error: &dyn fmt::Display) {
+    HANDSHAKES_FAILED.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut last) = LAST_HANDSHAKE_ERROR.lock() {
+        // Peer-influenced text: one short line, once per interval.
+        *last = error.to_string().chars().take(200).collect();
+    }
+}
 
 /// True for records whose content a remote peer decides: everything the TLS library logs
 /// (it reports on the handshakes and records of peers). Such records never reach the
@@ -85,12 +100,20 @@ impl Visit for Record {
     }
 }
 
-/// Logs one `tls.peer_warnings` event for the records counted since the last call, if any.
+/// Logs one `tls.peer_warnings` event for the records counted since the last call, and one
+/// `tls.handshake_failures` event for the failed handshakes, each only if there were any.
 pub fn report() {
     let count = SUPPRESSED.swap(0, Ordering::Relaxed);
-    if count == 0 {
-        return;
+    if count > 0 {
+        let last = LAST.lock().map(|l| l.clone()).unwrap_or_default();
+        tracing::info!(event = "tls.peer_warnings", count, last = %last);
     }
-    let last = LAST.lock().map(|l| l.clone()).unwrap_or_default();
-    tracing::info!(event = "tls.peer_warnings", count, last = %last);
+    let count = HANDSHAKES_FAILED.swap(0, Ordering::Relaxed);
+    if count > 0 {
+        let last = LAST_HANDSHAKE_ERROR
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        tracing::info!(event = "tls.handshake_failures", count, last = %last);
+    }
 }

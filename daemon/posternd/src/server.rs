@@ -373,7 +373,12 @@ async fn control_loop(
     let reload_every = Duration::from_secs(shared.config.tls.reload_check_secs.max(1));
     let mut cert_poll = tokio::time::interval(reload_every);
     let mut accounts_poll = tokio::time::interval(Duration::from_secs(1));
-    let mut peer_noise = tokio::time::interval(crate::peer_noise::SUMMARY_INTERVAL);
+    // The first summary one interval after the start (an interval's first tick is
+    // immediate), so that each summary covers a whole interval.
+    let mut peer_noise = tokio::time::interval_at(
+        tokio::time::Instant::now() + crate::peer_noise::SUMMARY_INTERVAL,
+        crate::peer_noise::SUMMARY_INTERVAL,
+    );
     let addresses: Vec<String> = shared
         .config
         .listeners

@@ -112,6 +112,7 @@ pub async fn run(
             Ok(()) => {}
             Err(error) => {
                 tracing::debug!(event = "imap.tls.handshake_failed", %peer, %error);
+                crate::peer_noise::handshake_failed(&error);
                 return;
             }
         }
@@ -362,6 +363,7 @@ impl Driver {
                     }
                     Err(error) => {
                         tracing::debug!(event = "imap.tls.handshake_failed", peer = %self.session.peer, %error);
+                        crate::peer_noise::handshake_failed(&error);
                         false
                     }
                 }

@@ -67,6 +67,7 @@ pub async fn run(
             Ok(()) => true,
             Err(error) => {
                 tracing::debug!(event = "pop3.tls.handshake_failed", %peer, %error);
+                crate::peer_noise::handshake_failed(&error);
                 false
             }
         }
@@ -179,6 +180,7 @@ impl Driver<'_> {
                         Ok(()) => session.tls_started(),
                         Err(error) => {
                             tracing::debug!(event = "pop3.tls.handshake_failed", peer = %self.peer, %error);
+                            crate::peer_noise::handshake_failed(&error);
                             return;
                         }
                     }

@@ -89,6 +89,7 @@ pub async fn run(
         // RFC 8314 3.3: implicit TLS from the first byte.
         if let Err(error) = conn.start_tls(shared.tls.clone()).await {
             tracing::debug!(event = "smtp.tls.handshake_failed", %peer, %error);
+            crate::peer_noise::handshake_failed(&error);
             shared.metrics.connections_active.dec();
             return;
         }
@@ -208,6 +209,7 @@ impl Driver<'_> {
                         Ok(()) => session.tls_started(),
                         Err(error) => {
                             tracing::debug!(event = "smtp.tls.handshake_failed", peer = %self.peer, %error);
+                            crate::peer_noise::handshake_failed(&error);
                             return;
                         }
                     }
