@@ -46,6 +46,8 @@ pub struct Shared {
     pub header_cache: Arc<crate::imap::HeaderCache>,
     /// Failed-login counts, bans and login histories of every service.
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
+    /// The spam filter and sender lists (`[filter]`).
+    pub filter: Arc<crate::filter::SpamFilter>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -178,6 +180,8 @@ pub fn run(config: Config) -> Result<()> {
         &data_dir,
         crate::login_guard::unix_now(),
     )?);
+    let filter = crate::filter::SpamFilter::open(&config, metrics.filter.clone())?;
+    filter.start_trainer(store.clone())?;
     let workers = config.effective_workers();
 
     // Bind everything before anything is announced, so a port in use fails the start.
@@ -229,6 +233,7 @@ pub fn run(config: Config) -> Result<()> {
             metrics.imap_search_cache_fills.clone(),
         )),
         login_guard: login_guard.clone(),
+        filter,
         config,
         store: store.clone(),
         directory,
@@ -342,8 +347,12 @@ async fn control_loop(
         let listener = std::net::TcpListener::bind(bind)
             .with_context(|| format!("binding the metrics endpoint on {bind}"))?;
         listener.set_nonblocking(true)?;
+        let access = Arc::new(crate::admin_access::AdminAccess::new(
+            shared.config.admin.networks(),
+            metrics.admin_refused.clone(),
+        ));
         tokio::spawn(async move {
-            if let Err(error) = crate::metrics::serve(listener, metrics).await {
+            if let Err(error) = crate::metrics::serve(listener, metrics, access).await {
                 tracing::error!(event = "metrics.failed", %error);
             }
         });
