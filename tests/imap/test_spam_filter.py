@@ -6,6 +6,7 @@ per-user and global allow/block lists with regular expressions through `postern 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import smtplib
 import socket
@@ -145,8 +146,8 @@ def test_training_by_move_junk_delivery_and_retraining(srv):
     assert s2 > s1, (s1, s2)
     m.logout()
 
-    # Training survives a restart (token databases on disk).
-    srv.stop()
+    # Training survives kill -9 (each learned message is in the fsynced journal).
+    srv.kill()
     srv.start()
     mx(srv, message(SPAM_WORDS, 30))
     m = imaplib_session(srv)
@@ -231,3 +232,32 @@ def test_metrics_listener_refuses_sources_outside_allowed_networks(srv):
     log = srv.log()
     assert log.count("admin.access.refused") == 1, log
     assert "127.0.0.2" in log
+
+
+def user_db_stem(user: str) -> str:
+    """The file stem of a user's token database (daemon/posternd/src/filter.rs user_key)."""
+    def digest(b: bytes) -> int:
+        return int.from_bytes(hashlib.sha256(b).digest()[:8], "little")
+    return f"u-{digest(user.lower().encode()):016x}{digest((user + chr(0)).lower().encode()):016x}"
+
+
+def test_a_filter_failure_delivers_to_the_inbox_and_raises_the_alert(make_server):
+    srv = make_server(start=False)
+    # Alice's token database cannot be opened: its journal is a directory.
+    (srv.data_dir / "filter" / f"{user_db_stem(ALICE)}.0.journal").mkdir(parents=True)
+    srv.start()
+    mx(srv, message(SPAM_WORDS, 1), rcpts=(ALICE, BOB))
+    m = imaplib_session(srv)
+    m.select("INBOX")
+    typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER])")
+    headers = [item[1] for item in data if isinstance(item, tuple)]
+    assert len(headers) == 1 and b"Subject: viagra 1" in headers[0]
+    assert b"X-Postern-Spam" not in headers[0]
+    m.logout()
+    # Bob's copy went the same way: the whole message is delivered unfiltered.
+    b = imaplib_session(srv, BOB)
+    assert len(headers_in(b, "INBOX")) == 1
+    b.logout()
+    metrics = parse_metrics(srv.metrics())
+    assert metric_sum(metrics, "postern_filter_failures_total") == 1
+    assert 'event="filter.failed"' in srv.log() or "event=filter.failed" in srv.log()
