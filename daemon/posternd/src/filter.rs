@@ -90,6 +90,22 @@ pub struct Routed {
     pub targets: Vec<AppendTarget>,
 }
 
+struct UserLists {
+    file: ListFile,
+    compiled: HashMap<String, Arc<SenderLists>>,
+}
+
+impl UserLists {
+    fn new(file: ListFile) -> UserLists {
+        let compiled = file
+            .users
+            .keys()
+            .map(|user| (user.clone(), Arc::new(file.lists_of(user))))
+            .collect();
+        UserLists { file, compiled }
+    }
+}
+
 struct TrainJob {
     user: String,
     class: Class,
@@ -105,7 +121,8 @@ pub struct SpamFilter {
     db_settings: DbSettings,
     dir: PathBuf,
     global_lists: SenderLists,
-    user_lists: RwLock<ListFile>,
+    /// The per-user lists as on disk, and compiled (regexes built once, not per message).
+    user_lists: RwLock<UserLists>,
     /// Open databases by key ("global" or the user's file stem).
     dbs: Mutex<HashMap<String, Arc<Mutex<TokenDb>>>>,
     trainer: Mutex<Option<SyncSender<TrainJob>>>,
@@ -144,7 +161,7 @@ impl SpamFilter {
             },
             dir,
             global_lists,
-            user_lists: RwLock::new(user_lists),
+            user_lists: RwLock::new(UserLists::new(user_lists)),
             dbs: Mutex::new(HashMap::new()),
             trainer: Mutex::new(None),
             metrics,
@@ -203,13 +220,18 @@ impl SpamFilter {
         senders.extend(from_addresses(raw));
         let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
         let global = self.db("global")?;
-        let lists = self
-            .user_lists
-            .read()
-            .map_err(|_| anyhow!("filter lists poisoned"))?
-            .clone();
+        let lists: Vec<Arc<SenderLists>> = {
+            let all = self
+                .user_lists
+                .read()
+                .map_err(|_| anyhow!("filter lists poisoned"))?;
+            users
+                .iter()
+                .map(|u| all.compiled.get(u).cloned().unwrap_or_default())
+                .collect()
+        };
         let mut out = Vec::with_capacity(users.len());
-        for user in users {
+        for (user, user_lists) in users.iter().zip(&lists) {
             let own = self.db(&user_key(user))?;
             let score = {
                 let g = global
@@ -220,7 +242,7 @@ impl SpamFilter {
                     .map_err(|_| anyhow!("filter database poisoned"))?;
                 classify(&tokens, &[&*u, &*g], &self.classifier)
             };
-            let list = lists::check(&lists.lists_of(user), &self.global_lists, &senders);
+            let list = lists::check(user_lists, &self.global_lists, &senders);
             out.push(combine(&VerdictInput {
                 score: &score,
                 list: &list,
@@ -295,7 +317,7 @@ impl SpamFilter {
         let lists = self
             .user_lists
             .read()
-            .map(|l| l.users.get(user).cloned().unwrap_or_default());
+            .map(|l| l.file.users.get(user).cloned().unwrap_or_default());
         match lists.map(|l| serde_json::to_string(&l)) {
             Ok(Ok(json)) => format!("{json}\n"),
             _ => "error filter lists unavailable\n".to_string(),
@@ -307,7 +329,7 @@ impl SpamFilter {
         let Ok(mut lists) = self.user_lists.write() else {
             return "error filter lists unavailable\n".to_string();
         };
-        let mut edited = lists.clone();
+        let mut edited = lists.file.clone();
         let changed = if add {
             edited.add(user, allow, entry)
         } else {
@@ -319,7 +341,9 @@ impl SpamFilter {
             Ok(false) => format!("error {entry} is not listed\n"),
             Ok(true) => match edited.save(&self.dir.join(LISTS_FILE)) {
                 Ok(()) => {
-                    *lists = edited;
+                    let compiled = Arc::new(edited.lists_of(user));
+                    lists.file = edited;
+                    lists.compiled.insert(user.to_string(), compiled);
                     let list = if allow { "allow" } else { "block" };
                     let action = if add { "added" } else { "removed" };
                     tracing::info!(event = "filter.list_changed", user, list, action, entry);
