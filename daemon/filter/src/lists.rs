@@ -78,9 +78,17 @@ impl Entry {
             return Err(format!("{text:?}: spaces in an address or domain"));
         }
         let lower = text.to_lowercase();
-        let domain = lower.strip_prefix('@').unwrap_or(&lower);
+        if let Some(domain) = lower.strip_prefix('@') {
+            if !valid_domain(domain) {
+                return Err(format!("{text:?} is not a domain (@example.com)"));
+            }
+            return Ok(Entry::Domain(domain.trim_end_matches('.').to_string()));
+        }
+        let domain = lower.as_str();
         if let Some((local, host)) = domain.rsplit_once('@') {
-            if local.is_empty() || !valid_domain(host) {
+            // A quoted local part may hold "@" (RFC 5321 4.1.2); a list entry may not: it
+            // would be ambiguous with the @domain form.
+            if local.is_empty() || local.contains('@') || !valid_domain(host) {
                 return Err(format!("{text:?} is not an address (local@domain)"));
             }
             return Ok(Entry::Address(domain.to_string()));
@@ -320,6 +328,22 @@ mod tests {
             assert!(Entry::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Entry::parse(&"a".repeat(600)).is_err());
+        // Found by the filter_entry fuzz target: "@@...@le" printed as "@...@le", which
+        // parsed as another entry. An "@" in a local part is refused.
+        for bad in ["@@x.y", "a@b@c.d", "@a@b.c"] {
+            assert!(Entry::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        // What an entry prints parses back to it.
+        for text in [
+            "Bob@Example.COM",
+            "@Example.COM.",
+            "example.com",
+            "/^x@/",
+            "a.b-c_d@x.y",
+        ] {
+            let e = Entry::parse(text).unwrap();
+            assert_eq!(Entry::parse(&e.to_string()).unwrap(), e);
+        }
         // A regex too big to compile within the size limit is refused, not built.
         assert!(Entry::parse("/(a{1000}){1000}/").is_err());
     }
