@@ -17,6 +17,10 @@ use std::borrow::Cow;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
+/// The longest token kept, in bytes (a prefix, and an address, domain or host, or a word);
+/// longer ones are cut there.
+pub const MAX_TOKEN_BYTES: usize = 128;
+
 /// Bounds of one tokenization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -62,10 +66,15 @@ impl Sink<'_> {
         self.out.tokens.len() >= self.limits.max_tokens
     }
 
-    fn push(&mut self, token: String) {
+    fn push(&mut self, mut token: String) {
         if self.full() {
             self.out.truncated = true;
             return;
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            // Addresses, domains and hosts come from the message: bounded like words.
+            let end = clip(&token, MAX_TOKEN_BYTES).len();
+            token.truncate(end);
         }
         self.out.tokens.insert(token);
     }
@@ -305,6 +314,17 @@ mod tests {
         };
         let t = tokenize(raw.as_bytes(), &text);
         assert!(t.tokens.len() < 200, "{}", t.tokens.len());
+    }
+
+    #[test]
+    fn every_token_is_bounded() {
+        // Found by the filter_tokenize fuzz target: a From address of any length.
+        let long = "x".repeat(5000);
+        let t = toks(&format!(
+            "From: <a@{long}.example>\r\nSubject: s\r\n\r\nhttp://{long}.example/\r\n"
+        ));
+        assert!(t.tokens.iter().all(|t| t.len() <= MAX_TOKEN_BYTES), "{t:?}");
+        assert!(t.tokens.iter().any(|t| t.starts_with("from-domain:xxx")));
     }
 
     #[test]
