@@ -180,10 +180,15 @@ def test_allow_and_block_lists(srv):
         mx(srv, message(HAM_WORDS, 5), sender="deals-99@remote.test")
     # The user's allow list wins over the global regex block.
     mx(srv, message(HAM_WORDS, 6), sender="promo-7@shop.test")
+    # Alice deleted her Junk: it is created again, with \\Junk (RFC 6154), when needed.
+    m = imaplib_session(srv)
+    typ, _ = m.delete("Junk")
+    assert typ == "OK"
     # For two recipients of whom one blocks: not refused; Junk for the one, INBOX for the other.
     mx(srv, message(HAM_WORDS, 7), rcpts=(ALICE, BOB), sender="pest@remote.test")
+    typ, listed = m.list('""', "Junk")
+    assert typ == "OK" and len(listed) == 1 and b"\\Junk" in listed[0], listed
 
-    m = imaplib_session(srv)
     inbox = headers_in(m, "INBOX")
     assert any(b"meeting 3" in f and b"reason=allow; allow=global:friend@blocked.test" in f
                for f in inbox), inbox
