@@ -180,7 +180,7 @@ def test_allow_and_block_lists(srv):
         mx(srv, message(HAM_WORDS, 5), sender="deals-99@remote.test")
     # The user's allow list wins over the global regex block.
     mx(srv, message(HAM_WORDS, 6), sender="promo-7@shop.test")
-    # Alice deleted her Junk: it is created again, with \\Junk (RFC 6154), when needed.
+    # Alice deleted her Junk: it is created again, with \Junk (RFC 6154), when needed.
     m = imaplib_session(srv)
     typ, _ = m.delete("Junk")
     assert typ == "OK"

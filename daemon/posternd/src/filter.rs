@@ -126,6 +126,8 @@ pub struct SpamFilter {
     /// Open databases by key ("global" or the user's file stem).
     dbs: Mutex<HashMap<String, Arc<Mutex<TokenDb>>>>,
     trainer: Mutex<Option<SyncSender<TrainJob>>>,
+    /// When `filter.train_skipped` was last logged.
+    skip_logged: Mutex<Option<std::time::Instant>>,
     metrics: FilterMetrics,
 }
 
@@ -164,6 +166,7 @@ impl SpamFilter {
             user_lists: RwLock::new(UserLists::new(user_lists)),
             dbs: Mutex::new(HashMap::new()),
             trainer: Mutex::new(None),
+            skip_logged: Mutex::new(None),
             metrics,
         }))
     }
@@ -304,8 +307,18 @@ impl SpamFilter {
         match tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-                tracing::warn!(event = "filter.train_skipped", user = %job.user, messages = job.messages.len());
                 self.metrics.train_skipped.inc();
+                // A user moving mail in a loop cannot write a line per move (DESIGN.md 6):
+                // at most one a minute, with the count.
+                let now = std::time::Instant::now();
+                let Ok(mut last) = self.skip_logged.lock() else {
+                    return;
+                };
+                if last.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(60))
+                {
+                    *last = Some(now);
+                    tracing::warn!(event = "filter.train_skipped", user = %job.user, messages = job.messages.len(), skipped_total = self.metrics.train_skipped.get());
+                }
             }
         }
     }
