@@ -39,6 +39,8 @@ type Labels = Vec<(&'static str, String)>;
 
 /// Training jobs waiting for the trainer thread; more are skipped (and counted).
 const TRAIN_QUEUE: usize = 256;
+/// User databases held open at once; past it, the idle ones are closed.
+const MAX_OPEN_DBS: usize = 64;
 /// The file of per-user lists in `<data_dir>/filter`.
 pub const LISTS_FILE: &str = "lists.json";
 /// The special-use attribute of Junk (RFC 6154 2).
@@ -193,6 +195,11 @@ impl SpamFilter {
             .map_err(|_| anyhow!("filter database table poisoned"))?;
         if let Some(db) = dbs.get(key) {
             return Ok(db.clone());
+        }
+        if dbs.len() >= MAX_OPEN_DBS {
+            // Bounded memory: the databases nobody is using are closed (everything they
+            // learned is on disk) and reopen on their next use.
+            dbs.retain(|k, db| k == "global" || Arc::strong_count(db) > 1);
         }
         let (db, report) = TokenDb::open(&self.dir, key, self.db_settings)
             .with_context(|| format!("opening filter database {key}"))?;
