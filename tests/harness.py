@@ -366,12 +366,15 @@ def export_mailbox_uids(cfg: Path, user: str, workdir: Path,
 
 
 TRACE_RE = re.compile(
-    rb"Return-Path: <([^>\r\n]*)>\r\n(Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)")
+    rb"Return-Path: <([^>\r\n]*)>\r\n(Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)"
+    # The spam filter's explanation header on MX mail (daemon/posternd/src/filter.rs).
+    rb"(?:X-Postern-Spam:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)?")
 
 
 def split_trace(stored: bytes) -> tuple[bytes, bytes, bytes]:
     """Split a stored message into (return_path, received_header, client_bytes). Fails when the
-    message does not start with exactly one Return-Path line and one (possibly folded) Received."""
+    message does not start with exactly one Return-Path line and one (possibly folded) Received
+    (and, on MX mail, the filter's X-Postern-Spam field, which is dropped)."""
     m = TRACE_RE.match(stored)
     assert m, f"stored message does not start with Return-Path + Received: {stored[:300]!r}"
     return m.group(1), m.group(2), stored[m.end():]

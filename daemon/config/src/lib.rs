@@ -38,6 +38,8 @@ pub struct Config {
     pub log: LogConfig,
     pub health: HealthConfig,
     pub auth: AuthConfig,
+    pub filter: FilterConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -324,6 +326,81 @@ impl Default for AuthConfig {
             password_min_strength: 3,
             password_breached_sha1: String::new(),
         }
+    }
+}
+
+/// What a sender on a block list gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockAction {
+    /// 550 5.7.1 at the end of DATA.
+    Reject,
+    /// Delivered into the recipient's Junk mailbox.
+    Junk,
+}
+
+/// `[filter]`: the statistical spam filter, sender lists and their verdict (daemon/filter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Off: no header, no lists, no Junk routing, no training.
+    pub enabled: bool,
+    /// Spam probability (0-1) at or above which MX mail goes to Junk.
+    pub junk_threshold: f64,
+    /// Spam probability at or above which MX mail is refused (550 5.7.1); 0 = never.
+    pub reject_threshold: f64,
+    /// What a block-list match does: "reject" or "junk".
+    pub block_action: BlockAction,
+    /// Senders always delivered (addresses, domains, /regular expressions/).
+    pub allow: Vec<String>,
+    /// Senders refused or sent to Junk (addresses, domains, /regular expressions/).
+    pub block: Vec<String>,
+    /// Spam and ham messages each that must be learned before scores count.
+    pub min_training: u64,
+    /// Tokens kept per database (the global one and each user's); older ones are pruned.
+    pub max_tokens: u64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            enabled: true,
+            junk_threshold: 0.9,
+            reject_threshold: 0.0,
+            block_action: BlockAction::Reject,
+            allow: Vec::new(),
+            block: Vec::new(),
+            min_training: 10,
+            max_tokens: 150_000,
+        }
+    }
+}
+
+/// `[admin]`: who may reach the management listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Source networks allowed to connect to the metrics endpoint (and any later network
+    /// admin listener); others are refused at accept.
+    pub allowed_networks: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+impl AdminConfig {
+    /// `allowed_networks` parsed; entries that do not parse (validation reports them) are
+    /// skipped.
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|n| parse_network(n).ok())
+            .collect()
     }
 }
 

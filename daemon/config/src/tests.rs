@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 65);
+    assert_eq!(schema.len(), 74);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -542,4 +542,32 @@ fn rate_limits_are_checked() {
     assert!(p[0].message.contains("at least 1"), "{p:?}");
     let e = parse("[smtp]\nsubmission_messages_per_hour = -1\n").unwrap_err();
     assert_eq!(e.problems()[0].line, 2, "{:?}", e.problems());
+}
+
+#[test]
+fn filter_and_admin_settings_are_checked_with_positions() {
+    let c = parse(
+        "[filter]\nblock = [\"/^promo-[0-9]+@/\", \"@bad.example\"]\nblock_action = \"junk\"\n[admin]\nallowed_networks = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.filter.block.len(), 2);
+    assert_eq!(c.filter.block_action, crate::BlockAction::Junk);
+    assert_eq!(c.admin.networks().len(), 1);
+    let e = parse(
+        "[filter]\nallow = [\"ok@example.com\", \"/(/\"]\njunk_threshold = 1.5\nreject_threshold = 0.5\nmax_tokens = 10\n[admin]\nallowed_networks = [\"127.0.0.1/32\", \"nope\"]\n",
+    )
+    .unwrap_err();
+    let p = e.problems();
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 7], "{p:?}");
+    assert!(p[0].message.contains("invalid regular expression"), "{p:?}");
+    assert!(p[1].message.contains("junk_threshold = 1.5"));
+    assert!(p[2].message.contains("reject_threshold = 0.5"));
+    assert!(p[3].message.contains("max_tokens = 10"));
+    assert!(p[4].message.contains("\"nope\" is not an IP network"));
+    // The message names the file.
+    assert!(
+        e.to_string().starts_with("/etc/postern/posternd.toml:2:"),
+        "{e}"
+    );
 }

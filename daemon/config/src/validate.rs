@@ -160,6 +160,8 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
             socket: path(&c.health.socket),
         },
         auth: c.auth.clone(),
+        filter: c.filter.clone(),
+        admin: c.admin.clone(),
         listeners: c
             .listeners
             .iter()
@@ -223,6 +225,8 @@ impl Validator<'_> {
         self.store(&raw.store);
         self.log(&raw.log);
         self.auth(&raw.auth);
+        self.filter(&raw.filter);
+        self.admin(&raw.admin);
         Config {
             server,
             tls,
@@ -237,6 +241,65 @@ impl Validator<'_> {
                 socket: optional_path(base, &raw.health.socket),
             },
             auth: raw.auth,
+            filter: raw.filter,
+            admin: raw.admin,
+        }
+    }
+
+    fn filter(&mut self, f: &crate::FilterConfig) {
+        let at = |k| [Key("filter"), Key(k)];
+        if !(f.junk_threshold > 0.0 && f.junk_threshold <= 1.0) {
+            self.error(
+                &at("junk_threshold"),
+                format!(
+                    "junk_threshold = {} must be above 0 and at most 1",
+                    f.junk_threshold
+                ),
+            );
+        }
+        if f.reject_threshold != 0.0
+            && !(f.reject_threshold >= f.junk_threshold && f.reject_threshold <= 1.0)
+        {
+            self.error(
+                &at("reject_threshold"),
+                format!(
+                    "reject_threshold = {} must be 0 (never) or between junk_threshold ({}) and 1",
+                    f.reject_threshold, f.junk_threshold
+                ),
+            );
+        }
+        for (key, list) in [("allow", &f.allow), ("block", &f.block)] {
+            for (i, entry) in list.iter().enumerate() {
+                if let Err(why) = postern_filter::Entry::parse(entry) {
+                    self.error(&[Key("filter"), Key(key), Idx(i)], why);
+                }
+            }
+        }
+        if !(1..=100_000).contains(&f.min_training) {
+            self.error(
+                &at("min_training"),
+                format!(
+                    "min_training = {} must be between 1 and 100000",
+                    f.min_training
+                ),
+            );
+        }
+        if !(1000..=10_000_000).contains(&f.max_tokens) {
+            self.error(
+                &at("max_tokens"),
+                format!(
+                    "max_tokens = {} must be between 1000 and 10000000",
+                    f.max_tokens
+                ),
+            );
+        }
+    }
+
+    fn admin(&mut self, a: &crate::AdminConfig) {
+        for (i, network) in a.allowed_networks.iter().enumerate() {
+            if let Err(why) = crate::parse_network(network) {
+                self.error(&[Key("admin"), Key("allowed_networks"), Idx(i)], why);
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! the `postern` CLI tells the running daemon to pick up changes it made.
 //! Protocol: one command line, one reply line. Commands: `ping`, `reload`; `ban-list`
 //! (a JSON array), `ban-remove TARGET` (`ok` or `error ...`), `login-history ACCOUNT` (a JSON
-//! array); `store-stats` and `store-compact`, whose reply is several lines ended by the
+//! array); `filter-list USER` (JSON) and `filter-edit allow|block add|remove USER ENTRY`
+//! (`ok` or `error ...`); `store-stats` and `store-compact`, whose reply is several lines ended by the
 //! connection's close; and `mailbox-import`/`mailbox-export`, which stream messages (see
 //! `mailbox_io::remote`).
 
@@ -67,6 +68,8 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 "ban-list" => ban_list(&shared),
                 "ban-remove" => ban_remove(&shared, argument),
                 "login-history" => login_history(&shared, argument),
+                "filter-list" => shared.filter.lists_json(argument),
+                "filter-edit" => filter_edit(&shared, argument),
                 _ => "error unknown command\n".to_string(),
             };
             let _ = write.write_all(reply.as_bytes()).await;
@@ -93,6 +96,30 @@ fn ban_remove(shared: &Arc<Shared>, target: &str) -> String {
         "ok\n".to_string()
     } else {
         format!("error {target} is not banned\n")
+    }
+}
+
+/// `filter-edit allow|block add|remove USER ENTRY` (the entry is the rest of the line).
+fn filter_edit(shared: &Shared, argument: &str) -> String {
+    let mut parts = argument.splitn(4, ' ');
+    let (Some(list), Some(action), Some(user), Some(entry)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return "error usage: filter-edit allow|block add|remove USER ENTRY\n".to_string();
+    };
+    let allow = match list {
+        "allow" => true,
+        "block" => false,
+        _ => return "error the list is allow or block\n".to_string(),
+    };
+    let add = match action {
+        "add" => true,
+        "remove" => false,
+        _ => return "error the action is add or remove\n".to_string(),
+    };
+    match postern_accounts::normalize_address(user) {
+        Ok(user) => shared.filter.edit_list(&user, allow, add, entry.trim()),
+        Err(why) => format!("error {why}\n"),
     }
 }
 

@@ -46,6 +46,9 @@ pub enum Command {
     /// Bans of client addresses and accounts after failed logins ([auth] ban_*).
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Per-user sender allow and block lists of the spam filter ([filter]).
+    #[command(subcommand)]
+    Filter(FilterCommand),
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -145,6 +148,38 @@ pub enum AppPasswordCommand {
         address: String,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FilterCommand {
+    /// Senders always delivered to the user, whatever their spam score.
+    #[command(subcommand)]
+    Allow(FilterListCommand),
+    /// Senders refused (or sent to Junk: [filter] block_action) for the user.
+    #[command(subcommand)]
+    Block(FilterListCommand),
+}
+
+#[derive(Subcommand)]
+pub enum FilterListCommand {
+    /// Add an entry: an address (bob@example.com), a domain (example.com or @example.com,
+    /// subdomains included) or a /regular expression/ matched against the whole address.
+    Add {
+        entry: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove an entry (as listed).
+    Remove {
+        entry: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// The user's entries, one a line.
+    List {
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -374,6 +409,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Ban(BanCommand::List { json }) => ban_list(&config, json),
         Command::Ban(BanCommand::Remove { target }) => ban_remove(&config, &target),
+        Command::Filter(FilterCommand::Allow(c)) => filter_list(&config, true, c),
+        Command::Filter(FilterCommand::Block(c)) => filter_list(&config, false, c),
         Command::Config(ConfigCommand::Check { .. })
         | Command::Tls(_)
         | Command::FactoryReset { .. } => Ok(()),
@@ -501,6 +538,66 @@ fn ban_remove(config: &Config, target: &str) -> Result<()> {
         bail!("{parsed} is not banned");
     }
     file.save(&bans, now)
+}
+
+/// `postern filter allow|block add|remove|list --user ADDRESS`: through the daemon's admin
+/// socket when it runs (it saves the file and uses the change at once), else on
+/// `<data_dir>/filter/lists.json` directly.
+fn filter_list(config: &Config, allow: bool, command: FilterListCommand) -> Result<()> {
+    use postern_filter::lists::ListFile;
+    let list = if allow { "allow" } else { "block" };
+    let (action, user, entry) = match command {
+        FilterListCommand::Add { entry, user } => ("add", user, Some(entry)),
+        FilterListCommand::Remove { entry, user } => ("remove", user, Some(entry)),
+        FilterListCommand::List { user } => ("list", user, None),
+    };
+    let user = postern_accounts::normalize_address(&user)?;
+    let socket = config.admin_socket_path();
+    let path = crate::filter::filter_dir(config.data_dir()).join(crate::filter::LISTS_FILE);
+    let Some(entry) = entry else {
+        let entries = match crate::admin::request(&socket, &format!("filter-list {user}")) {
+            Some(reply) => {
+                if let Some(why) = reply.strip_prefix("error ") {
+                    bail!("{why}");
+                }
+                serde_json::from_str::<postern_filter::lists::UserEntries>(&reply)
+                    .map_err(|_| anyhow!("the daemon answered {reply:?} to filter-list"))?
+            }
+            None => ListFile::load(&path)
+                .map_err(|e| anyhow!(e))?
+                .users
+                .get(&user)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        for e in if allow { entries.allow } else { entries.block } {
+            println!("{e}");
+        }
+        return Ok(());
+    };
+    // Checked here too, so that a bad entry is refused with the reason even without a daemon.
+    postern_filter::Entry::parse(&entry).map_err(|why| anyhow!(why))?;
+    if let Some(reply) = crate::admin::request(
+        &socket,
+        &format!("filter-edit {list} {action} {user} {entry}"),
+    ) {
+        return match reply.strip_prefix("error ") {
+            None if reply.starts_with("ok") => Ok(()),
+            Some(why) => bail!("{why}"),
+            None => bail!("the daemon answered {reply:?} to filter-edit"),
+        };
+    }
+    let mut file = ListFile::load(&path).map_err(|e| anyhow!(e))?;
+    let changed = if action == "add" {
+        file.add(&user, allow, &entry)
+    } else {
+        file.remove(&user, allow, &entry)
+    }
+    .map_err(|e| anyhow!(e))?;
+    if !changed && action == "remove" {
+        bail!("{entry} is not listed");
+    }
+    file.save(&path).map_err(|e| anyhow!(e))
 }
 
 fn login_history(config: &Config, address: &str, json: bool) -> Result<()> {

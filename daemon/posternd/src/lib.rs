@@ -1,11 +1,13 @@
 //! posternd: the Postern mail daemon, and the library behind the `postern` admin CLI.
 
 pub mod admin;
+pub mod admin_access;
 pub mod cli;
 pub mod connection_limits;
 pub mod credential_cache;
 pub mod directory;
 pub mod files;
+pub mod filter;
 pub mod health_gate;
 pub mod imap;
 pub mod login;

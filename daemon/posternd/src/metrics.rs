@@ -28,6 +28,10 @@ pub struct Metrics {
     pub commit_bytes: Counter,
     pub pop3: crate::pop3::metrics::Pop3Metrics,
     pub health_gate: crate::health_gate::GateMetrics,
+    /// The spam filter's verdicts, failures and training (`crate::filter`).
+    pub filter: crate::filter::FilterMetrics,
+    /// Connections to management listeners refused by `[admin] allowed_networks`.
+    pub admin_refused: Counter,
     pub imap_connections: Family<Labels, Counter>,
     pub imap_connections_active: Gauge,
     pub imap_commands: Family<Labels, Counter>,
@@ -62,6 +66,13 @@ impl Metrics {
         let commit_bytes = Counter::default();
         let pop3 = crate::pop3::metrics::Pop3Metrics::register(&mut registry);
         let health_gate = crate::health_gate::GateMetrics::register(&mut registry);
+        let filter = crate::filter::FilterMetrics::register(&mut registry);
+        let admin_refused = Counter::default();
+        registry.register(
+            "postern_admin_refused",
+            "Connections to management listeners (metrics) refused by [admin] allowed_networks",
+            admin_refused.clone(),
+        );
         let imap_connections = Family::<Labels, Counter>::default();
         let imap_connections_active = Gauge::default();
         let imap_commands = Family::<Labels, Counter>::default();
@@ -187,6 +198,8 @@ impl Metrics {
             commit_bytes,
             pop3,
             health_gate,
+            filter,
+            admin_refused,
             imap_connections,
             imap_connections_active,
             imap_commands,
@@ -222,17 +235,26 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+    access: Arc<crate::admin_access::AdminAccess>,
+) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     tracing::info!(event = "metrics.listening", bind = %listener.local_addr()?);
     loop {
-        let (mut stream, _) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(event = "metrics.accept_failed", %error);
                 continue;
             }
         };
+        // `[admin] allowed_networks`: closed before a byte is read or written.
+        if !access.check("metrics", peer.ip()) {
+            drop(stream);
+            continue;
+        }
         let metrics = metrics.clone();
         tokio::spawn(async move {
             // Read the request head (bounded: 8 KiB, 5 s); only the request line matters.

@@ -46,6 +46,8 @@ pub struct Shared {
     pub header_cache: Arc<crate::imap::HeaderCache>,
     /// Failed-login counts, bans and login histories of every service.
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
+    /// The spam filter and sender lists (`[filter]`).
+    pub filter: Arc<crate::filter::SpamFilter>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -172,6 +174,8 @@ impl Shared {
             &data_dir,
             crate::login_guard::unix_now(),
         )?);
+        let filter = crate::filter::SpamFilter::open(&config, metrics.filter.clone())?;
+        filter.start_trainer(store.clone())?;
         let health_gate = match &config.health.socket {
             Some(socket) => {
                 crate::health_gate::HealthGate::start(socket.clone(), metrics.health_gate.clone())
@@ -201,6 +205,7 @@ impl Shared {
                 metrics.imap_search_cache_fills.clone(),
             )),
             login_guard,
+            filter,
             config,
             store,
             directory,
@@ -357,8 +362,12 @@ async fn control_loop(
         let listener = std::net::TcpListener::bind(bind)
             .with_context(|| format!("binding the metrics endpoint on {bind}"))?;
         listener.set_nonblocking(true)?;
+        let access = Arc::new(crate::admin_access::AdminAccess::new(
+            shared.config.admin.networks(),
+            metrics.admin_refused.clone(),
+        ));
         tokio::spawn(async move {
-            if let Err(error) = crate::metrics::serve(listener, metrics).await {
+            if let Err(error) = crate::metrics::serve(listener, metrics, access).await {
                 tracing::error!(event = "metrics.failed", %error);
             }
         });

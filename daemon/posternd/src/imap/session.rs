@@ -1459,8 +1459,12 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.no(tag, status_of_store(&e)),
         };
+        let dst_uids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        // Junk training (into Junk: spam; out of it: ham) on the filter's own thread: the
+        // reply does not wait for it (crate::filter::on_copy).
+        crate::filter::on_copy(&self.shared, self.user(), src, &dest, &dst_uids);
         let src_set = encode::sequence_set(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
-        let dst_set = encode::sequence_set(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+        let dst_set = encode::sequence_set(&dst_uids);
         let code = format!("[COPYUID {} {src_set} {dst_set}]", dest.uidvalidity);
         if !is_move {
             self.sync(uid);

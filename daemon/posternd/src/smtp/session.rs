@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use postern_smtp::{
     events, Action, Answer, Envelope, ListenerKind, Reply, Session, SessionParams, Verdict,
 };
-use postern_store::{AppendRequest, AppendTarget};
+use postern_store::AppendRequest;
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
@@ -513,19 +513,19 @@ impl Driver<'_> {
                 "Local storage error, try again later".to_string(),
             )
         };
-        let mut targets = Vec::with_capacity(users.len());
-        for user in &users {
-            match self.shared.inboxes.inbox(user).await {
-                Ok(mailbox) => targets.push(AppendTarget {
-                    mailbox,
-                    flags: Vec::new(),
-                }),
-                Err(error) => {
-                    tracing::error!(event = "store.mailbox_failed", user = %user, error = %format!("{error:#}"));
-                    return Err(temporary_failure());
-                }
-            }
-        }
+        // The spam filter and sender lists (crate::filter): INBOX or Junk per user, each
+        // copy with its X-Postern-Spam header, or 550 5.7.1. MX mail only. The sender
+        // authentication result goes in the last argument once it exists.
+        let mx = envelope.authenticated_as.is_none();
+        let routed = crate::filter::route(
+            self.shared,
+            &envelope.body,
+            &envelope.mail_from,
+            &users,
+            mx,
+            None,
+        )
+        .await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -546,17 +546,31 @@ impl Driver<'_> {
             unix_time: now,
         };
         let (return_path, received) = (return_path(&envelope.mail_from), received(&trace));
-        let mut body = Vec::with_capacity(return_path.len() + received.len() + envelope.body.len());
-        body.extend_from_slice(return_path.as_bytes());
-        body.extend_from_slice(received.as_bytes());
-        body.extend_from_slice(&envelope.body);
+        let requests = routed
+            .into_iter()
+            .map(|crate::filter::Routed { header, targets }| {
+                let mut body = Vec::with_capacity(
+                    return_path.len() + received.len() + header.len() + envelope.body.len(),
+                );
+                body.extend_from_slice(return_path.as_bytes());
+                body.extend_from_slice(received.as_bytes());
+                body.extend_from_slice(header.as_bytes());
+                body.extend_from_slice(&envelope.body);
+                AppendRequest {
+                    body,
+                    internal_date: now,
+                    targets,
+                }
+            })
+            .collect();
         let size = envelope.body.len();
-        let request = AppendRequest {
-            body,
-            internal_date: now,
-            targets,
-        };
-        match self.shared.store.append(self.shard, request).await {
+        // One request per distinct filter header, queued into one group commit.
+        let results = self.shared.store.append_all(self.shard, requests).await;
+        match results
+            .into_iter()
+            .find(Result::is_err)
+            .unwrap_or(Ok(Vec::new()))
+        {
             Ok(_) => {
                 self.shared
                     .metrics
