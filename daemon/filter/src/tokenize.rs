@@ -10,7 +10,7 @@
 //! Every bound is in [`Limits`]: the raw bytes parsed, the decoded text read, the tokens
 //! kept, the length of one token. A hostile message costs at most those.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use std::borrow::Cow;
 
@@ -51,7 +51,7 @@ impl Default for Limits {
 /// The distinct tokens of one message (sorted; bounded by [`Limits::max_tokens`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
-    pub tokens: BTreeSet<String>,
+    pub tokens: HashSet<String>,
     /// True when a limit cut the message short.
     pub truncated: bool,
 }
@@ -79,15 +79,22 @@ impl Sink<'_> {
         self.out.tokens.insert(token);
     }
 
-    /// Splits `text` into words and pushes each with `prefix`.
+    /// Splits `text` into words and pushes each with `prefix`. A message repeats most of its
+    /// words: each token is built in one reused buffer and allocated only when it is new.
     fn words(&mut self, prefix: &str, text: &str) {
+        let mut token = String::new();
         for word in text.split(|c: char| !is_word_char(c)) {
             if self.full() {
                 self.out.truncated = true;
                 return;
             }
             let word = word.trim_matches(|c: char| matches!(c, '.' | '-' | '\'' | '!' | '?'));
-            let chars = word.chars().count();
+            let ascii = word.is_ascii();
+            let chars = if ascii {
+                word.len()
+            } else {
+                word.chars().count()
+            };
             if chars < self.limits.min_word_chars {
                 continue;
             }
@@ -96,8 +103,18 @@ impl Sink<'_> {
                 self.push(format!("{prefix}skip:{first} {}", chars / 10 * 10));
                 continue;
             }
-            let lower = word.to_lowercase();
-            self.push(format!("{prefix}{lower}"));
+            token.clear();
+            token.push_str(prefix);
+            if ascii {
+                let start = token.len();
+                token.push_str(word);
+                token[start..].make_ascii_lowercase();
+            } else {
+                token.push_str(&word.to_lowercase());
+            }
+            if !self.out.tokens.contains(clip(&token, MAX_TOKEN_BYTES)) {
+                self.push(token.clone());
+            }
         }
     }
 }

@@ -187,6 +187,11 @@ impl SpamFilter {
         Ok(())
     }
 
+    /// The database `key` if it is open already (never touches the disk).
+    fn open_db(&self, key: &str) -> Option<Arc<Mutex<TokenDb>>> {
+        self.dbs.lock().ok()?.get(key).cloned()
+    }
+
     /// The open database `key`, opened (and recovered) from disk on first use. Blocking.
     fn db(&self, key: &str) -> Result<Arc<Mutex<TokenDb>>> {
         let mut dbs = self
@@ -217,7 +222,7 @@ impl SpamFilter {
         Ok(db)
     }
 
-    /// One verdict per user for a message (blocking: databases may open from disk).
+    /// One verdict per user for a message. Blocking: databases may open from disk.
     fn judge(
         &self,
         raw: &[u8],
@@ -225,11 +230,46 @@ impl SpamFilter {
         users: &[String],
         auth: Option<&SenderAuth>,
     ) -> Result<Vec<postern_filter::Verdict>> {
+        self.judge_with(raw, mail_from, users, auth, &|key| self.db(key).map(Some))?
+            .ok_or_else(|| anyhow!("a filter database did not open"))
+    }
+
+    /// [`SpamFilter::judge`] when every database it needs is open already: CPU work only,
+    /// which the SMTP worker does itself rather than hand to a blocking thread. `None` when
+    /// a database would have to be read from disk first.
+    fn judge_if_open(
+        &self,
+        raw: &[u8],
+        mail_from: &str,
+        users: &[String],
+        auth: Option<&SenderAuth>,
+    ) -> Result<Option<Vec<postern_filter::Verdict>>> {
+        self.judge_with(raw, mail_from, users, auth, &|key| Ok(self.open_db(key)))
+    }
+
+    /// Judges with the databases `db` gives; `None` as soon as it gives none.
+    fn judge_with(
+        &self,
+        raw: &[u8],
+        mail_from: &str,
+        users: &[String],
+        auth: Option<&SenderAuth>,
+        db: &dyn Fn(&str) -> Result<Option<Arc<Mutex<TokenDb>>>>,
+    ) -> Result<Option<Vec<postern_filter::Verdict>>> {
+        let Some(global) = db("global")? else {
+            return Ok(None);
+        };
+        let mut own_dbs = Vec::with_capacity(users.len());
+        for user in users {
+            let Some(own) = db(&user_key(user))? else {
+                return Ok(None);
+            };
+            own_dbs.push(own);
+        }
         let tokens = tokenize(raw, &TokenizerLimits::default());
         let mut senders = vec![mail_from.to_string()];
         senders.extend(from_addresses(raw));
         let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
-        let global = self.db("global")?;
         let lists: Vec<Arc<SenderLists>> = {
             let all = self
                 .user_lists
@@ -241,8 +281,7 @@ impl SpamFilter {
                 .collect()
         };
         let mut out = Vec::with_capacity(users.len());
-        for (user, user_lists) in users.iter().zip(&lists) {
-            let own = self.db(&user_key(user))?;
+        for (own, user_lists) in own_dbs.iter().zip(&lists) {
             let score = {
                 let g = global
                     .lock()
@@ -262,7 +301,7 @@ impl SpamFilter {
                 block_action: self.block_action,
             }));
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn train_loop(&self, rx: Receiver<TrainJob>, store: Store) {
@@ -466,26 +505,43 @@ pub async fn route(
     if !filtered || !filter.enabled {
         return Ok(unfiltered(inboxes));
     }
-    let (raw, from) = (body.to_vec(), mail_from.to_string());
     let list: Vec<String> = users.iter().cloned().collect();
-    let store = shared.store.clone();
-    let judged = tokio::task::spawn_blocking(
-        move || -> Result<Vec<(String, postern_filter::Verdict, Option<MailboxId>)>> {
-            let verdicts = filter.judge(&raw, &from, &list, auth.as_ref())?;
-            let mut out = Vec::with_capacity(verdicts.len());
-            for (user, verdict) in list.into_iter().zip(verdicts) {
-                let junk = match verdict.decision {
-                    Decision::Deliver => None,
-                    Decision::Junk | Decision::Reject => Some(junk_mailbox(&store, &user)?),
-                };
-                out.push((user, verdict, junk));
-            }
-            Ok(out)
-        },
-    )
-    .await
-    .map_err(|e| anyhow!("filter task: {e}"))
-    .and_then(|r| r);
+    // The common case: every database open and every recipient's mail for its INBOX. The
+    // worker judges it itself; a handoff to a blocking thread and back costs more than that.
+    let judged = match filter.judge_if_open(body, mail_from, &list, auth.as_ref()) {
+        Ok(Some(verdicts)) if verdicts.iter().all(|v| v.decision == Decision::Deliver) => Ok(list
+            .iter()
+            .cloned()
+            .zip(verdicts)
+            .map(|(user, verdict)| (user, verdict, None))
+            .collect()),
+        Err(error) => Err(error),
+        Ok(judged_here) => {
+            // A database to read from disk, or a Junk mailbox to find or create: blocking.
+            let (raw, from) = (body.to_vec(), mail_from.to_string());
+            let store = shared.store.clone();
+            tokio::task::spawn_blocking(
+                move || -> Result<Vec<(String, postern_filter::Verdict, Option<MailboxId>)>> {
+                    let verdicts = match judged_here {
+                        Some(verdicts) => verdicts,
+                        None => filter.judge(&raw, &from, &list, auth.as_ref())?,
+                    };
+                    let mut out = Vec::with_capacity(verdicts.len());
+                    for (user, verdict) in list.into_iter().zip(verdicts) {
+                        let junk = match verdict.decision {
+                            Decision::Deliver => None,
+                            Decision::Junk | Decision::Reject => Some(junk_mailbox(&store, &user)?),
+                        };
+                        out.push((user, verdict, junk));
+                    }
+                    Ok(out)
+                },
+            )
+            .await
+            .map_err(|e| anyhow!("filter task: {e}"))
+            .and_then(|r| r)
+        }
+    };
     let judged = match judged {
         Ok(judged) => judged,
         Err(error) => {

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Commit pipelining (issue 13): SMTP ingest of two posternd builds side by side in one run,
-# at 1, 10 and 50 clients, each on a fresh store on the same disk, plus that disk's 4 KiB
-# O_DSYNC write latency. The builds alternate per round so that drift of this noisy machine
-# falls on both alike.
+# SMTP ingest of two posternd set-ups side by side in one run (two builds, or one build with
+# two configurations), at 1, 10 and 50 clients, each on a fresh store on the same disk, plus
+# that disk's 4 KiB O_DSYNC write latency. The sides alternate per round so that drift of this
+# noisy machine falls on both alike.
 #
-#   benches/commit-pipelining.sh OLD_POSTERND NEW_POSTERND [DIR]   # DIR: /var/tmp
+#   benches/ingest-compare.sh OLD_POSTERND NEW_POSTERND [DIR]   # DIR: /var/tmp
 #
-# Build each posternd with `cargo build --release -p posternd -p postern-smtp-load` and copy it
-# away (target/release/postern and smtp-load of either build serve both). ROUNDS (3), SECS (10)
-# and CLIENTS ("1 10 50") set the length.
+# Commit pipelining (issue 13): two builds, each made with `cargo build --release -p posternd
+# -p postern-smtp-load` and copied away (target/release/postern and smtp-load of either build
+# serve both). The cost of filtering (issue 11): one build twice, with
+# NEW_TOML=$'[filter]\nenabled = false' (OLD_TOML and NEW_TOML are configuration lines added to
+# each side's file; OLD_LABEL and NEW_LABEL name the sides). ROUNDS (3), SECS (10) and
+# CLIENTS ("1 10 50") set the length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
@@ -16,20 +19,22 @@ SECS=${SECS:-10}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-"1 10 50"}
 old=$1 new=$2 base=${3:-/var/tmp}
+OLD_LABEL=${OLD_LABEL:-old} NEW_LABEL=${NEW_LABEL:-new}
 for b in "$old" "$new" "$BIN/postern" "$BIN/smtp-load"; do
     [ -x "$b" ] || { echo "missing $b (see the header of this script)" >&2; exit 1; }
 done
-work=$(mktemp -d "$base/postern-pipelining.XXXXXX")
+work=$(mktemp -d "$base/postern-ingest.XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 . benches/store-bench.sh
 
-# run BUILD_LABEL POSTERND CLIENTS: one fresh daemon, one load run; appends a JSON line.
+# run SIDE POSTERND CLIENTS EXTRA_TOML: one fresh daemon, one load run; appends a JSON line.
 run() {
-    local label=$1 daemon=$2 clients=$3 dir port
+    local label=$1 daemon=$2 clients=$3 extra=$4 dir port
     dir=$(mktemp -d "$work/run.XXXXXX")
     port=$(free_port)
     bench_config "$dir/postern.toml" "$dir/data" "$port"
+    printf '\n%s\n' "$extra" >>"$dir/postern.toml"
     "$BIN/postern" --config "$dir/postern.toml" domain add bench.test >/dev/null
     "$BIN/postern" --config "$dir/postern.toml" user add rcpt@bench.test \
         --password 'Bench-Passw0rd-4kQ9zX' >/dev/null
@@ -49,18 +54,19 @@ run() {
 for round in $(seq "$ROUNDS"); do
     for clients in $CLIENTS; do
         if ((round % 2)); then
-            run old "$old" "$clients"
-            run new "$new" "$clients"
+            run old "$old" "$clients" "${OLD_TOML:-}"
+            run new "$new" "$clients" "${NEW_TOML:-}"
         else
-            run new "$new" "$clients"
-            run old "$old" "$clients"
+            run new "$new" "$clients" "${NEW_TOML:-}"
+            run old "$old" "$clients" "${OLD_TOML:-}"
         fi
     done
 done
 
-python3 - "$work/results.jsonl" "$work/dsync" <<'PY'
+python3 - "$work/results.jsonl" "$work/dsync" "$OLD_LABEL" "$NEW_LABEL" <<'PY'
 import json, os, statistics, sys, time
 rows = [json.loads(line) for line in open(sys.argv[1])]
+labels = {"old": sys.argv[3], "new": sys.argv[4]}
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
 buf, lat = b"\0" * 4096, []
 for i in range(2000):
@@ -80,11 +86,11 @@ print("| clients | build | msg/s | p50 ms | p99 ms | p99 / O_DSYNC p99 |")
 print("|---|---|---|---|---|---|")
 for clients in sorted({r["clients"] for r in rows}):
     for build in ("old", "new"):
-        print(f"| {clients} | {build} | {med(build, clients, 'msg_per_sec'):.0f} | "
+        print(f"| {clients} | {labels[build]} | {med(build, clients, 'msg_per_sec'):.0f} | "
               f"{med(build, clients, 'p50'):.3f} | {med(build, clients, 'p99'):.3f} | "
               f"{med(build, clients, 'p99') / dsync_p99:.1f} |")
     ratio = med("new", clients, "msg_per_sec") / med("old", clients, "msg_per_sec")
-    print(f"| {clients} | new / old | {ratio:.2f}x | | | |")
+    print(f"| {clients} | {labels['new']} / {labels['old']} | {ratio:.2f}x | | | |")
 print(f"\nO_DSYNC 4 KiB pwrite on the same disk: p50 {dsync_p50:.3f} ms, p99 {dsync_p99:.3f} ms")
 print(f"(medians of {len(rows) // 2 // len({r['clients'] for r in rows})} rounds per cell)")
 PY
