@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::shard::{signal_eventfd, Batch, Inbox, Job, Msg, Placed, Writer};
+use crate::shard::{signal_eventfd, Batch, Inbox, Job, Msg, Placed, Wake, Writer};
 use crate::StoreError;
 
 /// Batches in flight at once: one in fdatasync and the next one written behind it.
@@ -61,26 +61,36 @@ impl Writer {
         // read is completed (end of this function).
         let mut wake_buf = Box::new([0u8; 8]);
         let mut wake_armed = false;
+        // Pending jobs need a new segment, which waits until nothing is in flight.
+        let mut needs_empty_pipeline = false;
         loop {
+            if in_flight.is_empty() {
+                needs_empty_pipeline = false;
+            }
             if in_flight.is_empty() && pending.is_empty() {
                 if stop {
                     break;
                 }
                 // Idle: wait on the channel alone.
-                match inbox.rx.recv() {
-                    Ok(Msg::Job(j)) => pending.push(j),
-                    Ok(Msg::Shutdown) | Err(_) => stop = true,
+                match inbox.recv() {
+                    Msg::Job(j) => pending.push(j),
+                    Msg::Shutdown => stop = true,
                 }
             }
             // Group commit: everything already queued joins the next batch.
-            stop |= self.gather(&inbox.rx, &mut pending);
+            stop |= self.gather(&inbox, &mut pending);
             if self.poisoned && !pending.is_empty() {
                 let shard = self.shard;
                 self.fail_all(std::mem::take(&mut pending), || {
                     StoreError::ShardPoisoned(shard)
                 });
             }
-            if !pending.is_empty() && in_flight.len() < DEPTH {
+            // Behind a batch in flight, only a batch big enough to be worth its own
+            // fdatasync; otherwise the jobs wait and join the next plain group commit.
+            let overlap = in_flight.len() < DEPTH
+                && pending.len() >= Wake::THRESHOLD
+                && !needs_empty_pipeline;
+            if !pending.is_empty() && (in_flight.is_empty() || overlap) {
                 let jobs = std::mem::take(&mut pending);
                 let buf = spare.pop().unwrap_or_default();
                 match self.place(jobs, buf, in_flight.is_empty()) {
@@ -105,6 +115,7 @@ impl Writer {
                         // A new segment waits until the batches in flight are answered.
                         pending = jobs;
                         spare.push(buf);
+                        needs_empty_pipeline = true;
                     }
                     Err((jobs, e)) => self.poison(jobs, &e),
                 }
@@ -113,9 +124,10 @@ impl Writer {
                 continue;
             }
             // Wake for new work only while another batch could still be written.
-            if !wake_armed && !stop && in_flight.len() < DEPTH {
+            let may_overlap = !stop && in_flight.len() < DEPTH && !needs_empty_pipeline;
+            if may_overlap && !wake_armed {
                 let read = opcode::Read::new(
-                    types::Fd(inbox.wake.as_raw_fd()),
+                    types::Fd(inbox.wake.fd.as_raw_fd()),
                     wake_buf.as_mut_ptr(),
                     wake_buf.len() as u32,
                 )
@@ -126,7 +138,13 @@ impl Writer {
                     wake_armed = true;
                 }
             }
-            if let Err(e) = wait(ring) {
+            if may_overlap && wake_armed && !inbox.wake.arm(pending.len()) {
+                // Enough work queued meanwhile: take it now.
+                continue;
+            }
+            let waited = wait(ring);
+            inbox.wake.disarm();
+            if let Err(e) = waited {
                 self.abandon(ring, &mut in_flight, e);
                 // The ring is unusable: the buffers the kernel may still reference were
                 // leaked by `abandon`; nothing more can be written.
@@ -184,7 +202,7 @@ impl Writer {
         }
         if wake_armed {
             // Complete the read before its buffer goes: one more wake, then its completion.
-            signal_eventfd(&inbox.wake);
+            signal_eventfd(&inbox.wake.fd);
             let mut tries = 0;
             while wake_armed && tries < 1000 {
                 tries += 1;
@@ -318,14 +336,9 @@ impl Writer {
 
     /// After the ring failed: answers everything still queued, until the shutdown.
     fn fail_rest(&mut self, inbox: Inbox) {
-        for msg in inbox.rx.iter() {
-            match msg {
-                Msg::Job(j) => {
-                    let shard = self.shard;
-                    self.fail_all(vec![j], || StoreError::ShardPoisoned(shard));
-                }
-                Msg::Shutdown => break,
-            }
+        while let Msg::Job(j) = inbox.recv() {
+            let shard = self.shard;
+            self.fail_all(vec![j], || StoreError::ShardPoisoned(shard));
         }
     }
 }

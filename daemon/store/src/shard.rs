@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
@@ -593,18 +594,79 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
-/// The way into a shard thread: its channel, plus an eventfd written after each message so
-/// that a thread waiting on io_uring completions (a batch in flight) also wakes for new work
-/// and can write the next batch while the previous one's fdatasync runs.
+/// The way into a shard thread: its channel, plus a wake-up for a thread that waits on
+/// io_uring completions (a batch in flight) while enough new work piles up to be worth a
+/// batch of its own, written behind the one in fdatasync (commit pipelining).
 pub(crate) struct Queue {
     tx: mpsc::Sender<Msg>,
-    wake: Arc<OwnedFd>,
+    wake: Arc<Wake>,
 }
 
 /// The shard thread's end of a [`Queue`].
 pub(crate) struct Inbox {
-    pub(crate) rx: mpsc::Receiver<Msg>,
-    pub(crate) wake: Arc<OwnedFd>,
+    rx: mpsc::Receiver<Msg>,
+    pub(crate) wake: Arc<Wake>,
+}
+
+impl Inbox {
+    /// The next message, waiting for it; a closed queue reads as a shutdown.
+    pub(crate) fn recv(&self) -> Msg {
+        let msg = self.rx.recv().unwrap_or(Msg::Shutdown);
+        if matches!(msg, Msg::Job(_)) {
+            self.wake.received(1);
+        }
+        msg
+    }
+
+    /// The next message if one is queued; a closed queue reads as a shutdown.
+    pub(crate) fn try_recv(&self) -> Option<Msg> {
+        let msg = match self.rx.try_recv() {
+            Ok(msg) => msg,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => Msg::Shutdown,
+        };
+        if matches!(msg, Msg::Job(_)) {
+            self.wake.received(1);
+        }
+        Some(msg)
+    }
+}
+
+/// Wakes a shard thread waiting on its ring through an eventfd that the ring reads. Senders
+/// write it only when the thread asked (`armed`) and the queue has just reached
+/// [`Wake::THRESHOLD`] jobs, so a light load costs no extra syscalls or wake-ups and
+/// batches stay as large as plain group commit makes them.
+pub(crate) struct Wake {
+    pub(crate) fd: OwnedFd,
+    /// Jobs sent and not yet received by the shard thread.
+    queued: AtomicUsize,
+    /// Set by the shard thread while it waits on the ring with a read of `fd` posted.
+    armed: AtomicBool,
+}
+
+impl Wake {
+    /// Jobs that make a batch worth writing while another batch's fdatasync is in flight.
+    pub(crate) const THRESHOLD: usize = 8;
+
+    /// Jobs received from the channel: no longer queued.
+    pub(crate) fn received(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    /// Before waiting on the ring: asks senders for a wake-up. False when enough work is
+    /// queued already (the caller takes it instead of waiting).
+    pub(crate) fn arm(&self, pending: usize) -> bool {
+        self.armed.store(true, Ordering::SeqCst);
+        if pending + self.queued.load(Ordering::SeqCst) >= Self::THRESHOLD {
+            self.armed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Queue {
@@ -615,8 +677,12 @@ impl Queue {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let wake = Arc::new(Wake {
+            // SAFETY: `fd` was just created and is owned by nothing else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            queued: AtomicUsize::new(0),
+            armed: AtomicBool::new(false),
+        });
         let (tx, rx) = mpsc::channel();
         Ok((
             Queue {
@@ -628,8 +694,24 @@ impl Queue {
     }
 
     pub(crate) fn send(&self, msg: Msg) -> Result<(), mpsc::SendError<Msg>> {
-        self.tx.send(msg)?;
-        signal_eventfd(&self.wake);
+        let job = matches!(msg, Msg::Job(_));
+        // Counted before it is sent, so that the shard thread's decrement on receipt can
+        // never run first and wrap the counter.
+        let queued = if job {
+            self.wake.queued.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            // A shutdown request wakes the thread at once.
+            Wake::THRESHOLD
+        };
+        if let Err(e) = self.tx.send(msg) {
+            if job {
+                self.wake.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+            return Err(e);
+        }
+        if queued >= Wake::THRESHOLD && self.wake.armed.swap(false, Ordering::SeqCst) {
+            signal_eventfd(&self.wake.fd);
+        }
         Ok(())
     }
 }
@@ -744,7 +826,7 @@ impl Writer {
             }
             Ok(backend) => {
                 let _ = ready.send(Ok(()));
-                self.serve(backend, inbox.rx);
+                self.serve(backend, inbox);
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -753,16 +835,16 @@ impl Writer {
     }
 
     /// One batch at a time: write, fdatasync, answer (the portable backend).
-    fn serve(mut self, mut backend: Backend, rx: mpsc::Receiver<Msg>) {
+    fn serve(mut self, mut backend: Backend, inbox: Inbox) {
         let mut stop = false;
         while !stop {
             let mut jobs = Vec::new();
-            match rx.recv() {
-                Ok(Msg::Job(j)) => jobs.push(j),
-                Ok(Msg::Shutdown) | Err(_) => stop = true,
+            match inbox.recv() {
+                Msg::Job(j) => jobs.push(j),
+                Msg::Shutdown => stop = true,
             }
             // Group commit: everything already queued joins this batch.
-            stop |= self.gather(&rx, &mut jobs);
+            stop |= self.gather(&inbox, &mut jobs);
             if jobs.is_empty() {
                 continue;
             }
@@ -771,7 +853,7 @@ impl Writer {
         // Finish work queued behind the shutdown request.
         loop {
             let mut jobs = Vec::new();
-            self.gather(&rx, &mut jobs);
+            self.gather(&inbox, &mut jobs);
             if jobs.is_empty() {
                 break;
             }
@@ -781,17 +863,17 @@ impl Writer {
 
     /// Adds what is already queued to `jobs`, up to the batch limit, without waiting.
     /// Returns whether a shutdown request was among it.
-    pub(crate) fn gather(&self, rx: &mpsc::Receiver<Msg>, jobs: &mut Vec<Job>) -> bool {
+    pub(crate) fn gather(&self, inbox: &Inbox, jobs: &mut Vec<Job>) -> bool {
         let mut stop = false;
         while jobs.len() < self.max_batch {
-            match rx.try_recv() {
-                Ok(Msg::Job(j)) => jobs.push(j),
-                Ok(Msg::Shutdown) => stop = true,
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
+            match inbox.try_recv() {
+                Some(Msg::Job(j)) => jobs.push(j),
+                Some(Msg::Shutdown) => {
+                    // A closed queue reads as a shutdown on every call: stop reading.
                     stop = true;
                     break;
                 }
+                None => break,
             }
         }
         stop
