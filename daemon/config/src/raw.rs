@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub log: crate::LogConfig,
     pub health: RawHealth,
     pub auth: crate::AuthConfig,
+    pub dns: crate::DnsConfig,
+    pub sender_auth: crate::SenderAuthConfig,
     // Last: TOML serialisation puts arrays of tables after plain tables anyway.
     #[serde(rename = "listener")]
     pub listeners: Vec<RawListener>,
@@ -38,6 +40,8 @@ impl Default for RawConfig {
             log: crate::LogConfig::default(),
             health: RawHealth::default(),
             auth: crate::AuthConfig::default(),
+            dns: crate::DnsConfig::default(),
+            sender_auth: crate::SenderAuthConfig::default(),
             listeners: default_listeners(),
         }
     }

@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 65);
+    assert_eq!(schema.len(), 76);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -542,4 +542,33 @@ fn rate_limits_are_checked() {
     assert!(p[0].message.contains("at least 1"), "{p:?}");
     let e = parse("[smtp]\nsubmission_messages_per_hour = -1\n").unwrap_err();
     assert_eq!(e.problems()[0].line, 2, "{:?}", e.problems());
+}
+
+#[test]
+fn dns_and_sender_auth_settings_are_checked() {
+    let c = parse(
+        "[dns]\nnameservers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[2001:db8::53]:53\"]\n\
+         trust_anchor = \"/etc/postern/anchor.key\"\n\
+         [sender_auth]\ndmarc_exempt_domains = [\"lists.example.org\"]\n\
+         dmarc_exempt_networks = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.dns.nameserver_addrs(),
+        vec![
+            addr("127.0.0.1:5353"),
+            addr("192.0.2.53:53"),
+            addr("[2001:db8::53]:53")
+        ]
+    );
+    assert!(c.sender_auth.verify && c.sender_auth.dmarc_enforce);
+    assert_eq!(c.sender_auth.exempt_networks().len(), 1);
+    let p = problems(
+        "[dns]\nnameservers = [\"ns.example\"]\ntimeout_ms = 0\nattempts = 9\n\
+         trust_anchor = \"anchor.key\"\n\
+         [sender_auth]\ndmarc_exempt_domains = [\"bad domain\"]\n\
+         dmarc_exempt_networks = [\"nonsense\"]\n",
+    );
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 7, 8], "{p:?}");
 }

@@ -142,6 +142,30 @@ impl Inboxes {
         Ok(id)
     }
 
+    /// The user's Junk mailbox, where DMARC p=quarantine mail goes (RFC 7489 6.3): the
+    /// mailbox with the \\Junk special use (RFC 6154 2), whatever the user named it; if the
+    /// user has none, a mailbox "Junk" with \\Junk is created.
+    pub async fn junk(&self, user: &str) -> Result<MailboxId> {
+        self.inbox(user).await?;
+        let store = self.store.clone();
+        let owner = user.to_string();
+        tokio::task::spawn_blocking(move || -> Result<MailboxId> {
+            if let Some(junk) = store
+                .mailboxes(&owner)
+                .into_iter()
+                .find(|m| m.special_use.as_deref() == Some("\\Junk"))
+            {
+                return Ok(junk.id);
+            }
+            Ok(store
+                .ensure_mailbox(&owner, "Junk", Some("\\Junk"))
+                .with_context(|| format!("creating Junk of {owner}"))?
+                .id)
+        })
+        .await
+        .context("mailbox creation task")?
+    }
+
     fn cached(&self, user: &str) -> Option<MailboxId> {
         self.known.lock().ok().and_then(|k| k.get(user).copied())
     }
