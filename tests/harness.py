@@ -114,6 +114,8 @@ def render_config(
     smtp: dict | None = None,
     tls_min_version: str = "1.2",
     workers: int = 2,
+    sender_auth: dict | None = None,
+    dns: dict | None = None,
 ) -> str:
     limits = dict(SMTP_DEFAULTS)
     limits.update(smtp or {})
@@ -160,6 +162,17 @@ def render_config(
         'format = "text"',
         "",
     ]
+    # Sender authentication asks DNS; tests never send traffic off the host (DESIGN.md 4), so
+    # it is off unless a test brings its own DNS server (tests/smtp/test_sender_auth.py).
+    auth = {"verify": False}
+    auth.update(sender_auth or {})
+    lines.append("[sender_auth]")
+    lines += [f"{k} = {toml_value(v)}" for k, v in auth.items()]
+    lines.append("")
+    if dns:
+        lines.append("[dns]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in dns.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -184,7 +197,8 @@ class Server:
     """One posternd instance on a temp dir; can be stopped, killed and restarted on the same data."""
 
     def __init__(self, root: Path, backend: str = "auto", smtp: dict | None = None,
-                 tls_min_version: str = "1.2", provision: bool = True):
+                 tls_min_version: str = "1.2", provision: bool = True,
+                 sender_auth: dict | None = None, dns: dict | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
@@ -193,7 +207,8 @@ class Server:
         self.log_path = self.root / "posternd.log"
         self.ports = Ports.allocate()
         self.backend = backend
-        self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version))
+        self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version,
+                                          sender_auth=sender_auth, dns=dns))
         self.proc: subprocess.Popen | None = None
         # Runs in the child before exec (e.g. a seccomp filter the daemon must live with).
         self.preexec_fn = None

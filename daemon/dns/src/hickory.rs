@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{
@@ -10,7 +11,7 @@ use hickory_resolver::config::{
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HDnsError, NetError};
-use hickory_resolver::proto::dnssec::Proof;
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType as HType};
 use hickory_resolver::TokioResolver;
@@ -73,13 +74,21 @@ impl HickoryResolver {
         options.timeout = settings.timeout;
         options.attempts = settings.attempts;
         options.validate = settings.validate;
-        options.trust_anchor = settings.trust_anchor.clone();
         options.use_hosts_file = ResolveHosts::Never;
         // Our own bounded cache sits in front (crate::Cached); hickory's stays small.
         options.cache_size = 256;
         options.edns0 = true;
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(options)
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                .with_options(options);
+        if let Some(path) = &settings.trust_anchor {
+            // hickory's `ResolverOpts::trust_anchor` path only switches validation on; the
+            // keys must be given to the builder.
+            let anchors = TrustAnchors::from_file(path)
+                .map_err(|e| format!("trust anchor {}: {e}", path.display()))?;
+            builder = builder.with_trust_anchor(Arc::new(anchors));
+        }
+        let resolver = builder
             .build()
             .map_err(|e| format!("building the resolver: {e}"))?;
         Ok(HickoryResolver {
