@@ -52,7 +52,8 @@ impl MemoryResolver {
         self
     }
 
-    /// Every question about `name` fails temporarily (a timeout, SERVFAIL).
+    /// Questions about `name` fail temporarily (a timeout, SERVFAIL), except those about
+    /// record types it holds.
     pub fn fail(&self, name: &str) -> &Self {
         if let Ok(mut failing) = self.failing.write() {
             failing.insert(normalize(name));
@@ -70,11 +71,22 @@ impl MemoryResolver {
 
     fn answer(&self, name: &str, rtype: RecordType) -> Result<Answer, DnsError> {
         let key = normalize(name);
-        if self
-            .failing
+        // A failing name still answers the types it has records of (the RFC 7208 test
+        // suite's TIMEOUT: only questions without data time out).
+        let has_type = self
+            .zone
             .read()
-            .map(|f| f.contains(&key))
-            .unwrap_or(true)
+            .map(|z| {
+                z.get(&key)
+                    .is_some_and(|r| r.iter().any(|d| record_type(d) == rtype))
+            })
+            .unwrap_or(false);
+        if !has_type
+            && self
+                .failing
+                .read()
+                .map(|f| f.contains(&key))
+                .unwrap_or(true)
         {
             return Err(DnsError::Temporary {
                 name: key,
