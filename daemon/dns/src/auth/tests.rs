@@ -252,3 +252,41 @@ async fn iprev_checks_the_forward_confirmed_name() {
     let outcome = verify(&f, "192.0.2.99", "x.test", "", &message("a@sender.test")).await;
     assert_ne!(outcome.iprev, "pass");
 }
+
+#[tokio::test]
+async fn an_arc_sealed_message_verifies_and_a_broken_seal_does_not() {
+    use mail_auth::arc::ArcSealer;
+    use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+
+    let f = fixture(enforcing()).await;
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    f.zone.txt(
+        "arc._domainkey.forwarder.test",
+        &format!("v=DKIM1; k=ed25519; p={public}"),
+    );
+    // RFC 8617 5.1: the forwarder records what it saw in ARC-Authentication-Results and
+    // seals the message (instance 1, cv=none).
+    let original = message("a@list.test");
+    let parsed = AuthenticatedMessage::parse(&original).unwrap();
+    let seen = AuthenticationResults::new("forwarder.test");
+    let set = ArcSealer::from_key(key)
+        .domain("forwarder.test")
+        .selector("arc")
+        .headers(["From", "To", "Subject", "Date", "Message-ID"])
+        .seal(&parsed, &seen, &ArcOutput::default())
+        .unwrap();
+    let mut sealed = set.to_header().into_bytes();
+    sealed.extend_from_slice(&original);
+    let outcome = verify(&f, CLIENT, "forwarder.test", "a@list.test", &sealed).await;
+    assert_eq!(outcome.arc, "pass", "{}", outcome.header);
+    assert!(outcome.header.contains("arc=pass"), "{}", outcome.header);
+
+    let tampered: Vec<u8> = String::from_utf8(sealed)
+        .unwrap()
+        .replace("Subject: hello", "Subject: hullo")
+        .into_bytes();
+    let outcome = verify(&f, CLIENT, "forwarder.test", "a@list.test", &tampered).await;
+    assert_ne!(outcome.arc, "pass", "{}", outcome.header);
+}
