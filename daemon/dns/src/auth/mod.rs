@@ -177,8 +177,11 @@ impl Verifier {
         let mut options = ResolverOpts::default();
         options.timeout = self.timeout;
         options.attempts = 1;
-        // The bridge's resolver caches and validates; this client only carries questions.
-        options.cache_size = 0;
+        // The bridge's resolver validates and keeps the daemon's bounded cache; this client
+        // keeps a small one of its own (answers for their TTL, which the bridge's cache has
+        // already capped) so that a busy worker does not cross the loopback for every
+        // question of every message.
+        options.cache_size = 1024;
         options.validate = false;
         options.edns0 = true;
         options.use_hosts_file = ResolveHosts::Never;
