@@ -160,6 +160,7 @@ fn dev_profile() {
     );
     assert_eq!(c.metrics.bind, Some(addr("127.0.0.1:9187")));
     assert_eq!(c.admin_socket_path(), Path::new("./postern-dev/admin.sock"));
+    assert!(c.sender_auth.verify && !c.dns.dnssec_validation);
 }
 
 #[test]
