@@ -18,7 +18,6 @@ from pathlib import Path
 import dkim
 import pytest
 
-from conftest import _ACTIVE
 from dnstest import SignedDns
 from harness import ALICE, BOB, HOST, HOSTNAME, PASSWORDS, Server, client_tls_context
 
@@ -87,13 +86,11 @@ def world(tmp_path_factory):
     dns = SignedDns(work, records, tampered).start()
     srv = Server(tmp_path_factory.mktemp("srv"), backend="auto",
                  sender_auth={"verify": True}, dns=dns.dns_config())
-    _ACTIVE.append(srv)
     try:
         srv.start()
         yield {"srv": srv, "dns": dns, "rsa": rsa_private, "ed": ed_private}
     finally:
         srv.stop()
-        _ACTIVE.remove(srv)
         dns.stop()
 
 
