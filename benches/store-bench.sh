@@ -19,6 +19,7 @@ bench_config() {
         # load comes from 127.0.0.1: no per-address hourly message allowance.
         printf '[smtp]\ngreeting_delay_ms = 0\nmx_messages_per_ip_per_hour = 0\n\n'
         printf '[store]\nshards = 2\n%s\n\n' "${STORE_EXTRA:-}"
+        printf '[sender_auth]\nverify = false\n\n'
         printf '[metrics]\nbind = ""\n\n[log]\nlevel = "warn"\nformat = "text"\n'
     } >"$file"
 }

@@ -42,10 +42,11 @@ class ServerFactory:
         self.servers: list[Server] = []
 
     def __call__(self, backend: str = DEFAULT_BACKEND, smtp: dict | None = None,
-                 tls_min_version: str = "1.2", start: bool = True, provision: bool = True) -> Server:
+                 tls_min_version: str = "1.2", start: bool = True, provision: bool = True,
+                 sender_auth: dict | None = None, dns: dict | None = None) -> Server:
         root = self.tmp_path_factory.mktemp("srv")
         srv = Server(root, backend=backend, smtp=smtp, tls_min_version=tls_min_version,
-                     provision=provision)
+                     provision=provision, sender_auth=sender_auth, dns=dns)
         self.servers.append(srv)
         _ACTIVE.append(srv)
         if start:

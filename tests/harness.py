@@ -114,6 +114,8 @@ def render_config(
     smtp: dict | None = None,
     tls_min_version: str = "1.2",
     workers: int = 2,
+    sender_auth: dict | None = None,
+    dns: dict | None = None,
 ) -> str:
     limits = dict(SMTP_DEFAULTS)
     limits.update(smtp or {})
@@ -160,6 +162,17 @@ def render_config(
         'format = "text"',
         "",
     ]
+    # Sender authentication asks DNS; tests never send traffic off the host (DESIGN.md 4), so
+    # it is off unless a test brings its own DNS server (tests/smtp/test_sender_auth.py).
+    auth = {"verify": False}
+    auth.update(sender_auth or {})
+    lines.append("[sender_auth]")
+    lines += [f"{k} = {toml_value(v)}" for k, v in auth.items()]
+    lines.append("")
+    if dns:
+        lines.append("[dns]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in dns.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -184,7 +197,8 @@ class Server:
     """One posternd instance on a temp dir; can be stopped, killed and restarted on the same data."""
 
     def __init__(self, root: Path, backend: str = "auto", smtp: dict | None = None,
-                 tls_min_version: str = "1.2", provision: bool = True):
+                 tls_min_version: str = "1.2", provision: bool = True,
+                 sender_auth: dict | None = None, dns: dict | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
@@ -193,7 +207,8 @@ class Server:
         self.log_path = self.root / "posternd.log"
         self.ports = Ports.allocate()
         self.backend = backend
-        self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version))
+        self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version,
+                                          sender_auth=sender_auth, dns=dns))
         self.proc: subprocess.Popen | None = None
         # Runs in the child before exec (e.g. a seccomp filter the daemon must live with).
         self.preexec_fn = None
@@ -366,7 +381,10 @@ def export_mailbox_uids(cfg: Path, user: str, workdir: Path,
 
 
 TRACE_RE = re.compile(
-    rb"Return-Path: <([^>\r\n]*)>\r\n(Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)"
+    rb"Return-Path: <([^>\r\n]*)>\r\n"
+    # Our Authentication-Results on verified MX mail ([sender_auth] verify = true).
+    rb"(?:Authentication-Results:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)?"
+    rb"(Received:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)"
     # The spam filter's explanation header on MX mail (daemon/posternd/src/filter.rs).
     rb"(?:X-Postern-Spam:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)?")
 
@@ -374,7 +392,8 @@ TRACE_RE = re.compile(
 def split_trace(stored: bytes) -> tuple[bytes, bytes, bytes]:
     """Split a stored message into (return_path, received_header, client_bytes). Fails when the
     message does not start with exactly one Return-Path line and one (possibly folded) Received
-    (and, on MX mail, the filter's X-Postern-Spam field, which is dropped)."""
+    (and, on MX mail, our Authentication-Results before it and the filter's X-Postern-Spam field
+    after it, both dropped)."""
     m = TRACE_RE.match(stored)
     assert m, f"stored message does not start with Return-Path + Received: {stored[:300]!r}"
     return m.group(1), m.group(2), stored[m.end():]

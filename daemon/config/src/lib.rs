@@ -40,6 +40,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub filter: FilterConfig,
     pub admin: AdminConfig,
+    pub dns: DnsConfig,
+    pub sender_auth: SenderAuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -393,11 +395,107 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[dns]`: the one resolver every DNS question goes through (DESIGN.md 3.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Recursive resolvers to ask, "address" or "address:port"; empty = /etc/resolv.conf.
+    pub nameservers: Vec<String>,
+    /// Milliseconds one query waits for its answer.
+    pub timeout_ms: u64,
+    /// Retries of a query that timed out.
+    pub attempts: u64,
+    /// Validate DNSSEC (RFC 4035); answers that fail validation are temporary errors.
+    pub dnssec_validation: bool,
+    /// Absolute path of a file of DNSKEY records to trust instead of the root's; "" = root.
+    pub trust_anchor: String,
+    /// Answers kept in the cache; 0 = no cache.
+    pub cache_entries: u64,
+    /// Longest time an answer is kept, whatever its TTL.
+    pub cache_max_ttl_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: 5000,
+            attempts: 2,
+            dnssec_validation: true,
+            trust_anchor: String::new(),
+            cache_entries: 10_000,
+            cache_max_ttl_secs: 3600,
+        }
+    }
+}
+
 impl AdminConfig {
     /// `allowed_networks` parsed; entries that do not parse (validation reports them) are
     /// skipped.
     pub fn networks(&self) -> Vec<ipnet::IpNet> {
         self.allowed_networks
+            .iter()
+            .filter_map(|n| parse_network(n).ok())
+            .collect()
+    }
+}
+
+impl DnsConfig {
+    /// `nameservers` parsed (port 53 when none is given); entries that do not parse
+    /// (validation reports them) are skipped.
+    pub fn nameserver_addrs(&self) -> Vec<SocketAddr> {
+        self.nameservers
+            .iter()
+            .filter_map(|n| parse_nameserver(n).ok())
+            .collect()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353".
+pub fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("{text:?} is not a nameserver address (such as 192.0.2.53 or 127.0.0.1:5353)")
+        })
+}
+
+/// `[sender_auth]`: SPF, DKIM, DMARC, ARC and iprev verification of mail received on MX.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderAuthConfig {
+    /// Verify MX mail and add Authentication-Results; false = neither.
+    pub verify: bool,
+    /// Apply the sender domain's DMARC policy (reject: 550 5.7.1; quarantine: Junk).
+    pub dmarc_enforce: bool,
+    /// From domains (and their subdomains) whose DMARC failures are not enforced.
+    pub dmarc_exempt_domains: Vec<String>,
+    /// Client networks whose DMARC failures are not enforced.
+    pub dmarc_exempt_networks: Vec<String>,
+}
+
+impl Default for SenderAuthConfig {
+    fn default() -> Self {
+        SenderAuthConfig {
+            verify: true,
+            dmarc_enforce: true,
+            dmarc_exempt_domains: Vec::new(),
+            dmarc_exempt_networks: Vec::new(),
+        }
+    }
+}
+
+impl SenderAuthConfig {
+    pub fn exempt_networks(&self) -> Vec<ipnet::IpNet> {
+        self.dmarc_exempt_networks
             .iter()
             .filter_map(|n| parse_network(n).ok())
             .collect()

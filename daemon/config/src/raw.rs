@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub auth: crate::AuthConfig,
     pub filter: crate::FilterConfig,
     pub admin: crate::AdminConfig,
+    pub dns: crate::DnsConfig,
+    pub sender_auth: crate::SenderAuthConfig,
     // Last: TOML serialisation puts arrays of tables after plain tables anyway.
     #[serde(rename = "listener")]
     pub listeners: Vec<RawListener>,
@@ -42,6 +44,8 @@ impl Default for RawConfig {
             auth: crate::AuthConfig::default(),
             filter: crate::FilterConfig::default(),
             admin: crate::AdminConfig::default(),
+            dns: crate::DnsConfig::default(),
+            sender_auth: crate::SenderAuthConfig::default(),
             listeners: default_listeners(),
         }
     }

@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 74);
+    assert_eq!(schema.len(), 85);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -160,6 +160,7 @@ fn dev_profile() {
     );
     assert_eq!(c.metrics.bind, Some(addr("127.0.0.1:9187")));
     assert_eq!(c.admin_socket_path(), Path::new("./postern-dev/admin.sock"));
+    assert!(c.sender_auth.verify && !c.dns.dnssec_validation);
 }
 
 #[test]
@@ -570,4 +571,32 @@ fn filter_and_admin_settings_are_checked_with_positions() {
         e.to_string().starts_with("/etc/postern/posternd.toml:2:"),
         "{e}"
     );
+}
+
+fn dns_and_sender_auth_settings_are_checked() {
+    let c = parse(
+        "[dns]\nnameservers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[2001:db8::53]:53\"]\n\
+         trust_anchor = \"/etc/postern/anchor.key\"\n\
+         [sender_auth]\ndmarc_exempt_domains = [\"lists.example.org\"]\n\
+         dmarc_exempt_networks = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.dns.nameserver_addrs(),
+        vec![
+            addr("127.0.0.1:5353"),
+            addr("192.0.2.53:53"),
+            addr("[2001:db8::53]:53")
+        ]
+    );
+    assert!(c.sender_auth.verify && c.sender_auth.dmarc_enforce);
+    assert_eq!(c.sender_auth.exempt_networks().len(), 1);
+    let p = problems(
+        "[dns]\nnameservers = [\"ns.example\"]\ntimeout_ms = 0\nattempts = 9\n\
+         trust_anchor = \"anchor.key\"\n\
+         [sender_auth]\ndmarc_exempt_domains = [\"bad domain\"]\n\
+         dmarc_exempt_networks = [\"nonsense\"]\n",
+    );
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 7, 8], "{p:?}");
 }

@@ -162,6 +162,8 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
         auth: c.auth.clone(),
         filter: c.filter.clone(),
         admin: c.admin.clone(),
+        dns: c.dns.clone(),
+        sender_auth: c.sender_auth.clone(),
         listeners: c
             .listeners
             .iter()
@@ -227,6 +229,8 @@ impl Validator<'_> {
         self.auth(&raw.auth);
         self.filter(&raw.filter);
         self.admin(&raw.admin);
+        self.dns(&raw.dns);
+        self.sender_auth(&raw.sender_auth);
         Config {
             server,
             tls,
@@ -243,6 +247,8 @@ impl Validator<'_> {
             auth: raw.auth,
             filter: raw.filter,
             admin: raw.admin,
+            dns: raw.dns,
+            sender_auth: raw.sender_auth,
         }
     }
 
@@ -295,10 +301,67 @@ impl Validator<'_> {
         }
     }
 
+    fn dns(&mut self, s: &crate::DnsConfig) {
+        let at = |k| [Key("dns"), Key(k)];
+        for (i, server) in s.nameservers.iter().enumerate() {
+            if let Err(why) = crate::parse_nameserver(server) {
+                self.error(&[Key("dns"), Key("nameservers"), Idx(i)], why);
+            }
+        }
+        // A query that may wait a minute holds the SMTP client at the end of DATA longer
+        // than RFC 5321 4.5.3.2.6 lets it wait for the reply (10 minutes, over all queries).
+        if !(100..=60_000).contains(&s.timeout_ms) {
+            self.error(
+                &at("timeout_ms"),
+                format!(
+                    "timeout_ms = {} must be between 100 and 60000",
+                    s.timeout_ms
+                ),
+            );
+        }
+        if s.attempts > 5 {
+            self.error(
+                &at("attempts"),
+                format!("attempts = {} is above 5", s.attempts),
+            );
+        }
+        if !s.trust_anchor.is_empty() && !Path::new(&s.trust_anchor).is_absolute() {
+            self.error(
+                &at("trust_anchor"),
+                format!("trust_anchor {:?} must be an absolute path", s.trust_anchor),
+            );
+        }
+        if s.cache_entries > 1_000_000 {
+            self.error(
+                &at("cache_entries"),
+                format!("cache_entries = {} is above 1000000", s.cache_entries),
+            );
+        }
+    }
+
     fn admin(&mut self, a: &crate::AdminConfig) {
         for (i, network) in a.allowed_networks.iter().enumerate() {
             if let Err(why) = crate::parse_network(network) {
                 self.error(&[Key("admin"), Key("allowed_networks"), Idx(i)], why);
+            }
+        }
+    }
+
+    fn sender_auth(&mut self, s: &crate::SenderAuthConfig) {
+        for (i, domain) in s.dmarc_exempt_domains.iter().enumerate() {
+            if let Err(why) = check_hostname(domain.trim_end_matches('.')) {
+                self.error(
+                    &[Key("sender_auth"), Key("dmarc_exempt_domains"), Idx(i)],
+                    format!("invalid domain {domain:?}: {why}"),
+                );
+            }
+        }
+        for (i, network) in s.dmarc_exempt_networks.iter().enumerate() {
+            if let Err(why) = crate::parse_network(network) {
+                self.error(
+                    &[Key("sender_auth"), Key("dmarc_exempt_networks"), Idx(i)],
+                    why,
+                );
             }
         }
     }

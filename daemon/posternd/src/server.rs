@@ -48,6 +48,8 @@ pub struct Shared {
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
     /// The spam filter and sender lists (`[filter]`).
     pub filter: Arc<crate::filter::SpamFilter>,
+    /// Sender authentication of MX mail (`[sender_auth]`); None when verification is off.
+    pub sender_auth: Option<Arc<postern_dns::auth::Verifier>>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -176,6 +178,11 @@ impl Shared {
         )?);
         let filter = crate::filter::SpamFilter::open(&config, metrics.filter.clone())?;
         filter.start_trainer(store.clone())?;
+        let sender_auth = if config.sender_auth.verify {
+            Some(Arc::new(start_sender_auth(&config)?))
+        } else {
+            None
+        };
         let health_gate = match &config.health.socket {
             Some(socket) => {
                 crate::health_gate::HealthGate::start(socket.clone(), metrics.health_gate.clone())
@@ -184,6 +191,7 @@ impl Shared {
             None => crate::health_gate::HealthGate::disabled(metrics.health_gate.clone()),
         };
         let shared = Arc::new(Shared {
+            sender_auth,
             health_gate,
             smtp_limits: smtp_limits(&config),
             submission_limits: submission_limits(&config),
@@ -278,6 +286,43 @@ pub fn run(config: Config) -> Result<()> {
     store.shutdown();
     tracing::info!(event = "server.stopped");
     Ok(())
+}
+
+/// The DNS layer (DESIGN.md 3.5: hickory-resolver with DNSSEC validation behind a bounded
+/// cache, on a thread of its own) and the sender-authentication verifier that asks it.
+fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
+    let dns = config.dns.clone();
+    let settings = postern_dns::ResolverSettings {
+        nameservers: dns.nameserver_addrs(),
+        timeout: dns.timeout(),
+        attempts: usize_of(dns.attempts),
+        validate: dns.dnssec_validation,
+        trust_anchor: (!dns.trust_anchor.is_empty())
+            .then(|| std::path::PathBuf::from(&dns.trust_anchor)),
+    };
+    let bridge = postern_dns::bridge::spawn_thread(move || {
+        let resolver = postern_dns::HickoryResolver::new(&settings)?;
+        let cached = postern_dns::Cached::new(
+            resolver,
+            usize_of(dns.cache_entries),
+            std::time::Duration::from_secs(dns.cache_max_ttl_secs),
+        );
+        Ok(Arc::new(cached) as Arc<dyn postern_dns::Resolver>)
+    })
+    .map_err(|e| anyhow::anyhow!("starting the DNS resolver: {e}"))?;
+    let sa = &config.sender_auth;
+    // mail-auth's client waits as long as the resolver behind the bridge may take.
+    let timeout = config.dns.timeout() * (u32::try_from(config.dns.attempts).unwrap_or(5) + 2);
+    Ok(postern_dns::auth::Verifier::new(
+        bridge,
+        timeout,
+        &config.server.hostname,
+        postern_dns::auth::LocalPolicy {
+            enforce: sa.dmarc_enforce,
+            exempt_domains: sa.dmarc_exempt_domains.clone(),
+            exempt_networks: sa.exempt_networks(),
+        },
+    ))
 }
 
 fn run_worker(worker: usize, listeners: Vec<BoundListener>, shared: Arc<Shared>) {

@@ -558,7 +558,7 @@ fn run(
     }
     if !crate::provision::is_provisioned() {
         say("first boot: provisioning");
-        if let Err(error) = crate::provision::provision(&boot.plan) {
+        if let Err(error) = crate::provision::provision(&boot.plan, boot.args.test) {
             fail(boot, supervisor, &format!("provisioning: {error:#}"));
         }
         boot.milestone("provisioned", &boot.plan.domain.clone());

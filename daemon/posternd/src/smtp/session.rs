@@ -476,6 +476,72 @@ impl Driver<'_> {
         ))
     }
 
+    /// Sender authentication of an MX message (`[sender_auth]`). Ok(None) when it is off;
+    /// Err with the reply when the DMARC policy refuses the message (550 5.7.1, RFC 7489
+    /// 10.3 / RFC 3463 X.7.1) or a DNS failure left the verdict open (451 4.4.3, RFC 3463
+    /// X.4.3: the client retries; never a silent pass).
+    async fn verify_sender(&self, envelope: &Envelope) -> Result<Option<Verified>, Reply> {
+        let Some(verifier) = self.shared.sender_auth.as_deref() else {
+            return Ok(None);
+        };
+        let outcome = verifier
+            .verify(&postern_dns::auth::Request {
+                ip: self.peer.ip(),
+                helo: &envelope.helo,
+                mail_from: &envelope.mail_from,
+                message: &envelope.body,
+            })
+            .await;
+        tracing::info!(
+            event = "smtp.sender_auth.verified",
+            peer = %self.peer,
+            spf_helo = %outcome.spf_helo,
+            spf_mail_from = %outcome.spf_mail_from,
+            dkim = ?outcome.dkim,
+            arc = outcome.arc,
+            iprev = outcome.iprev,
+            dmarc = outcome.dmarc,
+            dmarc_domain = %outcome.dmarc_domain,
+            disposition = ?outcome.disposition,
+        );
+        use postern_dns::auth::Disposition;
+        let quarantine = match outcome.disposition {
+            Disposition::Deliver => false,
+            Disposition::Quarantine => true,
+            Disposition::Reject { domain } => {
+                self.shared.metrics.reject("dmarc_reject");
+                return Err(Reply::new(
+                    550,
+                    Some((5, 7, 1)),
+                    format!(
+                        "Message rejected: it fails DMARC and {} publishes p=reject (RFC 7489)",
+                        shown_domain(&domain)
+                    ),
+                ));
+            }
+            Disposition::TempFail { reason } => {
+                tracing::warn!(event = "smtp.sender_auth.temporary_failure", peer = %self.peer, reason = %reason);
+                self.shared.metrics.reject("sender_auth_dns");
+                return Err(Reply::new(
+                    451,
+                    Some((4, 4, 3)),
+                    "Sender authentication could not complete (DNS failure), try again later"
+                        .to_string(),
+                ));
+            }
+        };
+        let (message, removed) =
+            postern_dns::authres::strip_own_results(&envelope.body, verifier.authserv_id());
+        if removed > 0 {
+            tracing::info!(event = "smtp.sender_auth.forged_results_removed", peer = %self.peer, removed);
+        }
+        Ok(Some(Verified {
+            header: outcome.header,
+            message,
+            quarantine,
+        }))
+    }
+
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
     /// sent by the session only after this returns Ok (DESIGN.md 3.3).
     async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
@@ -491,6 +557,16 @@ impl Driver<'_> {
             self.shared.metrics.reject("storage_unsafe");
             return Err(reply);
         }
+        // MX mail is verified before anything is stored: SPF, DKIM, ARC, iprev, DMARC
+        // (DESIGN.md 2). Submission mail was authenticated instead and is not.
+        let verified = if envelope.authenticated_as.is_none() && self.label == "mx" {
+            match self.verify_sender(&envelope).await {
+                Ok(verified) => verified,
+                Err(reply) => return Err(reply),
+            }
+        } else {
+            None
+        };
         let accounts = self.shared.directory.snapshot();
         let users: BTreeSet<String> = envelope
             .rcpt_to
@@ -513,19 +589,33 @@ impl Driver<'_> {
                 "Local storage error, try again later".to_string(),
             )
         };
+        // The message as verified: without Authentication-Results fields that claimed our
+        // authserv-id (RFC 8601 5).
+        let message: &[u8] = match &verified {
+            Some(v) => &v.message,
+            None => &envelope.body,
+        };
         // The spam filter and sender lists (crate::filter): INBOX or Junk per user, each
-        // copy with its X-Postern-Spam header, or 550 5.7.1. MX mail only. The sender
-        // authentication result goes in the last argument once it exists.
+        // copy with its X-Postern-Spam header, or 550 5.7.1. MX mail only. A DMARC
+        // quarantine verdict sends the message to Junk through the same combiner.
         let mx = envelope.authenticated_as.is_none();
-        let routed = crate::filter::route(
-            self.shared,
-            &envelope.body,
-            &envelope.mail_from,
-            &users,
-            mx,
-            None,
-        )
-        .await?;
+        let auth = verified
+            .as_ref()
+            .map(|v| postern_filter::verdict::SenderAuth {
+                disposition: if v.quarantine {
+                    postern_filter::verdict::AuthDisposition::Quarantine
+                } else {
+                    postern_filter::verdict::AuthDisposition::None
+                },
+                summary: if v.quarantine {
+                    "dmarc=fail (p=quarantine)".to_string()
+                } else {
+                    String::new()
+                },
+            });
+        let routed =
+            crate::filter::route(self.shared, message, &envelope.mail_from, &users, mx, auth)
+                .await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -546,16 +636,24 @@ impl Driver<'_> {
             unix_time: now,
         };
         let (return_path, received) = (return_path(&envelope.mail_from), received(&trace));
+        // RFC 8601 5: our Authentication-Results goes on top (under Return-Path, RFC 5321
+        // 4.4), then our Received, then the filter's header, then the message.
+        let results = verified.as_ref().map_or("", |v| v.header.as_str());
         let requests = routed
             .into_iter()
             .map(|crate::filter::Routed { header, targets }| {
                 let mut body = Vec::with_capacity(
-                    return_path.len() + received.len() + header.len() + envelope.body.len(),
+                    return_path.len()
+                        + results.len()
+                        + received.len()
+                        + header.len()
+                        + message.len(),
                 );
                 body.extend_from_slice(return_path.as_bytes());
+                body.extend_from_slice(results.as_bytes());
                 body.extend_from_slice(received.as_bytes());
                 body.extend_from_slice(header.as_bytes());
-                body.extend_from_slice(&envelope.body);
+                body.extend_from_slice(message);
                 AppendRequest {
                     body,
                     internal_date: now,
@@ -585,6 +683,7 @@ impl Driver<'_> {
                     size,
                     recipients = envelope.rcpt_to.len(),
                     mailboxes = users.len(),
+                    dmarc_quarantine = verified.as_ref().is_some_and(|v| v.quarantine),
                 );
                 Ok(())
             }
@@ -595,4 +694,21 @@ impl Driver<'_> {
             }
         }
     }
+}
+
+/// A verified MX message: our Authentication-Results field, the message without fields
+/// that claimed our authserv-id, and whether DMARC quarantines it.
+struct Verified {
+    header: String,
+    message: Vec<u8>,
+    quarantine: bool,
+}
+
+/// A domain as it may appear in a reply line: printable ASCII only (RFC 5321 4.2.1).
+fn shown_domain(domain: &str) -> String {
+    domain
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect()
 }
