@@ -573,6 +573,7 @@ fn filter_and_admin_settings_are_checked_with_positions() {
     );
 }
 
+#[test]
 fn dns_and_sender_auth_settings_are_checked() {
     let c = parse(
         "[dns]\nnameservers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[2001:db8::53]:53\"]\n\

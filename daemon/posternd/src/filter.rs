@@ -188,7 +188,7 @@ impl SpamFilter {
     }
 
     /// The database `key` if it is open already (never touches the disk).
-    fn open_db(&self, key: &str) -> Option<Arc<Mutex<TokenDb>>> {
+    fn open_db(&self, key: &str) -> Option<SharedDb> {
         self.dbs.lock().ok()?.get(key).cloned()
     }
 
@@ -254,7 +254,7 @@ impl SpamFilter {
         mail_from: &str,
         users: &[String],
         auth: Option<&SenderAuth>,
-        db: &dyn Fn(&str) -> Result<Option<Arc<Mutex<TokenDb>>>>,
+        db: &dyn Fn(&str) -> Result<Option<SharedDb>>,
     ) -> Result<Option<Vec<postern_filter::Verdict>>> {
         let Some(global) = db("global")? else {
             return Ok(None);
@@ -413,6 +413,9 @@ impl SpamFilter {
         }
     }
 }
+
+/// An open token database, shared by the SMTP workers and the trainer.
+type SharedDb = Arc<Mutex<TokenDb>>;
 
 pub fn filter_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("filter")
