@@ -63,18 +63,12 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-python3 - "$work/results.jsonl" "$work/dsync" "$OLD_LABEL" "$NEW_LABEL" <<'PY'
-import json, os, statistics, sys, time
+read -r dsync_p50 dsync_p99 < <(dsync_latency "$work/dsync")
+python3 - "$work/results.jsonl" "$dsync_p50" "$dsync_p99" "$OLD_LABEL" "$NEW_LABEL" <<'PY'
+import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-labels = {"old": sys.argv[3], "new": sys.argv[4]}
-fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
-buf, lat = b"\0" * 4096, []
-for i in range(2000):
-    t = time.perf_counter()
-    os.pwrite(fd, buf, (i % 256) * 4096)
-    lat.append((time.perf_counter() - t) * 1e3)
-lat.sort()
-dsync_p50, dsync_p99 = lat[1000], lat[1980]
+dsync_p50, dsync_p99 = float(sys.argv[2]), float(sys.argv[3])
+labels = {"old": sys.argv[4], "new": sys.argv[5]}
 
 def med(build, clients, key):
     got = [r for r in rows if r["build"] == build and r["clients"] == clients]

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the store benchmarks (start-time.sh, compaction.sh, lock-contention.sh,
-# commit-latency.sh): one posternd configuration for all of them, and the waits they share.
+# commit-latency.sh, ingest-compare.sh): one posternd configuration for all of them, and the waits they share.
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -33,4 +33,20 @@ wait_port() {
     done
     echo "nothing listens on 127.0.0.1:$1 after 60 s" >&2
     return 1
+}
+
+# dsync_latency FILE: p50 and p99 in ms (one line, space-separated) of 2000 O_DSYNC 4 KiB
+# pwrites into FILE, the disk's own durable-write latency for the benchmarks to compare with.
+dsync_latency() {
+    python3 - "$1" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
+buf, lat = b"\0" * 4096, []
+for i in range(2000):
+    t = time.perf_counter()
+    os.pwrite(fd, buf, (i % 256) * 4096)
+    lat.append((time.perf_counter() - t) * 1e3)
+lat.sort()
+print(lat[1000], lat[1980])
+PY
 }
