@@ -52,8 +52,18 @@ pub struct HickoryResolver {
 impl HickoryResolver {
     pub fn new(settings: &ResolverSettings) -> Result<HickoryResolver, String> {
         let (config, mut options) = if settings.nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("reading /etc/resolv.conf: {e}"))?
+            // No usable /etc/resolv.conf yet (an appliance before its DHCP lease names a
+            // DNS server): start anyway with no nameserver, so that every lookup is a
+            // temporary failure (MX mail gets 4xx and is retried), rather than keep the
+            // whole daemon from starting.
+            hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|e| {
+                tracing::error!(event = "dns.no_nameservers", error = %e,
+                    "reading /etc/resolv.conf failed; DNS lookups fail until [dns] nameservers is set");
+                (
+                    ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+                    ResolverOpts::default(),
+                )
+            })
         } else {
             let servers = settings
                 .nameservers
