@@ -212,6 +212,8 @@ class Server:
         self.proc: subprocess.Popen | None = None
         # Runs in the child before exec (e.g. a seccomp filter the daemon must live with).
         self.preexec_fn = None
+        # Extra environment of the daemon (e.g. SSL_CERT_FILE for a machine without CA roots).
+        self.env: dict[str, str] = {}
         self._logf = None
         self.failed = False
         if provision:
@@ -240,7 +242,7 @@ class Server:
         self.proc = subprocess.Popen(
             [str(POSTERND), "--config", str(self.cfg)],
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
-            cwd=str(self.root), env={**os.environ, "NO_COLOR": "1"},
+            cwd=str(self.root), env={**os.environ, "NO_COLOR": "1", **self.env},
             preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout

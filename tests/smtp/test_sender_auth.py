@@ -268,3 +268,23 @@ def test_submission_is_not_verified(world):
         s.sendmail(ALICE, [BOB], message(ALICE, "submitted"))
     stored = delivered(srv, "submitted", user=BOB)
     assert results(stored) == [], results(stored)
+
+
+def test_posternd_runs_without_a_usable_resolver_and_defers_verified_mail(tmp_path):
+    # The appliance image once shipped without CA roots: hickory's TLS client could not be
+    # built, posternd exited at start and was restarted in a loop. Now it starts, says why
+    # (dns.unavailable), and MX mail that needs DNS gets 451: the sender retries, nothing
+    # is accepted unverified. SSL_CERT_FILE naming an empty file is a machine without roots.
+    empty = tmp_path / "no-roots.pem"
+    empty.write_text("")
+    srv = Server(tmp_path / "srv", backend="auto", sender_auth={"verify": True},
+                 dns={"nameservers": ["127.0.0.1:9"]})
+    srv.env = {"SSL_CERT_FILE": str(empty), "SSL_CERT_DIR": str(tmp_path)}
+    try:
+        srv.start()
+        assert 'event="dns.unavailable"' in srv.log(), srv.log_tail()
+        code, text = send(srv, "a@elsewhere.org", message("a@elsewhere.org", "no-resolver"))
+        assert code == 451, (code, text)
+        assert "no DNS resolver" not in text  # the reason stays in the log, not on the wire
+    finally:
+        srv.stop()

@@ -162,9 +162,53 @@ pub fn reverse_name(ip: IpAddr) -> String {
     }
 }
 
+/// The resolver when the real one cannot be built (no usable system configuration, no CA
+/// roots for hickory's TLS client): every lookup is a temporary failure naming why, so the
+/// daemon still starts, serves IMAP, POP3 and submission, and answers verified MX mail with
+/// a 4xx that the sender retries, instead of exiting and restarting in a loop.
+pub struct Unavailable {
+    reason: String,
+}
+
+impl Unavailable {
+    pub fn new(reason: impl Into<String>) -> Unavailable {
+        Unavailable {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Resolver for Unavailable {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        _rtype: RecordType,
+    ) -> BoxFuture<'a, Result<Answer, DnsError>> {
+        Box::pin(async move {
+            Err(DnsError::Temporary {
+                name: normalize(name),
+                reason: format!("no DNS resolver: {}", self.reason),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unavailable_resolver_fails_every_lookup_temporarily() {
+        let r = Unavailable::new("No CA certificates were loaded");
+        let err = r
+            .lookup("Example.COM.", RecordType::Txt)
+            .await
+            .expect_err("no answer without a resolver");
+        assert!(err.is_temporary(), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("example.com:"), "{text}");
+        assert!(text.contains("No CA certificates"), "{text}");
+    }
 
     #[test]
     fn reverse_names_follow_rfc_1035_and_3596() {

@@ -301,13 +301,21 @@ fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
             .then(|| std::path::PathBuf::from(&dns.trust_anchor)),
     };
     let bridge = postern_dns::bridge::spawn_thread(move || {
-        let resolver = postern_dns::HickoryResolver::new(&settings)?;
-        let cached = postern_dns::Cached::new(
-            resolver,
-            usize_of(dns.cache_entries),
-            std::time::Duration::from_secs(dns.cache_max_ttl_secs),
-        );
-        Ok(Arc::new(cached) as Arc<dyn postern_dns::Resolver>)
+        match postern_dns::HickoryResolver::new(&settings) {
+            Ok(resolver) => Ok(Arc::new(postern_dns::Cached::new(
+                resolver,
+                usize_of(dns.cache_entries),
+                std::time::Duration::from_secs(dns.cache_max_ttl_secs),
+            )) as Arc<dyn postern_dns::Resolver>),
+            // A broken DNS layer must not keep the whole daemon down (found on the appliance:
+            // an image without CA roots made hickory's TLS client fail, and posternd exited
+            // and was restarted in a loop). Lookups fail as temporary errors instead.
+            Err(e) => {
+                tracing::error!(event = "dns.unavailable", error = %e,
+                    "the DNS resolver could not be built; every lookup fails temporarily");
+                Ok(Arc::new(postern_dns::Unavailable::new(e)) as Arc<dyn postern_dns::Resolver>)
+            }
+        }
     })
     .map_err(|e| anyhow::anyhow!("starting the DNS resolver: {e}"))?;
     let sa = &config.sender_auth;
