@@ -2,9 +2,9 @@
 //! on), with the configured nameservers or the system's (`/etc/resolv.conf`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -45,26 +45,130 @@ impl Default for ResolverSettings {
 }
 
 pub struct HickoryResolver {
-    resolver: TokioResolver,
+    current: RwLock<Arc<Built>>,
+    settings: ResolverSettings,
     deadline: Duration,
+    /// Built from the system's file (no `[dns] nameservers`): re-read when it changes.
+    system: Option<Mutex<SystemConf>>,
 }
+
+/// One hickory resolver and the nameservers it asks.
+struct Built {
+    resolver: TokioResolver,
+    nameservers: Vec<SocketAddr>,
+}
+
+/// The system's resolver file and what it looked like when last read. An appliance starts
+/// posternd before its DHCP lease writes the file (image/init: udhcpc writes
+/// /run/postern/resolv.conf, which /etc/resolv.conf links to), and hickory reads it only
+/// when built: without a re-read, DNS would stay unusable until a restart.
+struct SystemConf {
+    path: PathBuf,
+    checked: Option<Instant>,
+    stamp: Option<FileStamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    // Follows the link: what changes is the file it names.
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
+}
+
+/// The system's file, checked for a change at most this often (a stat per lookup would do,
+/// but one a second is plenty for a file that changes with a DHCP lease).
+const RECHECK: Duration = Duration::from_secs(1);
+const SYSTEM_CONF: &str = "/etc/resolv.conf";
 
 impl HickoryResolver {
     pub fn new(settings: &ResolverSettings) -> Result<HickoryResolver, String> {
-        let (config, mut options) = if settings.nameservers.is_empty() {
-            // No usable /etc/resolv.conf yet (an appliance before its DHCP lease names a
-            // DNS server): start anyway with no nameserver, so that every lookup is a
-            // temporary failure (MX mail gets 4xx and is retried), rather than keep the
-            // whole daemon from starting.
-            hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|e| {
-                tracing::error!(event = "dns.no_nameservers", error = %e,
-                    "reading /etc/resolv.conf failed; DNS lookups fail until [dns] nameservers is set");
-                (
-                    ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
-                    ResolverOpts::default(),
-                )
-            })
-        } else {
+        HickoryResolver::with_system_conf(settings, Path::new(SYSTEM_CONF))
+    }
+
+    /// As [`HickoryResolver::new`], with the system's resolver file at `path`.
+    pub fn with_system_conf(
+        settings: &ResolverSettings,
+        path: &Path,
+    ) -> Result<HickoryResolver, String> {
+        let system = settings.nameservers.is_empty().then(|| SystemConf {
+            path: path.to_path_buf(),
+            checked: Some(Instant::now()),
+            stamp: file_stamp(path),
+        });
+        let built = build(settings, system.as_ref().map(|s| s.path.as_path()))?;
+        Ok(HickoryResolver {
+            current: RwLock::new(Arc::new(built)),
+            settings: settings.clone(),
+            deadline: settings.timeout * (settings.attempts as u32 + 1),
+            system: system.map(Mutex::new),
+        })
+    }
+
+    /// The nameservers lookups go to now.
+    pub fn nameservers(&self) -> Vec<SocketAddr> {
+        self.current().nameservers.clone()
+    }
+
+    fn current(&self) -> Arc<Built> {
+        if let Some(system) = &self.system {
+            self.reread_system_conf(system);
+        }
+        match self.current.read() {
+            Ok(built) => built.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn reread_system_conf(&self, system: &Mutex<SystemConf>) {
+        // Another lookup is checking right now: use what is there.
+        let Ok(mut conf) = system.try_lock() else {
+            return;
+        };
+        if conf.checked.is_some_and(|t| t.elapsed() < RECHECK) {
+            return;
+        }
+        conf.checked = Some(Instant::now());
+        let stamp = file_stamp(&conf.path);
+        if stamp == conf.stamp {
+            return;
+        }
+        conf.stamp = stamp;
+        match build(&self.settings, Some(&conf.path)) {
+            Ok(built) => {
+                tracing::info!(event = "dns.system_config_reloaded",
+                    path = %conf.path.display(), nameservers = ?built.nameservers,
+                    "the system's resolver file changed: lookups use its nameservers now");
+                let fresh = Arc::new(built);
+                match self.current.write() {
+                    Ok(mut current) => *current = fresh,
+                    Err(poisoned) => *poisoned.into_inner() = fresh,
+                }
+            }
+            Err(error) => {
+                tracing::error!(event = "dns.reload_failed", path = %conf.path.display(),
+                    %error, "the system's resolver file changed but no resolver could be built from it; the previous one stays");
+            }
+        }
+    }
+}
+
+/// A hickory resolver from the configured nameservers, or from the system's file at
+/// `system`.
+fn build(settings: &ResolverSettings, system: Option<&Path>) -> Result<Built, String> {
+    let (config, mut options) = match system {
+        Some(path) => read_system_conf(path),
+        None => {
             let servers = settings
                 .nameservers
                 .iter()
@@ -80,32 +184,65 @@ impl HickoryResolver {
                 ResolverConfig::from_parts(None, Vec::new(), servers),
                 ResolverOpts::default(),
             )
-        };
-        options.timeout = settings.timeout;
-        options.attempts = settings.attempts;
-        options.validate = settings.validate;
-        options.use_hosts_file = ResolveHosts::Never;
-        // Our own bounded cache sits in front (crate::Cached); hickory's stays small.
-        options.cache_size = 256;
-        options.edns0 = true;
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-                .with_options(options);
-        if let Some(path) = &settings.trust_anchor {
-            // hickory's `ResolverOpts::trust_anchor` path only switches validation on; the
-            // keys must be given to the builder.
-            let anchors = TrustAnchors::from_file(path)
-                .map_err(|e| format!("trust anchor {}: {e}", path.display()))?;
-            builder = builder.with_trust_anchor(Arc::new(anchors));
         }
-        let resolver = builder
-            .build()
-            .map_err(|e| format!("building the resolver: {e}"))?;
-        Ok(HickoryResolver {
-            resolver,
-            deadline: settings.timeout * (settings.attempts as u32 + 1),
+    };
+    let nameservers = config
+        .name_servers()
+        .iter()
+        .flat_map(|ns| {
+            ns.connections
+                .iter()
+                .map(move |c| SocketAddr::new(ns.ip, c.port))
         })
+        .fold(Vec::new(), |mut all, addr| {
+            if !all.contains(&addr) {
+                all.push(addr);
+            }
+            all
+        });
+    options.timeout = settings.timeout;
+    options.attempts = settings.attempts;
+    options.validate = settings.validate;
+    options.use_hosts_file = ResolveHosts::Never;
+    // Our own bounded cache sits in front (crate::Cached); hickory's stays small.
+    options.cache_size = 256;
+    options.edns0 = true;
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(options);
+    if let Some(path) = &settings.trust_anchor {
+        // hickory's `ResolverOpts::trust_anchor` path only switches validation on; the
+        // keys must be given to the builder.
+        let anchors = TrustAnchors::from_file(path)
+            .map_err(|e| format!("trust anchor {}: {e}", path.display()))?;
+        builder = builder.with_trust_anchor(Arc::new(anchors));
     }
+    let resolver = builder
+        .build()
+        .map_err(|e| format!("building the resolver: {e}"))?;
+    Ok(Built {
+        resolver,
+        nameservers,
+    })
+}
+
+/// The system's resolver file (resolv.conf(5)). One that is missing or names no usable
+/// server (an appliance before its DHCP lease) gives a resolver with no nameserver, so
+/// that every lookup is a temporary failure (MX mail gets 4xx and is retried) rather than
+/// keep the whole daemon from starting; the file is read again when it changes.
+fn read_system_conf(path: &Path) -> (ResolverConfig, ResolverOpts) {
+    let parsed = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            hickory_resolver::system_conf::parse_resolv_conf(text).map_err(|e| e.to_string())
+        });
+    parsed.unwrap_or_else(|error| {
+        tracing::error!(event = "dns.no_nameservers", path = %path.display(), %error,
+            "the system's resolver file names no usable nameserver; DNS lookups fail until it does or [dns] nameservers is set");
+        (
+            ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+            ResolverOpts::default(),
+        )
+    })
 }
 
 fn dnssec_of(proof: Proof) -> Dnssec {
@@ -176,9 +313,10 @@ impl Resolver for HickoryResolver {
                 name: key.clone(),
                 reason,
             };
+            let built = self.current();
             let lookup = match tokio::time::timeout(
                 self.deadline,
-                self.resolver.lookup(fqdn.as_str(), htype),
+                built.resolver.lookup(fqdn.as_str(), htype),
             )
             .await
             {
@@ -263,5 +401,75 @@ fn negative(
             dnssec,
             ttl: ttl.unwrap_or(60),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postern-dns-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn the_system_resolver_file_is_read_again_when_it_changes() {
+        let dir = scratch("reread");
+        let path = dir.join("resolv.conf");
+        // Before the DHCP lease: no nameserver.
+        std::fs::write(&path, "# udhcpc has not written this yet\n").expect("write");
+        let settings = ResolverSettings {
+            validate: false,
+            timeout: Duration::from_millis(200),
+            attempts: 0,
+            ..ResolverSettings::default()
+        };
+        let resolver = HickoryResolver::with_system_conf(&settings, &path).expect("built");
+        assert!(resolver.nameservers().is_empty());
+        let err = resolver
+            .lookup("example.test", RecordType::A)
+            .await
+            .expect_err("no nameserver, no answer");
+        assert!(err.is_temporary(), "{err}");
+
+        // The lease arrives. Within RECHECK the old resolver is still used...
+        std::fs::write(&path, "nameserver 127.0.0.53\nnameserver ::1\n").expect("write");
+        assert!(resolver.nameservers().is_empty());
+        // ...after it, the next lookup reads the file again.
+        let system = resolver.system.as_ref().expect("from the system file");
+        system.lock().expect("not poisoned").checked = None;
+        let expected: Vec<SocketAddr> = vec![
+            "127.0.0.53:53".parse().expect("addr"),
+            "[::1]:53".parse().expect("addr"),
+        ];
+        assert_eq!(resolver.nameservers(), expected);
+
+        // Unchanged since: the resolver is not rebuilt (the same Built is handed out).
+        let before = resolver.current();
+        system.lock().expect("not poisoned").checked = None;
+        assert!(Arc::ptr_eq(&before, &resolver.current()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn configured_nameservers_never_read_the_system_file() {
+        let dir = scratch("configured");
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, "nameserver 127.0.0.53\n").expect("write");
+        let settings = ResolverSettings {
+            nameservers: vec!["127.0.0.1:5353".parse().expect("addr")],
+            validate: false,
+            ..ResolverSettings::default()
+        };
+        let resolver = HickoryResolver::with_system_conf(&settings, &path).expect("built");
+        assert!(resolver.system.is_none());
+        assert_eq!(
+            resolver.nameservers(),
+            vec!["127.0.0.1:5353".parse::<SocketAddr>().expect("addr")]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
