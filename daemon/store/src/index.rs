@@ -2,7 +2,7 @@
 //! threads after each commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{MailboxId, MailboxInfo, MessageMeta};
 
@@ -348,6 +348,28 @@ impl MailboxState {
     }
 
     /// Wakes the change feed's receivers when HIGHESTMODSEQ moved.
+    /// The UID and MODSEQ of a new delivery; visible once committed (UIDs are allocated in
+    /// enqueue order, RFC 9051 2.3.1.1: strictly ascending).
+    fn alloc_delivery(&mut self) -> Option<Alloc> {
+        if self.uids.next > u64::from(u32::MAX) {
+            return None;
+        }
+        let uid = self.uids.alloc() as u32;
+        let modseq = self.modseq.alloc();
+        Some(Alloc {
+            mailbox: self.id,
+            uid,
+            modseq,
+        })
+    }
+
+    fn fail_delivery(&mut self, a: Alloc) {
+        self.uids.resolve(u64::from(a.uid));
+        self.forget_derived();
+        self.modseq.settle(a.modseq, false);
+        self.notify();
+    }
+
     fn notify(&self) {
         let v = self.modseq.visible_max;
         self.notify.send_if_modified(|cur| {
@@ -376,9 +398,10 @@ pub(crate) struct LogPosition {
 
 /// A mailbox's state behind its own lock. Readers of one mailbox (a SEARCH or FETCH copying
 /// a large mailbox's metadata) take the index lock only to find the mailbox and then hold
-/// this alone, so deliveries and changes to every other mailbox go on. Lock order: the
-/// index lock, then one mailbox's; never a mailbox's and then the index lock, and never two
-/// mailboxes at once.
+/// this alone; committed changes are applied holding only this lock too ([`CellChange`]),
+/// so deliveries and changes to every other mailbox go on. Lock order: the
+/// [`ApplyGate`], the index lock, then one mailbox's; never a mailbox's and then the index
+/// lock, and never two mailboxes at once.
 #[derive(Debug, Clone)]
 pub(crate) struct MailboxCell(Arc<Mutex<MailboxState>>);
 
@@ -387,11 +410,95 @@ impl MailboxCell {
         MailboxCell(Arc::new(Mutex::new(state)))
     }
 
+    /// Allocates the UID and MODSEQ of a delivery (see [`Index::alloc_delivery`]) holding
+    /// only this mailbox's lock: a delivery to a mailbox that a reader holds waits here
+    /// without the index lock, so deliveries to other mailboxes go on.
+    pub(crate) fn alloc_delivery(&self) -> Option<Alloc> {
+        self.lock().alloc_delivery()
+    }
+
+    /// Undoes [`MailboxCell::alloc_delivery`] (the delivery will not be written).
+    pub(crate) fn fail_delivery(&self, a: Alloc) {
+        self.lock().fail_delivery(a);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, MailboxState> {
         // A panic while it was held leaves at worst an index entry out of date; the log is
         // the truth and the next start rebuilds from it. Refusing every later read of the
         // mailbox would be worse.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A committed change to one mailbox's state.
+pub(crate) enum MailboxChange {
+    Deliver(Alloc, MsgEntry),
+    Flags {
+        uid: u32,
+        modseq: u64,
+        flags: Vec<String>,
+    },
+    Expunge {
+        modseq: u64,
+        uids: Vec<u32>,
+    },
+}
+
+/// A committed change and the mailbox it goes to. The shard thread finds the cells under
+/// the index lock, releases it, and then applies each change holding only that mailbox's
+/// lock (and the [`ApplyGate`] shared): a reader copying a large mailbox delays the changes
+/// to that mailbox alone, never the index lock, so other mailboxes' deliveries and every
+/// other shard go on.
+pub(crate) struct CellChange {
+    cell: MailboxCell,
+    change: MailboxChange,
+}
+
+impl CellChange {
+    pub(crate) fn apply(self) {
+        let mut m = self.cell.lock();
+        match self.change {
+            MailboxChange::Deliver(a, entry) => {
+                m.insert_entry(a.uid, entry);
+                m.uids.resolve(u64::from(a.uid));
+                m.forget_derived();
+                m.modseq.settle(a.modseq, true);
+            }
+            MailboxChange::Flags { uid, modseq, flags } => {
+                if let Some(e) = m.apply_flags(uid, modseq, flags) {
+                    if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
+                        e.pending = None;
+                    }
+                }
+                m.modseq.settle(modseq, true);
+            }
+            MailboxChange::Expunge { modseq, uids } => {
+                for u in &uids {
+                    m.remove_entry(*u);
+                    m.vanished.insert(*u, modseq);
+                }
+                m.modseq.settle(modseq, true);
+            }
+        }
+        m.notify();
+    }
+}
+
+/// Shared by the shard threads while they apply committed batches to mailboxes outside the
+/// index lock; exclusive for a checkpoint and for a compaction's relocation, which must see
+/// (and change) the index as of whole batches: log positions that agree with the mailboxes'
+/// contents. Lock order: the gate, then the index lock, then one mailbox's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApplyGate(Arc<RwLock<()>>);
+
+impl ApplyGate {
+    pub(crate) fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        // The gate guards no data: a panic while it was held leaves nothing half-done.
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -589,19 +696,7 @@ impl Index {
 
     /// Allocates a UID and MODSEQ for a new message in `mailbox`.
     pub(crate) fn alloc_delivery(&mut self, mailbox: u32) -> Option<Alloc> {
-        self.with(mailbox, |m| {
-            if m.uids.next > u64::from(u32::MAX) {
-                return None;
-            }
-            let uid = m.uids.alloc() as u32;
-            let modseq = m.modseq.alloc();
-            Some(Alloc {
-                mailbox,
-                uid,
-                modseq,
-            })
-        })
-        .flatten()
+        self.with(mailbox, |m| m.alloc_delivery()).flatten()
     }
 
     /// Allocates a MODSEQ for a flag change or expunge.
@@ -615,46 +710,17 @@ impl Index {
             .unwrap_or(false)
     }
 
-    pub(crate) fn commit_delivery(&mut self, a: Alloc, entry: MsgEntry) {
-        self.with(a.mailbox, |m| {
-            m.insert_entry(a.uid, entry);
-            m.uids.resolve(u64::from(a.uid));
-            m.forget_derived();
-            m.modseq.settle(a.modseq, true);
-            m.notify();
-        });
-    }
-
     pub(crate) fn fail_delivery(&mut self, a: Alloc) {
-        self.with(a.mailbox, |m| {
-            m.uids.resolve(u64::from(a.uid));
-            m.forget_derived();
-            m.modseq.settle(a.modseq, false);
-            m.notify();
-        });
+        self.with(a.mailbox, |m| m.fail_delivery(a));
     }
 
-    pub(crate) fn commit_flags(&mut self, mailbox: u32, uid: u32, modseq: u64, flags: Vec<String>) {
-        self.with(mailbox, |m| {
-            if let Some(e) = m.apply_flags(uid, modseq, flags) {
-                if e.pending.as_ref().is_some_and(|p| p.0 <= modseq) {
-                    e.pending = None;
-                }
-            }
-            m.modseq.settle(modseq, true);
-            m.notify();
-        });
-    }
-
-    pub(crate) fn commit_expunge(&mut self, mailbox: u32, modseq: u64, uids: &[u32]) {
-        self.with(mailbox, |m| {
-            for u in uids {
-                m.remove_entry(*u);
-                m.vanished.insert(*u, modseq);
-            }
-            m.modseq.settle(modseq, true);
-            m.notify();
-        });
+    /// What a committed change does to one mailbox, to apply with only the mailbox's lock
+    /// held (see [`CellChange`]).
+    pub(crate) fn cell_change(&self, mailbox: u32, change: MailboxChange) -> Option<CellChange> {
+        Some(CellChange {
+            cell: self.cell(mailbox)?,
+            change,
+        })
     }
 
     pub(crate) fn fail_modseq(&mut self, mailbox: u32, modseq: u64) {

@@ -528,6 +528,7 @@ impl Store {
             );
         }
         let index = Arc::new(Mutex::new(index));
+        let gate = index::ApplyGate::default();
 
         let mut senders = Vec::new();
         let mut threads = Vec::new();
@@ -569,6 +570,7 @@ impl Store {
                     backend_kind,
                     opts.max_batch,
                     index.clone(),
+                    gate.clone(),
                     opts.on_commit.clone(),
                 )?;
                 let (tx, inbox) = shard::Queue::new().map_err(|e| StoreError::io(&dir, e))?;
@@ -606,6 +608,7 @@ impl Store {
         let maint = Arc::new(Maintainer::new(
             root.clone(),
             index.clone(),
+            gate.clone(),
             readers.clone(),
             segment_bytes,
             opts.maintenance.clone(),
@@ -814,22 +817,28 @@ impl Store {
                 )));
             }
         }
-        let mut allocs = Vec::with_capacity(req.targets.len());
-        {
-            let mut ix = self.inner.index.lock().map_err(lock_err)?;
-            if let Some(t) = req.targets.iter().find(|t| !ix.contains(t.mailbox.0)) {
-                return Err(StoreError::UnknownMailbox(t.mailbox.0));
-            }
-            // UIDs are allocated now, in enqueue order; visibility waits for commit.
-            for t in &req.targets {
-                match ix.alloc_delivery(t.mailbox.0) {
-                    Some(a) => allocs.push(a),
-                    None => {
-                        for a in allocs {
-                            ix.fail_delivery(a);
-                        }
-                        return Err(StoreError::InvalidRequest("UID space exhausted".into()));
+        let cells = {
+            let ix = self.inner.index.lock().map_err(lock_err)?;
+            req.targets
+                .iter()
+                .map(|t| {
+                    ix.cell(t.mailbox.0)
+                        .ok_or(StoreError::UnknownMailbox(t.mailbox.0))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        // UIDs are allocated now, in enqueue order; visibility waits for commit. Each
+        // mailbox's lock alone, without the index lock: a reader holding one recipient's
+        // mailbox delays this delivery, not everyone's.
+        let mut allocs = Vec::with_capacity(cells.len());
+        for cell in &cells {
+            match cell.alloc_delivery() {
+                Some(a) => allocs.push(a),
+                None => {
+                    for (a, c) in allocs.into_iter().zip(&cells) {
+                        c.fail_delivery(a);
                     }
+                    return Err(StoreError::InvalidRequest("UID space exhausted".into()));
                 }
             }
         }
@@ -1534,8 +1543,9 @@ mod tests {
     use super::*;
 
     /// A reader holding one mailbox (a SEARCH copying a large mailbox's metadata holds its
-    /// lock for that long) does not hold up delivery to another mailbox; delivery to the
-    /// mailbox being read waits for it.
+    /// lock for that long) does not hold up delivery to another mailbox, even while a
+    /// delivery to the mailbox being read waits for it (that one once waited holding the
+    /// index lock, and so stalled everyone).
     #[test]
     fn reading_one_mailbox_does_not_stall_delivery_to_another() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1543,6 +1553,7 @@ mod tests {
         opts.backend = BackendChoice::Portable;
         opts.segment_bytes = 1 << 20;
         opts.sysfs_root = dir.path().join("no-sysfs");
+        opts.shards = 2;
         let store = Store::open(opts).expect("open");
         let busy = store
             .ensure_mailbox("a@x.test", "INBOX", None)
@@ -1569,29 +1580,39 @@ mod tests {
             .expect("cell");
         let held = cell.lock();
 
+        // A delivery to the mailbox being read waits for the reader...
         let s = store.clone();
-        let (tx, rx) = mpsc::channel();
+        let (busy_tx, busy_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(s.append_blocking(0, req(other)).map(|a| a[0].uid));
-        });
-        let delivered = rx.recv_timeout(Duration::from_secs(10));
-        assert!(
-            matches!(delivered, Ok(Ok(1))),
-            "delivery to another mailbox waited for the reader: {delivered:?}"
-        );
-        assert_eq!(store.messages(other).len(), 1);
-
-        let s = store.clone();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(s.append_blocking(0, req(busy)).map(|a| a[0].uid));
+            let _ = busy_tx.send(s.append_blocking(0, req(busy)).map(|a| a[0].uid));
         });
         assert!(
-            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            busy_rx.recv_timeout(Duration::from_millis(300)).is_err(),
             "delivery to the mailbox being read did not wait"
         );
+
+        // ...and while it waits, deliveries to another mailbox, on the same shard and on
+        // the other, and a read of that mailbox, go on.
+        for (n, shard) in [0usize, 1, 0].into_iter().enumerate() {
+            let s = store.clone();
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(s.append_blocking(shard, req(other)).map(|a| a[0].uid));
+            });
+            let delivered = rx.recv_timeout(Duration::from_secs(10));
+            let expected = n as u32 + 1;
+            assert!(
+                matches!(delivered, Ok(Ok(uid)) if uid == expected),
+                "delivery to another mailbox (shard {shard}) waited for the reader: {delivered:?}"
+            );
+            assert_eq!(store.messages(other).len(), n + 1);
+        }
+        assert!(
+            busy_rx.try_recv().is_err(),
+            "the delivery to the mailbox being read finished while it was held"
+        );
         drop(held);
-        let delivered = rx.recv_timeout(Duration::from_secs(10));
+        let delivered = busy_rx.recv_timeout(Duration::from_secs(10));
         assert!(matches!(delivered, Ok(Ok(1))), "{delivered:?}");
         assert_eq!(store.messages(busy).len(), 1);
     }

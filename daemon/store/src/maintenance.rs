@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint;
-use crate::index::Index;
+use crate::index::{ApplyGate, Index};
 use crate::record::{self, Kind, Record};
 use crate::shard::{fsync_dir, segment_path, shard_dir};
 use crate::StoreError;
@@ -99,6 +99,8 @@ pub(crate) type Readers = Arc<Mutex<HashMap<(usize, u32), Arc<File>>>>;
 pub(crate) struct Maintainer {
     pub root: PathBuf,
     pub index: Arc<Mutex<Index>>,
+    /// Held exclusively for a checkpoint's snapshot and a compaction's relocation.
+    pub gate: ApplyGate,
     pub readers: Readers,
     pub segment_bytes: u64,
     pub opts: MaintenanceOptions,
@@ -131,6 +133,7 @@ impl Maintainer {
     pub(crate) fn new(
         root: PathBuf,
         index: Arc<Mutex<Index>>,
+        gate: ApplyGate,
         readers: Readers,
         segment_bytes: u64,
         opts: MaintenanceOptions,
@@ -138,6 +141,7 @@ impl Maintainer {
         Maintainer {
             root,
             index,
+            gate,
             readers,
             segment_bytes,
             opts,
@@ -155,6 +159,8 @@ impl Maintainer {
     fn checkpoint_locked(&self, state: &mut MaintState) -> Result<(), StoreError> {
         let started = Instant::now();
         let (image, covered) = {
+            // No batch half-applied: the positions recorded agree with the mailboxes.
+            let _gate = self.gate.exclusive();
             let mut ix = self.index.lock().map_err(lock_err)?;
             let image = checkpoint::encode(&ix);
             (image, std::mem::take(&mut ix.bytes_since_checkpoint))
@@ -282,6 +288,8 @@ impl Maintainer {
             return Err(e);
         }
         {
+            // The liveness re-check and the relocation see and change whole batches only.
+            let _gate = self.gate.exclusive();
             let mut ix = self.index.lock().map_err(lock_err)?;
             let mut moved = HashMap::new();
             let mut dirs = Vec::new();

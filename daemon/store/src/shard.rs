@@ -11,7 +11,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use crate::backend::Backend;
-use crate::index::{Alloc, Index, Location, LogPosition, MsgEntry};
+use crate::index::{
+    Alloc, ApplyGate, CellChange, Index, Location, LogPosition, MailboxChange, MsgEntry,
+};
 use crate::record::{self, Delivery, FlagChange, Kind, MovedCopy, Record, HEADER_LEN};
 use crate::{Appended, BackendKind, CommitHook, CommitReport, MailboxId, StoreError};
 
@@ -736,6 +738,7 @@ pub(crate) struct Writer {
     pub kind: BackendKind,
     pub max_batch: usize,
     pub index: Arc<Mutex<Index>>,
+    pub gate: ApplyGate,
     pub on_commit: Option<CommitHook>,
     pub(crate) poisoned: bool,
     buf: Vec<u8>,
@@ -777,6 +780,7 @@ impl Writer {
         kind: BackendKind,
         max_batch: usize,
         index: Arc<Mutex<Index>>,
+        gate: ApplyGate,
         on_commit: Option<CommitHook>,
     ) -> Result<Writer, StoreError> {
         let (seg, file, tail) = match scan.tail {
@@ -810,6 +814,7 @@ impl Writer {
             kind,
             max_batch: max_batch.max(1),
             index,
+            gate,
             on_commit,
             poisoned: false,
             buf: Vec::new(),
@@ -1001,6 +1006,8 @@ impl Writer {
         } = batch;
         let bytes = buf.len() as u64;
         let mut replies = Vec::with_capacity(jobs.len());
+        let mut changes = Vec::with_capacity(jobs.len());
+        let gate = self.gate.shared();
         {
             // The batch is durable: its waiters must hear so even when another thread
             // panicked holding the index lock. Dropping their replies would make clients
@@ -1023,7 +1030,7 @@ impl Writer {
                     offset: offset + start,
                     len,
                 };
-                let done = apply(&mut ix, j.op, loc);
+                let done = apply(&mut ix, j.op, loc, &mut changes);
                 replies.push((j.reply, done));
             }
             // The index now holds this shard's log up to here (a checkpoint taken under
@@ -1040,6 +1047,12 @@ impl Writer {
             ix.segment_ends.insert((self.shard, seg), end);
             ix.bytes_since_checkpoint += bytes;
         }
+        // Each mailbox under its own lock only (a reader of one mailbox holds up only the
+        // changes to it), before the replies: a client told "stored" finds its message.
+        for change in changes {
+            change.apply();
+        }
+        drop(gate);
         let n = replies.len();
         for (reply, done) in replies {
             reply.send(Ok(done));
@@ -1140,7 +1153,9 @@ fn encode_op(op: &Op, seq: u64, buf: &mut Vec<u8>) -> usize {
     }
 }
 
-fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
+/// Applies `op` to the index-wide state (catalogue, subscriptions, pins) and adds what it
+/// changes in mailboxes to `changes`, for the caller to apply after releasing the index lock.
+fn apply(ix: &mut Index, op: Op, loc: Location, changes: &mut Vec<CellChange>) -> Done {
     for source in copy_sources(&op) {
         ix.unpin(&source);
     }
@@ -1178,18 +1193,16 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
             };
             let mut out = Vec::with_capacity(allocs.len());
             for (a, d) in allocs.into_iter().zip(deliveries) {
-                ix.commit_delivery(
-                    a,
-                    MsgEntry {
-                        source,
-                        modseq: a.modseq,
-                        flags: d.flags,
-                        pending: None,
-                        internal_date,
-                        size,
-                        loc,
-                    },
-                );
+                let entry = MsgEntry {
+                    source,
+                    modseq: a.modseq,
+                    flags: d.flags,
+                    pending: None,
+                    internal_date,
+                    size,
+                    loc,
+                };
+                changes.extend(ix.cell_change(a.mailbox, MailboxChange::Deliver(a, entry)));
                 out.push(Appended {
                     mailbox: MailboxId(a.mailbox),
                     uid: a.uid,
@@ -1204,7 +1217,7 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
             modseq,
             flags,
         } => {
-            ix.commit_flags(mailbox, uid, modseq, flags);
+            changes.extend(ix.cell_change(mailbox, MailboxChange::Flags { uid, modseq, flags }));
             Done::Modseq(modseq)
         }
         Op::Expunge {
@@ -1212,13 +1225,20 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
             modseq,
             uids,
         } => {
-            ix.commit_expunge(mailbox, modseq, &uids);
+            changes.extend(ix.cell_change(mailbox, MailboxChange::Expunge { modseq, uids }));
             Done::Modseq(modseq)
         }
         Op::FlagsBatch { mailbox, updates } => {
             let last = updates.last().map(|u| u.modseq).unwrap_or(0);
             for u in updates {
-                ix.commit_flags(mailbox, u.uid, u.modseq, u.flags);
+                changes.extend(ix.cell_change(
+                    mailbox,
+                    MailboxChange::Flags {
+                        uid: u.uid,
+                        modseq: u.modseq,
+                        flags: u.flags,
+                    },
+                ));
             }
             Done::Modseq(last)
         }
@@ -1231,25 +1251,25 @@ fn apply(ix: &mut Index, op: Op, loc: Location) -> Done {
         } => {
             let mut out = Vec::with_capacity(allocs.len());
             for (a, c) in allocs.into_iter().zip(copies) {
-                ix.commit_delivery(
-                    a,
-                    MsgEntry {
-                        source: Some((c.source.mailbox, c.source.uid)),
-                        modseq: a.modseq,
-                        flags: c.delivery.flags,
-                        pending: None,
-                        internal_date: c.internal_date,
-                        size: c.size,
-                        loc: c.source.location(),
-                    },
-                );
+                let entry = MsgEntry {
+                    source: Some((c.source.mailbox, c.source.uid)),
+                    modseq: a.modseq,
+                    flags: c.delivery.flags,
+                    pending: None,
+                    internal_date: c.internal_date,
+                    size: c.size,
+                    loc: c.source.location(),
+                };
+                changes.extend(ix.cell_change(a.mailbox, MailboxChange::Deliver(a, entry)));
                 out.push(Appended {
                     mailbox: MailboxId(a.mailbox),
                     uid: a.uid,
                     modseq: a.modseq,
                 });
             }
-            ix.commit_expunge(mailbox, modseq, &uids);
+            // After the copies: a reader may for a moment see the message in both
+            // mailboxes, never in neither.
+            changes.extend(ix.cell_change(mailbox, MailboxChange::Expunge { modseq, uids }));
             Done::Appended(out)
         }
         Op::Catalog(record) => {
@@ -1321,6 +1341,7 @@ mod tests {
             BackendKind::Portable,
             64,
             index.clone(),
+            ApplyGate::default(),
             None,
         )
         .expect("writer");
