@@ -194,7 +194,7 @@ impl MailboxState {
         u32::try_from(self.uids.boundary()).unwrap_or(u32::MAX)
     }
 
-    fn info(&self) -> MailboxInfo {
+    pub(crate) fn info(&self) -> MailboxInfo {
         let b = self.uid_boundary();
         MailboxInfo {
             id: MailboxId(self.id),

@@ -782,6 +782,17 @@ impl Store {
         self.inner.index.lock().ok()?.info(id.0)
     }
 
+    /// The mailbox's cell, found under the index lock, which is released before the cell
+    /// is locked (the lock order; see `index::MailboxCell`).
+    fn cell(&self, mailbox: MailboxId) -> Result<index::MailboxCell, StoreError> {
+        self.inner
+            .index
+            .lock()
+            .map_err(lock_err)?
+            .cell(mailbox.0)
+            .ok_or(StoreError::UnknownMailbox(mailbox.0))
+    }
+
     pub fn mailboxes(&self, account: &str) -> Vec<MailboxInfo> {
         self.inner
             .index
@@ -1012,18 +1023,16 @@ impl Store {
         }
         check_flags(&flags)?;
         let modseq = {
-            let mut ix = self.inner.index.lock().map_err(lock_err)?;
-            if !ix.contains(mailbox.0) {
-                return Err(StoreError::UnknownMailbox(mailbox.0));
-            }
-            if !ix.is_visible(mailbox.0, uid) {
+            // The mailbox's lock alone (see update_flags).
+            let cell = self.cell(mailbox)?;
+            let mut m = cell.lock();
+            if m.visible_entry(uid).is_none() {
                 return Err(StoreError::UnknownMessage {
                     mailbox: mailbox.0,
                     uid,
                 });
             }
-            ix.alloc_modseq(mailbox.0)
-                .ok_or(StoreError::UnknownMailbox(mailbox.0))?
+            m.alloc_modseq()
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(
@@ -1049,23 +1058,19 @@ impl Store {
             return Err(StoreError::ReadOnly);
         }
         let (modseq, uids) = {
-            let mut ix = self.inner.index.lock().map_err(lock_err)?;
-            let info = ix
-                .info(mailbox.0)
-                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+            // The mailbox's lock alone (see update_flags).
+            let cell = self.cell(mailbox)?;
+            let mut m = cell.lock();
             let mut uids: Vec<u32> = uids
                 .into_iter()
-                .filter(|&u| ix.is_visible(mailbox.0, u))
+                .filter(|&u| m.visible_entry(u).is_some())
                 .collect();
             uids.sort_unstable();
             uids.dedup();
             if uids.is_empty() {
-                return Ok(info.highest_modseq);
+                return Ok(m.info().highest_modseq);
             }
-            let m = ix
-                .alloc_modseq(mailbox.0)
-                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
-            (m, uids)
+            (m.alloc_modseq(), uids)
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(
@@ -1254,12 +1259,10 @@ impl Store {
         let mut outcome = FlagsOutcome::default();
         let mut updates: Vec<record::FlagChange> = Vec::new();
         {
-            // The index lock, then the mailbox's (the lock order), held while the changes are
-            // computed and their MODSEQs allocated.
-            let ix = self.inner.index.lock().map_err(lock_err)?;
-            let cell = ix
-                .cell(mailbox.0)
-                .ok_or(StoreError::UnknownMailbox(mailbox.0))?;
+            // The mailbox's lock alone, held while the changes are computed and their
+            // MODSEQs allocated: a STORE waiting for a SEARCH of the same mailbox must not
+            // hold the index lock (and so every other mailbox's delivery) meanwhile.
+            let cell = self.cell(mailbox)?;
             let mut m = cell.lock();
             let mut uids = uids.to_vec();
             uids.sort_unstable();
@@ -1591,8 +1594,25 @@ mod tests {
             "delivery to the mailbox being read did not wait"
         );
 
-        // ...and while it waits, deliveries to another mailbox, on the same shard and on
-        // the other, and a read of that mailbox, go on.
+        // So does a flag change (IMAP STORE) to it...
+        let s = store.clone();
+        let (store_tx, store_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let flags = ["\\Seen".to_string()];
+            let _ =
+                store_tx.send(rt.block_on(s.update_flags(busy, &[1], FlagOp::Add, &flags, None)));
+        });
+        assert!(
+            store_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a flag change to the mailbox being read did not wait"
+        );
+
+        // ...and while they wait, deliveries to another mailbox, on the same shard and on
+        // the other, go on.
         for (n, shard) in [0usize, 1, 0].into_iter().enumerate() {
             let s = store.clone();
             let (tx, rx) = mpsc::channel();
@@ -1615,5 +1635,8 @@ mod tests {
         let delivered = busy_rx.recv_timeout(Duration::from_secs(10));
         assert!(matches!(delivered, Ok(Ok(1))), "{delivered:?}");
         assert_eq!(store.messages(busy).len(), 1);
+        // The STORE ran after the delivery it waited behind, or found no message 1 yet.
+        let stored = store_rx.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(stored, Ok(Ok(_))), "{stored:?}");
     }
 }
