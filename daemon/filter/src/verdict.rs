@@ -314,7 +314,8 @@ mod tests {
     fn dns_list_weights_junk_or_reject_and_are_explained() {
         let (hi, lo) = (score(0.97), score(0.1));
         let none = ListMatch::None;
-        let cases: [(&[(&str, i64)], &Score, Decision, &str); 6] = [
+        type Case<'a> = (&'a [(&'a str, i64)], &'a Score, Decision, &'a str);
+        let cases: [Case<'_>; 6] = [
             (&[("zen.example", 1)], &lo, Decision::Deliver, "bayes"),
             (
                 &[("zen.example", 1), ("uribl.example", 1)],
