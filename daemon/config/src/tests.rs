@@ -615,7 +615,10 @@ fn dnsbl_settings_are_checked() {
     assert_eq!(c.dnsbl.client[1].weight, -2);
     assert_eq!(c.dnsbl.uri[0].weight, 1, "weight defaults to 1");
     assert!(c.dnsbl.any());
-    assert!(!Config::default().dnsbl.any(), "no list is asked by default");
+    assert!(
+        !Config::default().dnsbl.any(),
+        "no list is asked by default"
+    );
     let p = problems(
         "[dnsbl]\n\
          junk_weight = 5\n\

@@ -283,15 +283,15 @@ impl Validator<'_> {
                 }
                 for (j, code) in list.codes.iter().enumerate() {
                     if let Err(why) = postern_filter::dnsbl::parse_code(code) {
-                        self.error(
-                            &[Key("dnsbl"), Key(key), Idx(i), Key("codes"), Idx(j)],
-                            why,
-                        );
+                        self.error(&[Key("dnsbl"), Key(key), Idx(i), Key("codes"), Idx(j)], why);
                     }
                 }
             }
         }
-        for (key, value) in [("junk_weight", d.junk_weight), ("reject_weight", d.reject_weight)] {
+        for (key, value) in [
+            ("junk_weight", d.junk_weight),
+            ("reject_weight", d.reject_weight),
+        ] {
             if !(0..=1000).contains(&value) {
                 self.error(
                     &at(key),
