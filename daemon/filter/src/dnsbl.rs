@@ -90,13 +90,7 @@ impl DnsList {
 /// 72 characters of an IPv6 question (RFC 5782 2.4).
 pub fn check_zone(zone: &str) -> Result<(), String> {
     let zone = zone.trim_end_matches('.');
-    let labels_ok = zone.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    if zone.is_empty() || !labels_ok || !zone.contains('.') {
+    if zone.is_empty() || !crate::urls::labels_ok(zone) || !zone.contains('.') {
         return Err(format!(
             "{zone:?} is not a DNS list zone (a domain name such as zen.spamhaus.org)"
         ));
@@ -336,6 +330,10 @@ mod tests {
     use super::*;
     use postern_dns::{BoxFuture, MemoryResolver};
 
+    fn listing(zone: &MemoryResolver, name: &str, code: &str) {
+        zone.add(name, Rdata::A(code.parse().unwrap()));
+    }
+
     fn list(zone: &str, weight: i64, codes: &[&str]) -> DnsList {
         let codes: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
         DnsList::new(zone, weight, &codes).unwrap()
@@ -367,22 +365,10 @@ mod tests {
     #[tokio::test]
     async fn client_lists_are_asked_by_reversed_address_and_weighed() {
         let zone = MemoryResolver::new();
-        zone.add(
-            "2.0.0.127.zen.example",
-            Rdata::A("127.0.0.10".parse().unwrap()),
-        );
-        zone.add(
-            "2.0.0.127.zen.example",
-            Rdata::A("127.0.0.2".parse().unwrap()),
-        );
-        zone.add(
-            "2.0.0.127.other.example",
-            Rdata::A("127.0.0.2".parse().unwrap()),
-        );
-        zone.add(
-            "2.0.0.127.pbl-only.example",
-            Rdata::A("127.0.0.10".parse().unwrap()),
-        );
+        listing(&zone, "2.0.0.127.zen.example", "127.0.0.10");
+        listing(&zone, "2.0.0.127.zen.example", "127.0.0.2");
+        listing(&zone, "2.0.0.127.other.example", "127.0.0.2");
+        listing(&zone, "2.0.0.127.pbl-only.example", "127.0.0.10");
         zone.fail("2.0.0.127.down.example");
         let lists = [
             list("zen.example", 3, &["127.0.0.2-127.0.0.9"]),
@@ -444,14 +430,8 @@ mod tests {
     #[tokio::test]
     async fn uri_lists_are_asked_by_registered_domain_and_reversed_address() {
         let zone = MemoryResolver::new();
-        zone.add(
-            "spam-shop.co.uk.uribl.example",
-            Rdata::A("127.0.0.2".parse().unwrap()),
-        );
-        zone.add(
-            "1.2.0.192.uribl.example",
-            Rdata::A("127.0.0.4".parse().unwrap()),
-        );
+        listing(&zone, "spam-shop.co.uk.uribl.example", "127.0.0.2");
+        listing(&zone, "1.2.0.192.uribl.example", "127.0.0.4");
         let hosts = vec![
             UrlHost::Domain("www.spam-shop.co.uk".into()),
             UrlHost::Domain("shop.spam-shop.co.uk".into()),

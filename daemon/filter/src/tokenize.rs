@@ -223,7 +223,7 @@ pub fn tokenize(raw: &[u8], limits: &Limits) -> Tokens {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
+pub(crate) fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 
 use mail_parser::{MessageParser, PartType};
 
+use crate::tokenize::clip;
+
 /// Bounds of one extraction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -226,14 +228,19 @@ fn valid_domain(domain: &str) -> Option<String> {
     if domain.is_empty() || domain.len() > 253 || !domain.contains('.') {
         return None;
     }
-    let ok = domain.split('.').all(|label| {
+    labels_ok(domain).then(|| domain.to_ascii_lowercase())
+}
+
+/// Every label of `name` 1 to 63 letters, digits, `-` or `_` (RFC 1035 2.3.4; `_` as in
+/// service names and some list zones).
+pub(crate) fn labels_ok(name: &str) -> bool {
+    name.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
             && label
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    ok.then(|| domain.to_ascii_lowercase())
+    })
 }
 
 /// The registered domain of a host (the public suffix plus one label, from the Public
@@ -241,18 +248,6 @@ fn valid_domain(domain: &str) -> Option<String> {
 /// listed as `example.co.uk`). None for a public suffix itself (`co.uk`).
 pub fn registered_domain(host: &str) -> Option<&str> {
     psl::domain_str(host)
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]
