@@ -631,4 +631,8 @@ fn dnsbl_settings_are_checked() {
     );
     let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![3, 4, 5, 7, 8, 9, 13], "{p:?}");
+    let p =
+        problems("[filter]\nenabled = false\n[dnsbl]\nuri = [{ zone = \"multi.surbl.org\" }]\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 3, "{p:?}");
 }

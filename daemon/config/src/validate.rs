@@ -233,6 +233,14 @@ impl Validator<'_> {
         self.dns(&raw.dns);
         self.sender_auth(&raw.sender_auth);
         self.dnsbl(&raw.dnsbl);
+        if raw.dnsbl.any() && !raw.filter.enabled {
+            // The lists' weights are weighed by the spam filter's combiner: without it they
+            // would be asked and then ignored.
+            self.error(
+                &[Key("dnsbl")],
+                "DNS block lists need the spam filter: set [filter] enabled = true, or remove the lists",
+            );
+        }
         Config {
             server,
             tls,
