@@ -18,8 +18,11 @@ use postern_filter::dnsbl::{self, DnsList, Listed};
 use postern_filter::urls;
 use postern_filter::DnsWeights;
 
+use crate::filter::FilterMetrics;
+
 pub struct DnsLists {
     resolver: Arc<dyn Resolver>,
+    metrics: FilterMetrics,
     client: Arc<Vec<DnsList>>,
     uri: Vec<DnsList>,
     pub weights: DnsWeights,
@@ -37,14 +40,14 @@ pub struct ClientListed {
 
 impl ClientListed {
     /// What the client lists said (waits at most the lists' timeout for the answers).
-    pub async fn get(&mut self, peer: SocketAddr) -> &Listed {
+    pub async fn get(&mut self, peer: SocketAddr, metrics: &FilterMetrics) -> &Listed {
         if let Some(handle) = self.pending.take() {
             self.done = handle.await.unwrap_or_else(|error| {
                 // A task that panicked: nothing is known, the mail goes through.
                 tracing::error!(event = "dnsbl.lookup_failed", %peer, list = "*", error = %error);
                 Listed::default()
             });
-            log(&self.done, peer);
+            log(&self.done, peer, metrics);
         }
         &self.done
     }
@@ -52,7 +55,11 @@ impl ClientListed {
 
 impl DnsLists {
     /// None when no list is configured or the filter is off (nothing would weigh them).
-    pub fn new(config: &Config, resolver: Arc<dyn Resolver>) -> anyhow::Result<Option<DnsLists>> {
+    pub fn new(
+        config: &Config,
+        resolver: Arc<dyn Resolver>,
+        metrics: FilterMetrics,
+    ) -> anyhow::Result<Option<DnsLists>> {
         let d = &config.dnsbl;
         if !d.any() || !config.filter.enabled {
             return Ok(None);
@@ -69,6 +76,7 @@ impl DnsLists {
         };
         Ok(Some(DnsLists {
             resolver,
+            metrics,
             client: Arc::new(parse(&d.client, "client")?),
             uri: parse(&d.uri, "uri")?,
             weights: DnsWeights {
@@ -111,18 +119,34 @@ impl DnsLists {
             self.timeout,
         )
         .await;
-        log(&listed, peer);
+        log(&listed, peer, &self.metrics);
         listed
+    }
+
+    pub fn metrics(&self) -> &FilterMetrics {
+        &self.metrics
     }
 }
 
 /// One line per list that listed (info) and per list that could not answer (warning: the
 /// mail went through without its opinion).
-fn log(listed: &Listed, peer: SocketAddr) {
+fn log(listed: &Listed, peer: SocketAddr, metrics: &FilterMetrics) {
+    let count = |kind: dnsbl::Kind, zone: &str, result: &str| {
+        metrics
+            .dnsbl_results
+            .get_or_create(&vec![
+                ("kind", kind.name().to_string()),
+                ("list", zone.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    };
     for hit in &listed.hits {
+        count(hit.kind, &hit.zone, "listed");
         tracing::info!(event = "dnsbl.listed", %peer, kind = hit.kind.name(), list = %hit.zone, listed = %hit.listed, code = %hit.code, weight = hit.weight);
     }
     for failure in &listed.failed {
+        count(failure.kind, &failure.zone, "failed");
         tracing::warn!(event = "dnsbl.lookup_failed", %peer, kind = failure.kind.name(), list = %failure.zone, queried = %failure.queried, reason = %failure.reason);
     }
 }

@@ -57,6 +57,9 @@ pub struct FilterMetrics {
     pub trained: Family<Labels, Counter>,
     /// Training jobs skipped because the queue was full or the trainer failed.
     pub train_skipped: Counter,
+    /// DNS block list answers that count, by kind (dnsbl, uribl), list and result (listed;
+    /// failed: timeout or DNS failure, counted as not listing).
+    pub dnsbl_results: Family<Labels, Counter>,
 }
 
 impl FilterMetrics {
@@ -81,6 +84,11 @@ impl FilterMetrics {
             "postern_filter_train_skipped",
             "Training jobs skipped (queue full or failed); the moves themselves succeeded",
             m.train_skipped.clone(),
+        );
+        registry.register(
+            "postern_dnsbl_results",
+            "DNS block list results by kind (dnsbl: client address, uribl: URL domains), list (zone) and result (listed, failed: timeout or DNS failure, counted as not listing)",
+            m.dnsbl_results.clone(),
         );
         m
     }

@@ -194,9 +194,12 @@ impl Shared {
             _ => None,
         };
         let dnsbl = match &dns {
-            Some(dns) => {
-                crate::dnsbl::DnsLists::new(&config, Arc::new(dns.resolver.clone()))?.map(Arc::new)
-            }
+            Some(dns) => crate::dnsbl::DnsLists::new(
+                &config,
+                Arc::new(dns.resolver.clone()),
+                metrics.filter.clone(),
+            )?
+            .map(Arc::new),
             None => None,
         };
         let health_gate = match &config.health.socket {

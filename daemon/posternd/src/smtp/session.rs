@@ -448,13 +448,13 @@ impl Driver<'_> {
     /// The DNS block lists at RCPT (Postfix's reject_rbl_client, postscreen's
     /// dnsbl_threshold): when the client lists' weights reach `[dnsbl] reject_weight` and
     /// the combiner refuses the message for every user behind the recipient (an allow
-    /// list may say otherwise), 554 5.7.1 naming the lists (RFC 5321 4.2.5: 554 transaction
-    /// failed; RFC 3463 X.7.1: delivery not authorized). Lower weights are weighed at the
-    /// end of DATA with the rest.
+    /// list may say otherwise), 554 5.7.1 naming the lists (RFC 5321 4.2.3: 554 transaction
+    /// failed, as Postfix answers reject_rbl_client; RFC 3463 X.7.1: delivery not
+    /// authorized). Lower weights are weighed at the end of DATA with the rest.
     async fn dnsbl_at_rcpt(&mut self, users: &[String]) -> Option<Reply> {
         let shared = self.shared;
         let lists = shared.dnsbl.as_deref()?;
-        let listed = self.client_listed.get(self.peer).await;
+        let listed = self.client_listed.get(self.peer, lists.metrics()).await;
         if listed.hits.is_empty()
             || lists.weights.decide(listed) != postern_filter::Decision::Reject
         {
@@ -664,7 +664,11 @@ impl Driver<'_> {
         let verify = envelope.authenticated_as.is_none() && self.label == "mx";
         let mut dns = postern_filter::dnsbl::Listed::default();
         let verified = if verify {
-            dns = self.client_listed.get(self.peer).await.clone();
+            dns = self
+                .client_listed
+                .get(self.peer, &self.shared.metrics.filter)
+                .await
+                .clone();
             let early = self.envelope_auth.take();
             let uris = async {
                 match self.shared.dnsbl.as_deref() {
