@@ -9,8 +9,14 @@ from load@client.test, whose zone publishes SPF (pass for 127.0.0.1) and DMARC p
 messages are not DKIM-signed, so the figure is SPF (HELO and MAIL FROM) + iprev + DMARC
 lookups + parsing, mostly answered from the cache after the first message.
 
+--lists adds a third server, verification on plus DNS block lists ([dnsbl]: two client
+lists and two URI lists, zones of the same signed DNS that do not list the client): the
+cost of asking the client lists at every connection (from the cache after the first) and of
+extracting the URLs of every message (smtp-load's bodies carry none, so the URI lists are
+not asked).
+
     benches/sender-auth.py [--bin-dir target/release] [--clients 100] [--size 10240]
-                           [--duration 20] [--rounds 2]
+                           [--duration 20] [--rounds 2] [--lists]
 
 Needs unbound and ldnsutils (tests/run installs them) and built posternd, postern and
 smtp-load in --bin-dir.
@@ -37,6 +43,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--lists", action="store_true",
+                    help="also measure verification with DNS block lists configured")
     args = ap.parse_args()
     args.bin_dir = str(Path(args.bin_dir).resolve())
     os.environ["POSTERN_BIN_DIR"] = args.bin_dir
@@ -57,16 +65,22 @@ def main() -> int:
         ("_dmarc.client", "TXT", '"v=DMARC1; p=none"'),
     ]).start()
     servers = {}
-    results: dict[str, list[float]] = {"on": [], "off": []}
+    modes = ("on", "off", "lists") if args.lists else ("on", "off")
+    results: dict[str, list[float]] = {mode: [] for mode in modes}
+    lists = """[dnsbl]
+client = [{ zone = "dnsbl-a.test", weight = 3 }, { zone = "dnsbl-b.test", weight = 1 }]
+uri = [{ zone = "uribl-a.test", weight = 3 }, { zone = "uribl-b.test", weight = 1 }]
+"""
     try:
-        for mode in ("on", "off"):
+        for mode in modes:
             srv = harness.Server(work / mode, backend="auto", provision=False,
-                                 sender_auth={"verify": mode == "on"}, dns=dns.dns_config())
+                                 sender_auth={"verify": mode != "off"}, dns=dns.dns_config(),
+                                 extra=lists if mode == "lists" else "")
             srv.cli("domain", "add", "bench.test")
             srv.cli("user", "add", "rcpt@bench.test", "--password", "Bench-Passw0rd-4kQ9zX")
             servers[mode] = srv
         for _ in range(args.rounds):
-            for mode in ("on", "off"):
+            for mode in modes:
                 srv = servers[mode]
                 srv.start()
                 try:
@@ -93,7 +107,12 @@ def main() -> int:
         dns.stop()
     on, off = max(results["on"]), max(results["off"])
     print(f"\n| verify | msg/s (best of {args.rounds}) |\n|---|---|\n| off | {off:.0f} |\n"
-          f"| on | {on:.0f} |\n\nratio on/off: {on / off:.3f}")
+          f"| on | {on:.0f} |", end="")
+    if args.lists:
+        print(f"\n| on + DNS block lists | {max(results['lists']):.0f} |", end="")
+    print(f"\n\nratio on/off: {on / off:.3f}")
+    if args.lists:
+        print(f"ratio on+lists/off: {max(results['lists']) / off:.3f}")
     return 0
 
 

@@ -116,6 +116,7 @@ def render_config(
     workers: int = 2,
     sender_auth: dict | None = None,
     dns: dict | None = None,
+    extra: str = "",
 ) -> str:
     limits = dict(SMTP_DEFAULTS)
     limits.update(smtp or {})
@@ -173,6 +174,9 @@ def render_config(
         lines.append("[dns]")
         lines += [f"{k} = {toml_value(v)}" for k, v in dns.items()]
         lines.append("")
+    # More sections, as TOML text (tests/smtp/test_dnsbl.py: [dnsbl] with its lists).
+    if extra:
+        lines.append(extra)
     return "\n".join(lines)
 
 
@@ -198,7 +202,7 @@ class Server:
 
     def __init__(self, root: Path, backend: str = "auto", smtp: dict | None = None,
                  tls_min_version: str = "1.2", provision: bool = True,
-                 sender_auth: dict | None = None, dns: dict | None = None):
+                 sender_auth: dict | None = None, dns: dict | None = None, extra: str = ""):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
@@ -208,7 +212,7 @@ class Server:
         self.ports = Ports.allocate()
         self.backend = backend
         self.cfg.write_text(render_config(self.data_dir, self.ports, backend, smtp, tls_min_version,
-                                          sender_auth=sender_auth, dns=dns))
+                                          sender_auth=sender_auth, dns=dns, extra=extra))
         self.proc: subprocess.Popen | None = None
         # Runs in the child before exec (e.g. a seccomp filter the daemon must live with).
         self.preexec_fn = None

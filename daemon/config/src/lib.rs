@@ -42,6 +42,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub dns: DnsConfig,
     pub sender_auth: SenderAuthConfig,
+    pub dnsbl: DnsblConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -466,6 +467,68 @@ pub fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| {
             format!("{text:?} is not a nameserver address (such as 192.0.2.53 or 127.0.0.1:5353)")
         })
+}
+
+/// `[dnsbl]`: DNS block lists (RFC 5782) asked about MX clients and the URL domains of MX
+/// mail, weighed by the spam filter's combiner (daemon/filter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsblConfig {
+    /// Lists of client IP addresses (DNSBL/RBL).
+    pub client: Vec<DnsListConfig>,
+    /// Lists of the registered domains of URLs in the body (SURBL/URIBL).
+    pub uri: Vec<DnsListConfig>,
+    /// Total weight at or above which the message goes to Junk; 0 = never.
+    pub junk_weight: i64,
+    /// Total weight at or above which the message is refused; 0 = never.
+    pub reject_weight: i64,
+    /// Milliseconds one list question may take; past it the list counts as not listing.
+    pub timeout_ms: u64,
+    /// Distinct URL domains (and addresses) of one message asked about.
+    pub max_uri_domains: u64,
+}
+
+impl Default for DnsblConfig {
+    fn default() -> Self {
+        DnsblConfig {
+            client: Vec::new(),
+            uri: Vec::new(),
+            junk_weight: 1,
+            reject_weight: 3,
+            timeout_ms: 2000,
+            max_uri_domains: 20,
+        }
+    }
+}
+
+impl DnsblConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Whether any list is configured (no list: no question is ever asked).
+    pub fn any(&self) -> bool {
+        !self.client.is_empty() || !self.uri.is_empty()
+    }
+}
+
+/// One DNS block list of `[dnsbl]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsListConfig {
+    /// The list's zone, such as "zen.spamhaus.org".
+    pub zone: String,
+    /// Added to the total when the list lists; negative for allow lists.
+    #[serde(default = "default_list_weight")]
+    pub weight: i64,
+    /// Answers that count: "127.0.0.2" or "127.0.0.2-127.0.0.11"; empty = any in
+    /// 127.0.0.0/8 but 127.255.255.0/24 (lists' error replies).
+    #[serde(default)]
+    pub codes: Vec<String>,
+}
+
+fn default_list_weight() -> i64 {
+    1
 }
 
 /// `[sender_auth]`: SPF, DKIM, DMARC, ARC and iprev verification of mail received on MX.

@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub admin: crate::AdminConfig,
     pub dns: crate::DnsConfig,
     pub sender_auth: crate::SenderAuthConfig,
+    pub dnsbl: crate::DnsblConfig,
     // Last: TOML serialisation puts arrays of tables after plain tables anyway.
     #[serde(rename = "listener")]
     pub listeners: Vec<RawListener>,
@@ -46,6 +47,7 @@ impl Default for RawConfig {
             admin: crate::AdminConfig::default(),
             dns: crate::DnsConfig::default(),
             sender_auth: crate::SenderAuthConfig::default(),
+            dnsbl: crate::DnsblConfig::default(),
             listeners: default_listeners(),
         }
     }

@@ -107,7 +107,7 @@ fn every_schema_key_is_documented_in_the_reference() {
         );
     }
     assert_eq!(schema, documented, "reference.toml and the schema disagree");
-    assert_eq!(schema.len(), 85);
+    assert_eq!(schema.len(), 91);
 
     // Every key line in the reference is explained by a comment: on the line itself or in the
     // comment block directly above (following keys of a repeated [[listener]] excepted).
@@ -600,4 +600,39 @@ fn dns_and_sender_auth_settings_are_checked() {
     );
     let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![2, 3, 4, 5, 7, 8], "{p:?}");
+}
+
+#[test]
+fn dnsbl_settings_are_checked() {
+    let c = parse(
+        "[dnsbl]\nreject_weight = 4\n\
+         client = [{ zone = \"zen.spamhaus.org\", weight = 3, codes = [\"127.0.0.2-127.0.0.11\"] },\n\
+         { zone = \"list.dnswl.org\", weight = -2 }]\n\
+         [[dnsbl.uri]]\nzone = \"multi.surbl.org\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.dnsbl.client.len(), 2);
+    assert_eq!(c.dnsbl.client[1].weight, -2);
+    assert_eq!(c.dnsbl.uri[0].weight, 1, "weight defaults to 1");
+    assert!(c.dnsbl.any());
+    assert!(
+        !Config::default().dnsbl.any(),
+        "no list is asked by default"
+    );
+    let p = problems(
+        "[dnsbl]\n\
+         junk_weight = 5\n\
+         reject_weight = 2\n\
+         timeout_ms = 0\n\
+         max_uri_domains = 0\n\
+         [[dnsbl.client]]\nzone = \"bad zone\"\nweight = 0\ncodes = [\"127.0.0.2\", \"nonsense\"]\n\
+         [[dnsbl.client]]\nzone = \"dup.example\"\n\
+         [[dnsbl.client]]\nzone = \"DUP.example.\"\n",
+    );
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, vec![3, 4, 5, 7, 8, 9, 13], "{p:?}");
+    let p =
+        problems("[filter]\nenabled = false\n[dnsbl]\nuri = [{ zone = \"multi.surbl.org\" }]\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 3, "{p:?}");
 }

@@ -164,6 +164,7 @@ pub(crate) fn unbuild(c: &Config) -> RawConfig {
         admin: c.admin.clone(),
         dns: c.dns.clone(),
         sender_auth: c.sender_auth.clone(),
+        dnsbl: c.dnsbl.clone(),
         listeners: c
             .listeners
             .iter()
@@ -231,6 +232,15 @@ impl Validator<'_> {
         self.admin(&raw.admin);
         self.dns(&raw.dns);
         self.sender_auth(&raw.sender_auth);
+        self.dnsbl(&raw.dnsbl);
+        if raw.dnsbl.any() && !raw.filter.enabled {
+            // The lists' weights are weighed by the spam filter's combiner: without it they
+            // would be asked and then ignored.
+            self.error(
+                &[Key("dnsbl")],
+                "DNS block lists need the spam filter: set [filter] enabled = true, or remove the lists",
+            );
+        }
         Config {
             server,
             tls,
@@ -249,6 +259,82 @@ impl Validator<'_> {
             admin: raw.admin,
             dns: raw.dns,
             sender_auth: raw.sender_auth,
+            dnsbl: raw.dnsbl,
+        }
+    }
+
+    fn dnsbl(&mut self, d: &crate::DnsblConfig) {
+        let at = |k| [Key("dnsbl"), Key(k)];
+        for (key, lists) in [("client", &d.client), ("uri", &d.uri)] {
+            let mut zones: Vec<String> = Vec::new();
+            for (i, list) in lists.iter().enumerate() {
+                let here = |k| [Key("dnsbl"), Key(key), Idx(i), Key(k)];
+                if let Err(why) = postern_filter::dnsbl::check_zone(&list.zone) {
+                    self.error(&here("zone"), why);
+                }
+                let zone = list.zone.trim_end_matches('.').to_ascii_lowercase();
+                if zones.contains(&zone) {
+                    self.error(
+                        &here("zone"),
+                        format!("zone {zone:?} is listed twice in dnsbl.{key}"),
+                    );
+                }
+                zones.push(zone);
+                if !(-100..=100).contains(&list.weight) || list.weight == 0 {
+                    self.error(
+                        &here("weight"),
+                        format!(
+                            "weight = {} must be between -100 and 100, not 0 (negative for allow lists)",
+                            list.weight
+                        ),
+                    );
+                }
+                for (j, code) in list.codes.iter().enumerate() {
+                    if let Err(why) = postern_filter::dnsbl::parse_code(code) {
+                        self.error(&[Key("dnsbl"), Key(key), Idx(i), Key("codes"), Idx(j)], why);
+                    }
+                }
+            }
+        }
+        for (key, value) in [
+            ("junk_weight", d.junk_weight),
+            ("reject_weight", d.reject_weight),
+        ] {
+            if !(0..=1000).contains(&value) {
+                self.error(
+                    &at(key),
+                    format!("{key} = {value} must be between 0 (never) and 1000"),
+                );
+            }
+        }
+        if d.junk_weight > 0 && d.reject_weight > 0 && d.reject_weight < d.junk_weight {
+            self.error(
+                &at("reject_weight"),
+                format!(
+                    "reject_weight = {} is below junk_weight = {}",
+                    d.reject_weight, d.junk_weight
+                ),
+            );
+        }
+        // RFC 5321 4.5.3.2.6: the client waits 10 minutes for the reply to the end of data;
+        // the questions are asked together, so one timeout bounds them.
+        if !(100..=30_000).contains(&d.timeout_ms) {
+            self.error(
+                &at("timeout_ms"),
+                format!(
+                    "timeout_ms = {} must be between 100 and 30000",
+                    d.timeout_ms
+                ),
+            );
+        }
+        if !(1..=100).contains(&d.max_uri_domains) {
+            self.error(
+                &at("max_uri_domains"),
+                format!(
+                    "max_uri_domains = {} must be between 1 and 100",
+                    d.max_uri_domains
+                ),
+            );
         }
     }
 

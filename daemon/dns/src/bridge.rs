@@ -91,11 +91,59 @@ pub async fn spawn(resolver: Arc<dyn Resolver>) -> std::io::Result<BridgeAddrs> 
     Ok(addrs)
 }
 
+/// Questions waiting for the DNS thread; more fail at once as temporary errors.
+const REMOTE_QUEUE: usize = 4096;
+
+/// The DNS thread's resolver as seen from other threads (each posternd worker runs its own
+/// current-thread runtime, and hickory's connections belong to the runtime that made them):
+/// every question is handed to the DNS thread over a channel and answered there, through
+/// the same cache and timeouts as the bridge's. Used directly by code that asks its own
+/// questions (DNS block lists), without the loopback round trip mail-auth needs.
+#[derive(Clone)]
+pub struct RemoteResolver {
+    tx: tokio::sync::mpsc::Sender<RemoteQuestion>,
+}
+
+type RemoteQuestion = (
+    String,
+    RecordType,
+    tokio::sync::oneshot::Sender<Result<crate::Answer, DnsError>>,
+);
+
+impl Resolver for RemoteResolver {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: RecordType,
+    ) -> crate::BoxFuture<'a, Result<crate::Answer, DnsError>> {
+        Box::pin(async move {
+            let unavailable = |reason: &str| DnsError::Temporary {
+                name: crate::normalize(name),
+                reason: reason.to_string(),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A full queue is a DNS failure now, not a wait: callers bound their waits.
+            if self.tx.try_send((name.to_string(), rtype, tx)).is_err() {
+                return Err(unavailable("DNS thread busy or stopped"));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(unavailable("DNS thread stopped")))
+        })
+    }
+}
+
+/// What [`spawn_thread`] starts: the bridge for mail-auth and the handle for everyone else.
+pub struct DnsThread {
+    pub bridge: BridgeAddrs,
+    pub resolver: RemoteResolver,
+}
+
 /// Runs the bridge on a thread of its own (with its own runtime), for a daemon whose
 /// workers each run a current-thread runtime.
 pub fn spawn_thread(
     make: impl FnOnce() -> Result<Arc<dyn Resolver>, String> + Send + 'static,
-) -> Result<BridgeAddrs, String> {
+) -> Result<DnsThread, String> {
+    let (question_tx, mut questions) = tokio::sync::mpsc::channel::<RemoteQuestion>(REMOTE_QUEUE);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("dns".into())
@@ -112,20 +160,38 @@ pub fn spawn_thread(
             };
             runtime.block_on(async move {
                 let started = match make() {
-                    Ok(resolver) => spawn(resolver)
+                    Ok(resolver) => spawn(resolver.clone())
                         .await
+                        .map(|addrs| (addrs, resolver))
                         .map_err(|e| format!("DNS bridge: {e}")),
                     Err(e) => Err(e),
                 };
-                let ok = started.is_ok();
-                let _ = tx.send(started);
-                if ok {
-                    std::future::pending::<()>().await;
+                let resolver = match started {
+                    Ok((addrs, resolver)) => {
+                        let _ = tx.send(Ok(addrs));
+                        resolver
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Each question on a task of its own: a slow one never holds up the others.
+                while let Some((name, rtype, reply)) = questions.recv().await {
+                    let resolver = resolver.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(resolver.lookup(&name, rtype).await);
+                    });
                 }
+                std::future::pending::<()>().await;
             });
         })
         .map_err(|e| format!("DNS thread: {e}"))?;
-    rx.recv().map_err(|e| format!("DNS thread: {e}"))?
+    let bridge = rx.recv().map_err(|e| format!("DNS thread: {e}"))??;
+    Ok(DnsThread {
+        bridge,
+        resolver: RemoteResolver { tx: question_tx },
+    })
 }
 
 fn rtype_of(t: HType) -> Option<RecordType> {

@@ -193,6 +193,24 @@ impl Resolver for Unavailable {
     }
 }
 
+/// The name a DNS block list is asked about an address (RFC 5782 2.1 and 2.4): the
+/// address's octets (IPv4) or nibbles (IPv6) in reverse order, as in the reverse-mapping
+/// tree, under the list's zone: 192.0.2.99 on `dnsbl.example` is
+/// `99.2.0.192.dnsbl.example`. None when the name would pass 253 characters (RFC 1035
+/// 2.3.4) or the zone is empty.
+pub fn dnsbl_name(ip: IpAddr, zone: &str) -> Option<String> {
+    let zone = zone.trim_end_matches('.');
+    if zone.is_empty() {
+        return None;
+    }
+    let reversed = reverse_name(ip);
+    let labels = reversed
+        .strip_suffix(".in-addr.arpa")
+        .or_else(|| reversed.strip_suffix(".ip6.arpa"))?;
+    let name = format!("{labels}.{zone}");
+    (name.len() <= 253).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +226,31 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("example.com:"), "{text}");
         assert!(text.contains("No CA certificates"), "{text}");
+    }
+
+    #[test]
+    fn dnsbl_names_follow_rfc_5782() {
+        // RFC 5782 2.1's own example, and 2.4's IPv6 nibble form.
+        assert_eq!(
+            dnsbl_name("192.0.2.99".parse().unwrap(), "bad.example.com.").as_deref(),
+            Some("99.2.0.192.bad.example.com")
+        );
+        assert_eq!(
+            dnsbl_name(
+                "2001:db8:1:2:3:4:567:89ab".parse().unwrap(),
+                "ugly.example.com"
+            )
+            .as_deref(),
+            Some(
+                "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com"
+            )
+        );
+        assert_eq!(dnsbl_name("192.0.2.1".parse().unwrap(), ""), None);
+        assert_eq!(
+            dnsbl_name("::1".parse().unwrap(), &"x".repeat(200)),
+            None,
+            "past 253 characters"
+        );
     }
 
     #[test]

@@ -11,16 +11,20 @@
 //! - [`db`]: a token database file pair (checksummed snapshot + checksummed append journal)
 //!   that survives `kill -9` and power loss, bounded by pruning.
 //! - [`lists`]: allow/block entries (address, domain, `/regex/`) and their matching.
+//! - [`dnsbl`]: DNS block lists (RFC 5782) of client addresses and of URL domains, weighed.
+//! - [`urls`]: sans-IO extraction of the hosts of the URLs in a message body.
 //! - [`verdict`]: the combiner and the explanation header.
 
 pub mod classify;
 pub mod db;
+pub mod dnsbl;
 pub mod lists;
 pub mod tokenize;
+pub mod urls;
 pub mod verdict;
 
 pub use classify::{classify, Score, Settings as ClassifierSettings};
 pub use db::{Class, TokenDb};
 pub use lists::{Entry, ListMatch, SenderLists};
 pub use tokenize::{tokenize, Limits as TokenizerLimits, Tokens};
-pub use verdict::{combine, Decision, SenderAuth, Verdict, VerdictInput};
+pub use verdict::{combine, Decision, DnsWeights, SenderAuth, Verdict, VerdictInput};

@@ -223,7 +223,7 @@ pub fn tokenize(raw: &[u8], limits: &Limits) -> Tokens {
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
+pub(crate) fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -234,24 +234,13 @@ fn clip(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// `url:<host>` for every http(s) URL in `text` (RFC 3986 3.2.2: the host, lowercased).
+/// `url:<host>` for every URL in `text` (RFC 3986 3.2.2: the host, lowercased), as
+/// [`crate::urls`] finds them for the URI block lists.
 fn urls(sink: &mut Sink<'_>, text: &str) {
-    let lower = text.to_ascii_lowercase();
-    let mut rest = lower.as_str();
-    while let Some(at) = rest.find("http") {
-        rest = &rest[at + 4..];
-        let after = rest
-            .strip_prefix("s://")
-            .or_else(|| rest.strip_prefix("://"));
-        let Some(after) = after else { continue };
-        let host: String = after
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-            .take(253)
-            .collect();
-        if !host.is_empty() {
-            sink.push(format!("url:{host}"));
-        }
+    let mut found = crate::urls::UrlHosts::default();
+    crate::urls::scan(text, sink.limits.max_tokens, &mut found);
+    for host in found.hosts {
+        sink.push(format!("url:{host}"));
         if sink.full() {
             return;
         }

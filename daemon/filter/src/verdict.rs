@@ -8,12 +8,16 @@
 //!    exactly what a forger would use;
 //! 2. the allow list delivers, whatever the score;
 //! 3. the block list rejects or sends to Junk (`[filter] block_action`);
-//! 4. the score: at or above `reject_threshold` (when set) rejects, at or above
-//!    `junk_threshold` goes to Junk, else delivers.
+//! 4. the DNS block lists ([`crate::dnsbl`]): their total weight at or above
+//!    `[dnsbl] reject_weight` rejects (Postfix's postscreen_dnsbl_threshold);
+//! 5. the score: at or above `reject_threshold` (when set) rejects, at or above
+//!    `junk_threshold` goes to Junk; a DNS list weight at or above `[dnsbl] junk_weight`
+//!    goes to Junk too; else delivers.
 
 use std::fmt::Write as _;
 
 use crate::classify::Score;
+use crate::dnsbl::{Kind, Listed};
 use crate::lists::ListMatch;
 
 /// What becomes of a message for one recipient.
@@ -67,13 +71,38 @@ pub struct VerdictInput<'a> {
     pub reject_threshold: f64,
     /// What a block-list match does: [`Decision::Reject`] or [`Decision::Junk`].
     pub block_action: Decision,
+    /// What the DNS block lists said about the client and the message's URLs.
+    pub dns: &'a Listed,
+    pub dns_weights: DnsWeights,
+}
+
+/// `[dnsbl]` junk_weight and reject_weight: totals of list weights (0 = never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DnsWeights {
+    pub junk: i64,
+    pub reject: i64,
+}
+
+impl DnsWeights {
+    /// The decision the DNS lists alone ask for.
+    pub fn decide(&self, listed: &Listed) -> Decision {
+        let total = listed.weight();
+        if self.reject > 0 && total >= self.reject {
+            Decision::Reject
+        } else if self.junk > 0 && total >= self.junk {
+            Decision::Junk
+        } else {
+            Decision::Deliver
+        }
+    }
 }
 
 /// The combiner's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub decision: Decision,
-    /// Short machine-readable reason: `auth`, `allow`, `block`, `bayes`, `untrained`.
+    /// Short machine-readable reason: `auth`, `allow`, `block`, `dnsbl`, `bayes`,
+    /// `untrained`.
     pub reason: &'static str,
     /// The explanation header field, `X-Postern-Spam: ...` with CRLF.
     pub header: String,
@@ -98,15 +127,25 @@ pub fn combine(input: &VerdictInput<'_>) -> Verdict {
         match input.list {
             ListMatch::Allowed { .. } => (Decision::Deliver, "allow"),
             ListMatch::Blocked { .. } => (input.block_action, "block"),
-            ListMatch::None if !score.trained => (Decision::Deliver, "untrained"),
             ListMatch::None => {
-                let p = score.probability;
-                if input.reject_threshold > 0.0 && p >= input.reject_threshold {
-                    (Decision::Reject, "bayes")
-                } else if p >= input.junk_threshold {
-                    (Decision::Junk, "bayes")
+                let by_lists = input.dns_weights.decide(input.dns);
+                let by_score = if !score.trained {
+                    (Decision::Deliver, "untrained")
                 } else {
-                    (Decision::Deliver, "bayes")
+                    let p = score.probability;
+                    if input.reject_threshold > 0.0 && p >= input.reject_threshold {
+                        (Decision::Reject, "bayes")
+                    } else if p >= input.junk_threshold {
+                        (Decision::Junk, "bayes")
+                    } else {
+                        (Decision::Deliver, "bayes")
+                    }
+                };
+                // The stronger of the two; the score names itself when they agree.
+                if rank(by_lists) > rank(by_score.0) {
+                    (by_lists, "dnsbl")
+                } else {
+                    by_score
                 }
             }
         }
@@ -115,6 +154,14 @@ pub fn combine(input: &VerdictInput<'_>) -> Verdict {
         decision,
         reason,
         header: header(input, decision, reason),
+    }
+}
+
+fn rank(decision: Decision) -> u8 {
+    match decision {
+        Decision::Deliver => 0,
+        Decision::Junk => 1,
+        Decision::Reject => 2,
     }
 }
 
@@ -138,6 +185,33 @@ fn header(input: &VerdictInput<'_>, decision: Decision, reason: &str) -> String 
     }
     if let Some(auth) = input.auth {
         let _ = write!(h, "; auth={}", printable(&auth.summary));
+    }
+    // The lists that listed, as postscreen_dnsbl_sites writes them (zone*weight), then
+    // those that failed to answer (counted as not listing).
+    let dns = input.dns;
+    if !dns.hits.is_empty() {
+        for kind in [Kind::Client, Kind::Uri] {
+            let zones = dns.zones(kind);
+            if zones.is_empty() {
+                continue;
+            }
+            let _ = write!(h, "; {}=", kind.name());
+            for (i, zone) in zones.iter().enumerate() {
+                let weight = dns
+                    .hits
+                    .iter()
+                    .find(|hit| hit.kind == kind && hit.zone == *zone)
+                    .map_or(0, |hit| hit.weight);
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(h, "{sep}{}*{weight}", printable(zone));
+            }
+        }
+        let _ = write!(h, "; dns-weight={}", dns.weight());
+    }
+    if !dns.failed.is_empty() {
+        let mut zones: Vec<&str> = dns.failed.iter().map(|f| f.zone.as_str()).collect();
+        zones.dedup();
+        let _ = write!(h, "; unanswered={}", printable(&zones.join(",")));
     }
     if !score.trained {
         h.push_str("; untrained");
@@ -201,7 +275,108 @@ mod tests {
             junk_threshold: 0.9,
             reject_threshold: 0.0,
             block_action: Decision::Reject,
+            dns: &NOT_LISTED,
+            dns_weights: DnsWeights { junk: 2, reject: 5 },
         }
+    }
+
+    static NOT_LISTED: Listed = Listed {
+        hits: Vec::new(),
+        failed: Vec::new(),
+    };
+
+    fn listed(weights: &[(&str, i64)]) -> Listed {
+        Listed {
+            hits: weights
+                .iter()
+                .map(|(zone, weight)| crate::dnsbl::Hit {
+                    kind: if zone.starts_with("uri") {
+                        Kind::Uri
+                    } else {
+                        Kind::Client
+                    },
+                    zone: zone.to_string(),
+                    weight: *weight,
+                    listed: "127.0.0.2".into(),
+                    code: "127.0.0.2".parse().unwrap(),
+                })
+                .collect(),
+            failed: vec![crate::dnsbl::Failure {
+                kind: Kind::Client,
+                zone: "slow.example".into(),
+                queried: "127.0.0.2".into(),
+                reason: "timeout".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn dns_list_weights_junk_or_reject_and_are_explained() {
+        let (hi, lo) = (score(0.97), score(0.1));
+        let none = ListMatch::None;
+        type Case<'a> = (&'a [(&'a str, i64)], &'a Score, Decision, &'a str);
+        let cases: [Case<'_>; 6] = [
+            (&[("zen.example", 1)], &lo, Decision::Deliver, "bayes"),
+            (
+                &[("zen.example", 1), ("uribl.example", 1)],
+                &lo,
+                Decision::Junk,
+                "dnsbl",
+            ),
+            (
+                &[("zen.example", 3), ("uribl.example", 2)],
+                &lo,
+                Decision::Reject,
+                "dnsbl",
+            ),
+            // An allow-list zone with a negative weight takes off.
+            (
+                &[("zen.example", 5), ("wl.example", -4)],
+                &lo,
+                Decision::Deliver,
+                "bayes",
+            ),
+            // The stronger wins: the score's Junk stays Junk under a light listing.
+            (&[("zen.example", 1)], &hi, Decision::Junk, "bayes"),
+            (&[("zen.example", 9)], &hi, Decision::Reject, "dnsbl"),
+        ];
+        for (weights, score, decision, reason) in cases {
+            let dns = listed(weights);
+            let mut i = input(score, &none, None);
+            i.dns = &dns;
+            let v = combine(&i);
+            assert_eq!((v.decision, v.reason), (decision, reason), "{weights:?}");
+        }
+        // An untrained filter still junks a listed client.
+        let dns = listed(&[("zen.example", 2)]);
+        let untrained = Score::untrained();
+        let mut i = input(&untrained, &none, None);
+        i.dns = &dns;
+        assert_eq!(combine(&i).decision, Decision::Junk);
+        // The allow list wins over the DNS lists; DMARC reject over everything.
+        let allow = ListMatch::Allowed {
+            scope: "user",
+            entry: "a@b.c".into(),
+        };
+        let dns = listed(&[("zen.example", 9)]);
+        let mut i = input(&lo, &allow, None);
+        i.dns = &dns;
+        assert_eq!(combine(&i).decision, Decision::Deliver);
+        // 0 = never.
+        let mut i = input(&lo, &none, None);
+        i.dns = &dns;
+        i.dns_weights = DnsWeights::default();
+        assert_eq!(combine(&i).decision, Decision::Deliver);
+        // The header names the lists, their weights, the total and the silent list.
+        let dns = listed(&[("zen.example", 3), ("uribl.example", 2)]);
+        let mut i = input(&lo, &none, None);
+        i.dns = &dns;
+        let v = combine(&i);
+        assert!(
+            v.header.contains("; dnsbl=zen.example*3; uribl=uribl.example*2; dns-weight=5; unanswered=slow.example"),
+            "{}",
+            v.header
+        );
     }
 
     #[test]

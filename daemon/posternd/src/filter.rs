@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::{anyhow, Context, Result};
 use postern_config::{BlockAction, Config};
 use postern_filter::db::{message_digest, Class, Settings as DbSettings, TokenDb};
+use postern_filter::dnsbl::{Kind, Listed};
 use postern_filter::lists::{self, ListFile, SenderLists};
-use postern_filter::verdict::{combine, Decision, SenderAuth, VerdictInput};
+use postern_filter::verdict::{combine, Decision, DnsWeights, SenderAuth, VerdictInput};
 use postern_filter::{classify, tokenize, ClassifierSettings, TokenizerLimits};
 use postern_smtp::Reply;
 use postern_store::{AppendTarget, MailboxId, MailboxInfo, MessageMeta, Store};
@@ -56,6 +57,9 @@ pub struct FilterMetrics {
     pub trained: Family<Labels, Counter>,
     /// Training jobs skipped because the queue was full or the trainer failed.
     pub train_skipped: Counter,
+    /// DNS block list answers that count, by kind (dnsbl, uribl), list and result (listed;
+    /// failed: timeout or DNS failure, counted as not listing).
+    pub dnsbl_results: Family<Labels, Counter>,
 }
 
 impl FilterMetrics {
@@ -80,6 +84,11 @@ impl FilterMetrics {
             "postern_filter_train_skipped",
             "Training jobs skipped (queue full or failed); the moves themselves succeeded",
             m.train_skipped.clone(),
+        );
+        registry.register(
+            "postern_dnsbl_results",
+            "DNS block list results by kind (dnsbl: client address, uribl: URL domains), list (zone) and result (listed, failed: timeout or DNS failure, counted as not listing)",
+            m.dnsbl_results.clone(),
         );
         m
     }
@@ -229,9 +238,12 @@ impl SpamFilter {
         mail_from: &str,
         users: &[String],
         auth: Option<&SenderAuth>,
+        dns: (&Listed, DnsWeights),
     ) -> Result<Vec<postern_filter::Verdict>> {
-        self.judge_with(raw, mail_from, users, auth, &|key| self.db(key).map(Some))?
-            .ok_or_else(|| anyhow!("a filter database did not open"))
+        self.judge_with(raw, mail_from, users, auth, dns, &|key| {
+            self.db(key).map(Some)
+        })?
+        .ok_or_else(|| anyhow!("a filter database did not open"))
     }
 
     /// [`SpamFilter::judge`] when every database it needs is open already: CPU work only,
@@ -243,8 +255,48 @@ impl SpamFilter {
         mail_from: &str,
         users: &[String],
         auth: Option<&SenderAuth>,
+        dns: (&Listed, DnsWeights),
     ) -> Result<Option<Vec<postern_filter::Verdict>>> {
-        self.judge_with(raw, mail_from, users, auth, &|key| Ok(self.open_db(key)))
+        self.judge_with(raw, mail_from, users, auth, dns, &|key| {
+            Ok(self.open_db(key))
+        })
+    }
+
+    /// The verdict for one user at RCPT, before the message exists: the combiner with what
+    /// is known then (the envelope sender against the allow and block lists, the client
+    /// lists' weights) and no score. Used to refuse a client the DNS lists reject at RCPT
+    /// as Postfix's reject_rbl_client does, without a second rule: the same combiner
+    /// decides again at the end of DATA with everything.
+    pub fn rcpt_verdict(
+        &self,
+        user: &str,
+        mail_from: &str,
+        dns: &Listed,
+        weights: DnsWeights,
+    ) -> Result<postern_filter::Verdict> {
+        let user_lists = self
+            .user_lists
+            .read()
+            .map_err(|_| anyhow!("filter lists poisoned"))?
+            .compiled
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        let list = lists::check(&user_lists, &self.global_lists, &[mail_from]);
+        Ok(combine(&VerdictInput {
+            score: &postern_filter::Score::untrained(),
+            list: &list,
+            auth: None,
+            junk_threshold: self.junk_threshold,
+            reject_threshold: self.reject_threshold,
+            block_action: self.block_action,
+            dns,
+            dns_weights: weights,
+        }))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Judges with the databases `db` gives; `None` as soon as it gives none.
@@ -254,6 +306,7 @@ impl SpamFilter {
         mail_from: &str,
         users: &[String],
         auth: Option<&SenderAuth>,
+        (dns, dns_weights): (&Listed, DnsWeights),
         db: &dyn Fn(&str) -> Result<Option<SharedDb>>,
     ) -> Result<Option<Vec<postern_filter::Verdict>>> {
         let Some(global) = db("global")? else {
@@ -299,6 +352,8 @@ impl SpamFilter {
                 junk_threshold: self.junk_threshold,
                 reject_threshold: self.reject_threshold,
                 block_action: self.block_action,
+                dns,
+                dns_weights,
             }));
         }
         Ok(Some(out))
@@ -464,7 +519,8 @@ fn junk_mailbox(store: &Store, user: &str) -> Result<MailboxId> {
 /// The one call from the SMTP driver: where the message goes for each user, with the
 /// header each copy carries, or the refusal. MX mail only (`filtered` false: submission,
 /// everything to the INBOX without a header). `auth` is the sender-authentication result
-/// when that check exists.
+/// when that check exists; `dns` what the DNS block lists said about the client and the
+/// message's URLs.
 pub async fn route(
     shared: &Shared,
     body: &[u8],
@@ -472,6 +528,7 @@ pub async fn route(
     users: &BTreeSet<String>,
     filtered: bool,
     auth: Option<SenderAuth>,
+    dns: Listed,
 ) -> Result<Vec<Routed>, Reply> {
     let temporary_failure = || {
         Reply::new(
@@ -509,9 +566,11 @@ pub async fn route(
         return Ok(unfiltered(inboxes));
     }
     let list: Vec<String> = users.iter().cloned().collect();
+    let weights = shared.dnsbl.as_ref().map(|d| d.weights).unwrap_or_default();
     // The common case: every database open and every recipient's mail for its INBOX. The
     // worker judges it itself; a handoff to a blocking thread and back costs more than that.
-    let judged = match filter.judge_if_open(body, mail_from, &list, auth.as_ref()) {
+    let judged = match filter.judge_if_open(body, mail_from, &list, auth.as_ref(), (&dns, weights))
+    {
         Ok(Some(verdicts)) if verdicts.iter().all(|v| v.decision == Decision::Deliver) => Ok(list
             .iter()
             .cloned()
@@ -523,11 +582,12 @@ pub async fn route(
             // A database to read from disk, or a Junk mailbox to find or create: blocking.
             let (raw, from) = (body.to_vec(), mail_from.to_string());
             let store = shared.store.clone();
+            let dns = dns.clone();
             tokio::task::spawn_blocking(
                 move || -> Result<Vec<(String, postern_filter::Verdict, Option<MailboxId>)>> {
                     let verdicts = match judged_here {
                         Some(verdicts) => verdicts,
-                        None => filter.judge(&raw, &from, &list, auth.as_ref())?,
+                        None => filter.judge(&raw, &from, &list, auth.as_ref(), (&dns, weights))?,
                     };
                     let mut out = Vec::with_capacity(verdicts.len());
                     for (user, verdict) in list.into_iter().zip(verdicts) {
@@ -576,13 +636,17 @@ pub async fn route(
             recipients = judged.len()
         );
         let text = match why {
-            "block" => "Message refused: the sender is blocked by the recipient's policy",
-            "auth" => "Message refused: sender authentication failed under the sender's policy",
-            _ => "Message refused as spam",
+            "block" => {
+                "Message refused: the sender is blocked by the recipient's policy".to_string()
+            }
+            "auth" => "Message refused: sender authentication failed under the sender's policy"
+                .to_string(),
+            "dnsbl" => format!("Message refused: {}", listed_by(&dns)),
+            _ => "Message refused as spam".to_string(),
         };
         // RFC 5321 4.2.5 (a 5yz reply to the end of data) and RFC 3463 X.7.1 (delivery not
         // authorized, message refused).
-        return Err(Reply::new(550, Some((5, 7, 1)), text.to_string()));
+        return Err(Reply::new(550, Some((5, 7, 1)), text));
     }
     // One stored copy per distinct header; a user refusing while others accept gets Junk.
     let mut by_header: BTreeMap<String, Vec<AppendTarget>> = BTreeMap::new();
@@ -606,6 +670,24 @@ pub async fn route(
         .into_iter()
         .map(|(header, targets)| Routed { header, targets })
         .collect())
+}
+
+/// "client [192.0.2.1] blocked using zen.example; URL domains blocked using uribl.example":
+/// the lists named, as Postfix names them in its reject_rbl_client replies.
+pub fn listed_by(dns: &Listed) -> String {
+    let mut parts = Vec::new();
+    if let Some(hit) = dns.hits.iter().find(|h| h.kind == Kind::Client) {
+        parts.push(format!(
+            "client [{}] blocked using {}",
+            hit.listed,
+            dns.zones(Kind::Client).join(", ")
+        ));
+    }
+    let uri = dns.zones(Kind::Uri);
+    if !uri.is_empty() {
+        parts.push(format!("URL domains blocked using {}", uri.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// Called by IMAP COPY/MOVE (and their UID forms) after the store committed them: moving

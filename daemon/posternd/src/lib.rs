@@ -6,6 +6,7 @@ pub mod cli;
 pub mod connection_limits;
 pub mod credential_cache;
 pub mod directory;
+pub mod dnsbl;
 pub mod files;
 pub mod filter;
 pub mod health_gate;

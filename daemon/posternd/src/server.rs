@@ -50,6 +50,9 @@ pub struct Shared {
     pub filter: Arc<crate::filter::SpamFilter>,
     /// Sender authentication of MX mail (`[sender_auth]`); None when verification is off.
     pub sender_auth: Option<Arc<postern_dns::auth::Verifier>>,
+    /// DNS block lists of MX clients and URL domains (`[dnsbl]`); None when none is
+    /// configured.
+    pub dnsbl: Option<Arc<crate::dnsbl::DnsLists>>,
 }
 
 pub fn smtp_limits(config: &Config) -> Limits {
@@ -178,10 +181,26 @@ impl Shared {
         )?);
         let filter = crate::filter::SpamFilter::open(&config, metrics.filter.clone())?;
         filter.start_trainer(store.clone())?;
-        let sender_auth = if config.sender_auth.verify {
-            Some(Arc::new(start_sender_auth(&config)?))
+        // The DNS thread runs when something asks DNS: sender authentication, block lists.
+        let dns = if config.sender_auth.verify || (config.dnsbl.any() && config.filter.enabled) {
+            Some(start_dns(&config)?)
         } else {
             None
+        };
+        let sender_auth = match &dns {
+            Some(dns) if config.sender_auth.verify => {
+                Some(Arc::new(sender_auth_verifier(&config, dns.bridge)))
+            }
+            _ => None,
+        };
+        let dnsbl = match &dns {
+            Some(dns) => crate::dnsbl::DnsLists::new(
+                &config,
+                Arc::new(dns.resolver.clone()),
+                metrics.filter.clone(),
+            )?
+            .map(Arc::new),
+            None => None,
         };
         let health_gate = match &config.health.socket {
             Some(socket) => {
@@ -192,6 +211,7 @@ impl Shared {
         };
         let shared = Arc::new(Shared {
             sender_auth,
+            dnsbl,
             health_gate,
             smtp_limits: smtp_limits(&config),
             submission_limits: submission_limits(&config),
@@ -289,8 +309,9 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 /// The DNS layer (DESIGN.md 3.5: hickory-resolver with DNSSEC validation behind a bounded
-/// cache, on a thread of its own) and the sender-authentication verifier that asks it.
-fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
+/// cache, on a thread of its own): the bridge mail-auth asks through, and the handle the
+/// block lists ask through.
+fn start_dns(config: &Config) -> Result<postern_dns::bridge::DnsThread> {
     let dns = config.dns.clone();
     let settings = postern_dns::ResolverSettings {
         nameservers: dns.nameserver_addrs(),
@@ -300,7 +321,7 @@ fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
         trust_anchor: (!dns.trust_anchor.is_empty())
             .then(|| std::path::PathBuf::from(&dns.trust_anchor)),
     };
-    let bridge = postern_dns::bridge::spawn_thread(move || {
+    postern_dns::bridge::spawn_thread(move || {
         match postern_dns::HickoryResolver::new(&settings) {
             Ok(resolver) => Ok(Arc::new(postern_dns::Cached::new(
                 resolver,
@@ -317,11 +338,18 @@ fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
             }
         }
     })
-    .map_err(|e| anyhow::anyhow!("starting the DNS resolver: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("starting the DNS resolver: {e}"))
+}
+
+/// The sender-authentication verifier, asking through the DNS thread's bridge.
+fn sender_auth_verifier(
+    config: &Config,
+    bridge: postern_dns::bridge::BridgeAddrs,
+) -> postern_dns::auth::Verifier {
     let sa = &config.sender_auth;
     // mail-auth's client waits as long as the resolver behind the bridge may take.
     let timeout = config.dns.timeout() * (u32::try_from(config.dns.attempts).unwrap_or(5) + 2);
-    Ok(postern_dns::auth::Verifier::new(
+    postern_dns::auth::Verifier::new(
         bridge,
         timeout,
         &config.server.hostname,
@@ -330,7 +358,7 @@ fn start_sender_auth(config: &Config) -> Result<postern_dns::auth::Verifier> {
             exempt_domains: sa.dmarc_exempt_domains.clone(),
             exempt_networks: sa.exempt_networks(),
         },
-    ))
+    )
 }
 
 fn run_worker(worker: usize, listeners: Vec<BoundListener>, shared: Arc<Shared>) {

@@ -357,6 +357,11 @@ impl Session {
         self.auth.as_deref()
     }
 
+    /// The EHLO/HELO argument, once given (RFC 7208 2.3: the HELO identity).
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
     // ---------------------------------------------------------------- internals
 
     fn host(&self) -> String {

@@ -20,8 +20,8 @@ use mail_auth::hickory_resolver::config::{
 };
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, IprevResult,
-    MessageAuthenticator, Parameters, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, IprevOutput, IprevResult,
+    MessageAuthenticator, Parameters, SpfOutput, SpfResult,
 };
 
 use crate::bridge::BridgeAddrs;
@@ -95,6 +95,31 @@ pub struct Outcome {
     pub arc: &'static str,
     pub iprev: &'static str,
     pub disposition: Disposition,
+}
+
+/// The envelope checks of one transaction ([`Verifier::check_envelope`]).
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The client, HELO and MAIL FROM they were made for.
+    key: (IpAddr, String, String),
+    /// Err: the verifier could not start (its reason).
+    checked: Result<EnvelopeResults, String>,
+}
+
+#[derive(Debug, Clone)]
+struct EnvelopeResults {
+    spf_helo: SpfOutput,
+    spf_mail_from: SpfOutput,
+    iprev: IprevOutput,
+}
+
+impl Envelope {
+    /// The SPF result of the MAIL FROM identity; temperror when the checks could not run.
+    pub fn spf_mail_from(&self) -> SpfResult {
+        self.checked
+            .as_ref()
+            .map_or(SpfResult::TempError, |r| r.spf_mail_from.result())
+    }
 }
 
 pub struct Verifier {
@@ -208,13 +233,20 @@ impl Verifier {
         }
     }
 
-    pub async fn verify(&self, request: &Request<'_>) -> Outcome {
+    /// The checks of the envelope alone: SPF of the HELO and MAIL FROM identities (RFC 7208
+    /// 2.3, 2.4) and iprev (RFC 8601 3). RFC 7208 2.4 has SPF evaluated when MAIL FROM
+    /// arrives: the SMTP session starts this then, so that it runs while RCPT and DATA are
+    /// still being received, and [`Verifier::verify_with`] uses it at the end of DATA.
+    pub async fn check_envelope(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Envelope {
         let authenticator = match self.authenticator() {
             Ok(a) => a,
-            Err(reason) => return self.unavailable(reason),
+            Err(reason) => {
+                return Envelope {
+                    key: (ip, helo.to_string(), mail_from.to_string()),
+                    checked: Err(reason),
+                }
+            }
         };
-        let ip = request.ip;
-        let helo = request.helo;
         let host = self.authserv_id.as_str();
         // RFC 7208 2.3: the HELO identity is checked on its own; a HELO that is an address
         // literal has no SPF record (mail-auth answers none).
@@ -224,13 +256,47 @@ impl Verifier {
         // RFC 7208 2.4: a null reverse-path is checked as postmaster@<HELO domain>.
         let spf_mail_from = authenticator
             .verify_spf(Parameters::new(SpfParameters::verify_mail_from(
-                ip,
-                helo,
-                host,
-                request.mail_from,
+                ip, helo, host, mail_from,
             )))
             .await;
         let iprev = authenticator.verify_iprev(Parameters::new(ip)).await;
+        Envelope {
+            key: (ip, helo.to_string(), mail_from.to_string()),
+            checked: Ok(EnvelopeResults {
+                spf_helo,
+                spf_mail_from,
+                iprev,
+            }),
+        }
+    }
+
+    pub async fn verify(&self, request: &Request<'_>) -> Outcome {
+        self.verify_with(request, None).await
+    }
+
+    /// [`Verifier::verify`] with the envelope checks done earlier ([`Verifier::check_envelope`]);
+    /// they are used only when they were made for this request's client, HELO and MAIL FROM,
+    /// and made again otherwise.
+    pub async fn verify_with(&self, request: &Request<'_>, envelope: Option<Envelope>) -> Outcome {
+        let ip = request.ip;
+        let helo = request.helo;
+        let envelope = match envelope {
+            Some(e) if e.key.0 == ip && e.key.1 == helo && e.key.2 == request.mail_from => e,
+            _ => self.check_envelope(ip, helo, request.mail_from).await,
+        };
+        let EnvelopeResults {
+            spf_helo,
+            spf_mail_from,
+            iprev,
+        } = match envelope.checked {
+            Ok(results) => results,
+            Err(reason) => return self.unavailable(reason),
+        };
+        let authenticator = match self.authenticator() {
+            Ok(a) => a,
+            Err(reason) => return self.unavailable(reason),
+        };
+        let host = self.authserv_id.as_str();
         let mail_from_domain = request
             .mail_from
             .rsplit_once('@')

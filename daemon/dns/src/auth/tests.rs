@@ -290,3 +290,55 @@ async fn an_arc_sealed_message_verifies_and_a_broken_seal_does_not() {
     let outcome = verify(&f, CLIENT, "forwarder.test", "a@list.test", &tampered).await;
     assert_ne!(outcome.arc, "pass", "{}", outcome.header);
 }
+
+/// SPF checked when MAIL FROM arrived (the SMTP session starts it then, RFC 7208 2.4) is what
+/// DMARC uses at the end of DATA, and only for the transaction it was made for: checks made
+/// for another MAIL FROM are made again, never applied to the wrong sender.
+#[tokio::test]
+async fn envelope_checks_made_at_mail_from_feed_dmarc_for_their_own_sender_only() {
+    let f = fixture(enforcing()).await;
+    f.zone
+        .txt("aligned.test", "v=spf1 ip4:192.0.2.0/24 -all")
+        .txt("_dmarc.aligned.test", "v=DMARC1; p=reject")
+        .txt("reject.test", "v=spf1 -all")
+        .txt("_dmarc.reject.test", "v=DMARC1; p=reject");
+    let ip: IpAddr = CLIENT.parse().unwrap();
+    let early = f
+        .verifier
+        .check_envelope(ip, "client.test", "a@aligned.test")
+        .await;
+    assert_eq!(early.spf_mail_from(), SpfResult::Pass);
+    let verify_with = |mail_from: &'static str, early: Envelope| {
+        let body = message(mail_from);
+        let verifier = &f.verifier;
+        async move {
+            let request = Request {
+                ip,
+                helo: "client.test",
+                mail_from,
+                message: &body,
+            };
+            verifier.verify_with(&request, Some(early)).await
+        }
+    };
+    let outcome = verify_with("a@aligned.test", early.clone()).await;
+    assert_eq!(
+        outcome.disposition,
+        Disposition::Deliver,
+        "{}",
+        outcome.header
+    );
+    assert_eq!(
+        (outcome.spf_mail_from, outcome.dmarc),
+        (SpfResult::Pass, "pass")
+    );
+    // The same early checks offered for another sender (a second transaction): made again.
+    let outcome = verify_with("a@reject.test", early).await;
+    assert_eq!(outcome.spf_mail_from, SpfResult::Fail, "{}", outcome.header);
+    assert_eq!(
+        outcome.disposition,
+        Disposition::Reject {
+            domain: "reject.test".into()
+        }
+    );
+}

@@ -73,6 +73,13 @@ pub async fn run(
         }
     };
     let _ = tcp.set_nodelay(true);
+    // The client lists are asked now, so that their answers arrive while the client waits
+    // for the greeting and says EHLO and MAIL FROM (an answer from the cache is there at
+    // once); they are awaited at the first RCPT.
+    let client_listed = match (&shared.dnsbl, kind) {
+        (Some(lists), ListenerKind::Mx) => lists.start_client(peer.ip()),
+        _ => crate::dnsbl::ClientListed::default(),
+    };
     let delay = shared.config.smtp.greeting_delay();
     let tcp = if kind == ListenerKind::Mx && !delay.is_zero() {
         match greeting_awaited(&shared, tcp, peer, delay).await {
@@ -114,6 +121,9 @@ pub async fn run(
         peer,
         conn,
         out: session.greeting(),
+        client_listed,
+        mail_from: String::new(),
+        envelope_auth: None,
     };
     driver.drive(&mut session).await;
     driver.conn.close_gracefully().await;
@@ -157,6 +167,21 @@ struct Driver<'a> {
     /// Replies not yet written: flushed before every read so pipelined replies go out in one
     /// write (RFC 2920 3.1).
     out: Vec<u8>,
+    /// What the DNS block lists say about the client (`[dnsbl] client`), asked at connect.
+    client_listed: crate::dnsbl::ClientListed,
+    /// The accepted MAIL FROM of the transaction.
+    mail_from: String,
+    /// SPF of HELO and MAIL FROM and iprev, started when MAIL FROM was accepted.
+    envelope_auth: Option<tokio::task::JoinHandle<postern_dns::auth::Envelope>>,
+}
+
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        // The client left: its sender checks are of no more use.
+        if let Some(handle) = self.envelope_auth.take() {
+            handle.abort();
+        }
+    }
 }
 
 impl Driver<'_> {
@@ -237,13 +262,21 @@ impl Driver<'_> {
                     authenticated_as,
                 } => {
                     let verdict = self.check_sender(&address, authenticated_as.as_deref());
+                    if matches!(verdict, Verdict::Accept) {
+                        self.mail_from = address.clone();
+                        if authenticated_as.is_none() && self.label == "mx" {
+                            self.start_envelope_auth(session.helo().unwrap_or(""), &address);
+                        }
+                    }
                     session.resolve(Answer::Verdict(verdict));
                 }
                 Action::CheckRecipient {
                     address,
                     authenticated_as,
                 } => {
-                    let verdict = self.check_recipient(&address, authenticated_as.as_deref());
+                    let verdict = self
+                        .check_recipient(&address, authenticated_as.as_deref())
+                        .await;
                     session.resolve(Answer::Verdict(verdict));
                 }
                 Action::Deliver(envelope) => {
@@ -396,7 +429,57 @@ impl Driver<'_> {
         address.to_string()
     }
 
-    fn check_recipient(&self, address: &str, authenticated_as: Option<&str>) -> Verdict {
+    /// RFC 7208 2.4: SPF is evaluated when MAIL FROM arrives. The checks of the envelope
+    /// (SPF of HELO and MAIL FROM, iprev) start now on the worker's runtime and run while
+    /// the client sends RCPT and DATA; the end of DATA takes their result for DMARC.
+    fn start_envelope_auth(&mut self, helo: &str, mail_from: &str) {
+        if let Some(previous) = self.envelope_auth.take() {
+            previous.abort();
+        }
+        let Some(verifier) = self.shared.sender_auth.clone() else {
+            return;
+        };
+        let (ip, helo, mail_from) = (self.peer.ip(), helo.to_string(), mail_from.to_string());
+        self.envelope_auth = Some(tokio::spawn(async move {
+            verifier.check_envelope(ip, &helo, &mail_from).await
+        }));
+    }
+
+    /// The DNS block lists at RCPT (Postfix's reject_rbl_client, postscreen's
+    /// dnsbl_threshold): when the client lists' weights reach `[dnsbl] reject_weight` and
+    /// the combiner refuses the message for every user behind the recipient (an allow
+    /// list may say otherwise), 554 5.7.1 naming the lists (RFC 5321 4.2.3: 554 transaction
+    /// failed, as Postfix answers reject_rbl_client; RFC 3463 X.7.1: delivery not
+    /// authorized). Lower weights are weighed at the end of DATA with the rest.
+    async fn dnsbl_at_rcpt(&mut self, users: &[String]) -> Option<Reply> {
+        let shared = self.shared;
+        let lists = shared.dnsbl.as_deref()?;
+        let listed = self.client_listed.get(self.peer, lists.metrics()).await;
+        if listed.hits.is_empty()
+            || lists.weights.decide(listed) != postern_filter::Decision::Reject
+        {
+            return None;
+        }
+        let refused = users.iter().all(|user| {
+            shared
+                .filter
+                .rcpt_verdict(user, &self.mail_from, listed, lists.weights)
+                .is_ok_and(|v| v.decision == postern_filter::Decision::Reject)
+        });
+        if !refused {
+            return None;
+        }
+        let why = crate::filter::listed_by(listed);
+        tracing::info!(event = "smtp.reject.dnsbl", peer = %self.peer, weight = listed.weight(), lists = %why);
+        shared.metrics.reject("dnsbl");
+        Some(Reply::new(
+            554,
+            Some((5, 7, 1)),
+            format!("Service unavailable; {why}"),
+        ))
+    }
+
+    async fn check_recipient(&mut self, address: &str, authenticated_as: Option<&str>) -> Verdict {
         let accounts = self.shared.directory.snapshot();
         let lookup = self.lookup_address(&accounts, address);
         let address = lookup.as_str();
@@ -413,7 +496,7 @@ impl Driver<'_> {
             self.shared.metrics.reject("relay");
             return Verdict::Reject(Reply::new(550, Some((5, 7, 1)), reason.to_string()));
         }
-        if accounts.resolve_recipient(address).is_none() {
+        let Some(users) = accounts.resolve_recipient(address) else {
             tracing::info!(event = "smtp.reject.unknown_user", peer = %self.peer, recipient = address);
             self.shared.metrics.reject("unknown_user");
             return Verdict::Reject(Reply::new(
@@ -421,6 +504,11 @@ impl Driver<'_> {
                 Some((5, 1, 1)),
                 format!("<{address}>: no such user here"),
             ));
+        };
+        if authenticated_as.is_none() {
+            if let Some(reply) = self.dnsbl_at_rcpt(&users).await {
+                return Verdict::Reject(reply);
+            }
         }
         if let Some(user) = authenticated_as {
             // Only recipients that would be accepted count against the hourly allowance.
@@ -480,17 +568,30 @@ impl Driver<'_> {
     /// Err with the reply when the DMARC policy refuses the message (550 5.7.1, RFC 7489
     /// 10.3 / RFC 3463 X.7.1) or a DNS failure left the verdict open (451 4.4.3, RFC 3463
     /// X.4.3: the client retries; never a silent pass).
-    async fn verify_sender(&self, envelope: &Envelope) -> Result<Option<Verified>, Reply> {
+    async fn verify_sender(
+        &self,
+        envelope: &Envelope,
+        early: Option<tokio::task::JoinHandle<postern_dns::auth::Envelope>>,
+    ) -> Result<Option<Verified>, Reply> {
         let Some(verifier) = self.shared.sender_auth.as_deref() else {
             return Ok(None);
         };
+        // The SPF and iprev checks started at MAIL FROM (made again if they were for
+        // another HELO or MAIL FROM, or did not finish).
+        let early = match early {
+            Some(handle) => handle.await.ok(),
+            None => None,
+        };
         let outcome = verifier
-            .verify(&postern_dns::auth::Request {
-                ip: self.peer.ip(),
-                helo: &envelope.helo,
-                mail_from: &envelope.mail_from,
-                message: &envelope.body,
-            })
+            .verify_with(
+                &postern_dns::auth::Request {
+                    ip: self.peer.ip(),
+                    helo: &envelope.helo,
+                    mail_from: &envelope.mail_from,
+                    message: &envelope.body,
+                },
+                early,
+            )
             .await;
         tracing::info!(
             event = "smtp.sender_auth.verified",
@@ -544,7 +645,7 @@ impl Driver<'_> {
 
     /// Writes the message to every local recipient's INBOX in one durable commit. The 250 is
     /// sent by the session only after this returns Ok (DESIGN.md 3.3).
-    async fn deliver(&self, envelope: Envelope) -> Result<(), Reply> {
+    async fn deliver(&mut self, envelope: Envelope) -> Result<(), Reply> {
         if let Some(user) = envelope.authenticated_as.as_deref() {
             // Only submission authenticates (MX never offers AUTH), so this is the
             // submission policy: refused before the storage gate, as no retry can pass it.
@@ -558,12 +659,26 @@ impl Driver<'_> {
             return Err(reply);
         }
         // MX mail is verified before anything is stored: SPF, DKIM, ARC, iprev, DMARC
-        // (DESIGN.md 2). Submission mail was authenticated instead and is not.
-        let verified = if envelope.authenticated_as.is_none() && self.label == "mx" {
-            match self.verify_sender(&envelope).await {
-                Ok(verified) => verified,
-                Err(reply) => return Err(reply),
-            }
+        // (DESIGN.md 2), while the URI lists are asked about its URLs. Submission mail was
+        // authenticated instead and is not.
+        let verify = envelope.authenticated_as.is_none() && self.label == "mx";
+        let mut dns = postern_filter::dnsbl::Listed::default();
+        let verified = if verify {
+            dns = self
+                .client_listed
+                .get(self.peer, &self.shared.metrics.filter)
+                .await
+                .clone();
+            let early = self.envelope_auth.take();
+            let uris = async {
+                match self.shared.dnsbl.as_deref() {
+                    Some(lists) => lists.check_uris(&envelope.body, self.peer).await,
+                    None => postern_filter::dnsbl::Listed::default(),
+                }
+            };
+            let (verified, uri_listed) = tokio::join!(self.verify_sender(&envelope, early), uris);
+            dns.extend(uri_listed);
+            verified?
         } else {
             None
         };
@@ -613,9 +728,16 @@ impl Driver<'_> {
                     String::new()
                 },
             });
-        let routed =
-            crate::filter::route(self.shared, message, &envelope.mail_from, &users, mx, auth)
-                .await?;
+        let routed = crate::filter::route(
+            self.shared,
+            message,
+            &envelope.mail_from,
+            &users,
+            mx,
+            auth,
+            dns,
+        )
+        .await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
