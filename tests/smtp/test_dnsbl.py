@@ -43,9 +43,13 @@ uri = [
 def without_empty_non_terminals(records):
     """The records, plus a TXT record at every name between a list's zone and its entries
     (3.0.0.127.dnsbl.test has 0.0.127.dnsbl.test, 0.127.dnsbl.test, 127.dnsbl.test and
-    dnsbl.test above it). Without them those names are empty non-terminals, and posternd's
-    validating resolver (hickory 0.26) finds the NSEC proof of a NXDOMAIN below one (a clean
-    address: 1.0.0.127.dnsbl-hard.test) bogus: a lookup failure, not "not listed"."""
+    dnsbl.test above it). Without them those names are empty non-terminals, and the test's
+    unbound (auth-zone) proves an NXDOMAIN below one wrongly: for 5.0.0.127.dnsbl-hard.test it
+    sends the NSEC denying the wildcard *. of the apex, not *.0.0.127.dnsbl-hard.test of the
+    closest encloser, which exists as an empty non-terminal (RFC 4035 3.1.3.2; dig +dnssec
+    shows it). posternd's validating resolver (hickory 0.26) rightly finds that proof bogus: a
+    lookup failure, not "not listed". Authoritative servers such as BIND, Knot and NSD prove
+    these correctly; the filled-in names keep the test about block lists."""
     owners = {owner for owner, _, _ in records}
     extra = []
     for owner in sorted(owners):

@@ -1,6 +1,8 @@
-//! Asks Postern's production resolver one question, as posternd would:
-//! `cargo run -p postern-dns --example lookup -- NAME TYPE [NAMESERVER:PORT [TRUST_ANCHOR]]`
-//! (TYPE: A, AAAA, MX, TXT, PTR, TLSA). Prints the answer with its DNSSEC status.
+//! Asks Postern's production resolver, as posternd would:
+//! `cargo run -p postern-dns --example lookup -- NAME[,NAME...] TYPE [NAMESERVER:PORT [TRUST_ANCHOR]]`
+//! (TYPE: A, AAAA, MX, TXT, PTR, TLSA). Several names are asked at once, on one resolver
+//! (posternd asks its block lists and sender-authentication names concurrently). Prints
+//! each answer with its DNSSEC status.
 
 use postern_dns::{HickoryResolver, RecordType, Resolver, ResolverSettings};
 
@@ -28,7 +30,20 @@ async fn main() -> Result<(), String> {
         settings.nameservers = vec![ns.parse().map_err(|e| format!("{ns}: {e}"))?];
     }
     settings.trust_anchor = args.get(3).map(Into::into);
-    let resolver = HickoryResolver::new(&settings)?;
-    println!("{:#?}", resolver.lookup(name, rtype).await);
+    let resolver = std::sync::Arc::new(HickoryResolver::new(&settings)?);
+    let asks: Vec<_> = name
+        .split(',')
+        .map(|n| {
+            let (resolver, n) = (resolver.clone(), n.to_string());
+            tokio::spawn(async move {
+                let answer = resolver.lookup(&n, rtype).await;
+                (n, answer)
+            })
+        })
+        .collect();
+    for ask in asks {
+        let (n, answer) = ask.await.map_err(|e| e.to_string())?;
+        println!("{n}: {answer:#?}");
+    }
     Ok(())
 }
