@@ -6,10 +6,7 @@
 //!
 //! Each shard is a plain OS thread owning an io_uring instance (or the portable
 //! pwrite + fdatasync backend) and append-only, preallocated segment files under
-//! `<root>/shard-<n>/seg-<NNNNNNNN>.log`; every segment after a shard's first is zero-filled
-//! on a thread of its own before it is needed (`spare.log.tmp`), so that a commit's
-//! fdatasync flushes data only, not a filesystem journal entry for newly written extents.
-//! The thread group-commits: every queued request
+//! `<root>/shard-<n>/seg-<NNNNNNNN>.log`. The thread group-commits: every queued request
 //! (up to `max_batch`) is serialised into one buffer, written at the segment tail with an
 //! fdatasync linked after the write, and only then applied to the in-memory index and
 //! answered. At open the index is loaded from its checkpoint and the records written after

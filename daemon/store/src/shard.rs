@@ -460,44 +460,6 @@ fn create_segment(root: &Path, shard: usize, seg: u32, bytes: u64) -> Result<Fil
     Ok(file)
 }
 
-/// Where a shard's next segment is made ready (zero-filled) before it is needed. The name
-/// ends in `.log.tmp`, so a spare left by a crash is removed at open
-/// (`maintenance::remove_leftovers`); it never holds records.
-fn spare_path(root: &Path, shard: usize) -> PathBuf {
-    shard_dir(root, shard).join("spare.log.tmp")
-}
-
-/// Writes a spare segment of `bytes` zeros and makes it durable. Why zeros and not just
-/// fallocate: appending into fallocate'd space makes every commit's fdatasync also commit
-/// the filesystem's conversion of unwritten extents (a journal commit on ext4); into
-/// written zeros a commit is a plain data write and flush. On the development VM, 12 KiB
-/// appends with fdatasync took p50 0.19 ms and p99 3.5 ms into fallocate'd space, p50 0.10
-/// ms and p99 0.5 to 1.3 ms into zeros. PostgreSQL zero-fills its WAL segments for the same
-/// reason (wal_init_zero). The cost is writing each segment twice, once as zeros.
-fn zero_fill_spare(path: &Path, bytes: u64) -> Result<File, StoreError> {
-    use std::os::unix::fs::FileExt;
-    let _ = std::fs::remove_file(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    while offset < bytes {
-        let n = zeros
-            .len()
-            .min(usize::try_from(bytes - offset).unwrap_or(usize::MAX));
-        file.write_all_at(&zeros[..n], offset)
-            .map_err(io_err(path))?;
-        offset += n as u64;
-    }
-    // Data and size durable before the rename makes it a segment.
-    file.sync_all().map_err(io_err(path))?;
-    Ok(file)
-}
-
 pub(crate) enum Op {
     Create {
         id: u32,
@@ -780,10 +742,6 @@ pub(crate) struct Writer {
     pub on_commit: Option<CommitHook>,
     pub(crate) poisoned: bool,
     buf: Vec<u8>,
-    /// The next segment being zero-filled on a thread of its own ([`zero_fill_spare`]).
-    spare: Option<std::thread::JoinHandle<Result<File, StoreError>>>,
-    /// Segments started from a zero-filled spare (the others were fallocate'd).
-    pub(crate) spares_used: u64,
 }
 
 /// What [`Writer::place`] made of a set of jobs.
@@ -860,8 +818,6 @@ impl Writer {
             on_commit,
             poisoned: false,
             buf: Vec::new(),
-            spare: None,
-            spares_used: 0,
         })
     }
 
@@ -1000,7 +956,7 @@ impl Writer {
                 return Ok(Placed::Full(jobs, buf));
             }
             let next = self.seg + 1;
-            match self.start_segment(next) {
+            match create_segment(&self.root, self.shard, next, self.segment_bytes) {
                 Ok(file) => {
                     self.seg = next;
                     self.file = file;
@@ -1032,54 +988,7 @@ impl Writer {
         };
         self.tail += batch.buf.len() as u64;
         self.seq = seq;
-        self.prepare_spare();
         Ok(Placed::Batch(batch))
-    }
-
-    /// Starts zero-filling the next segment once this one is half full (not before: a
-    /// store that writes little, such as a test's, never pays for one).
-    fn prepare_spare(&mut self) {
-        if self.spare.is_some() || self.tail < self.segment_bytes / 2 {
-            return;
-        }
-        let path = spare_path(&self.root, self.shard);
-        let bytes = self.segment_bytes;
-        match std::thread::Builder::new()
-            .name(format!("store-spare-{}", self.shard))
-            .spawn(move || zero_fill_spare(&path, bytes))
-        {
-            Ok(handle) => self.spare = Some(handle),
-            Err(e) => tracing::warn!(event = "store.spare.failed", shard = self.shard,
-                error = %e, "could not start zero-filling the next segment"),
-        }
-    }
-
-    /// The file of new segment `seg`: the zero-filled spare when it is ready, renamed into
-    /// place; otherwise (still being written, or it failed) a fallocate'd one, as before.
-    fn start_segment(&mut self, seg: u32) -> Result<File, StoreError> {
-        if let Some(handle) = self.spare.take_if(|h| h.is_finished()) {
-            let failure = match handle.join() {
-                Ok(Ok(file)) => {
-                    let path = segment_path(&self.root, self.shard, seg);
-                    let spare = spare_path(&self.root, self.shard);
-                    match std::fs::rename(&spare, &path)
-                        .map_err(io_err(&path))
-                        .and_then(|()| fsync_dir(&shard_dir(&self.root, self.shard)))
-                    {
-                        Ok(()) => {
-                            self.spares_used += 1;
-                            return Ok(file);
-                        }
-                        Err(e) => e.to_string(),
-                    }
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "the zero-filling thread panicked".to_string(),
-            };
-            tracing::warn!(event = "store.spare.failed", shard = self.shard, error = %failure,
-                "the zero-filled next segment is not usable; allocating one instead");
-        }
-        create_segment(&self.root, self.shard, seg, self.segment_bytes)
     }
 
     /// The batch is durable: applies it to the index and answers its jobs. Returns its
@@ -1501,100 +1410,5 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(inbox.uidnext, 4);
-    }
-
-    /// Segments after the first start from a zero-filled spare (prepared once the one
-    /// before is half full); a spare left over at a stop is removed at open, and the store
-    /// written across them reopens with every message.
-    #[test]
-    fn new_segments_start_from_zero_filled_spares() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        std::fs::create_dir_all(shard_dir(root, 0)).expect("shard dir");
-        let index = Arc::new(Mutex::new(Index::new()));
-        let scan = ShardScan {
-            tail: None,
-            garbage: None,
-            next_seq: 0,
-        };
-        let segment = 64 * 1024;
-        let mut w = Writer::open(
-            root,
-            0,
-            &scan,
-            segment,
-            4096,
-            BackendKind::Portable,
-            64,
-            index.clone(),
-            ApplyGate::default(),
-            None,
-        )
-        .expect("writer");
-        let mut backend = Backend::Portable;
-        let (tx, rx) = mpsc::sync_channel(1);
-        w.commit(
-            &mut backend,
-            vec![Job {
-                op: Op::Create {
-                    id: 1,
-                    uidvalidity: 7,
-                    account: "a@x.test".into(),
-                    name: "INBOX".into(),
-                    special_use: None,
-                },
-                reply: Reply::Sync(tx),
-            }],
-        );
-        assert!(matches!(rx.recv(), Ok(Ok(Done::Created))));
-
-        let bodies: Vec<Vec<u8>> = (0..40u8).map(|i| vec![b'a' + i % 26; 8000]).collect();
-        for body in &bodies {
-            let (job, rx) = message(&index, 1, body);
-            w.commit(&mut backend, vec![job]);
-            assert!(matches!(rx.recv(), Ok(Ok(Done::Appended(_)))));
-            // The writer never waits for a spare; the test does, so that each roll finds
-            // one ready.
-            if let Some(h) = &w.spare {
-                while !h.is_finished() {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
-        }
-        // 40 records of 8 KiB padded to 12 KiB: 5 segments of 64 KiB after the first.
-        assert!(w.seg >= 5, "only {} segments", w.seg + 1);
-        assert_eq!(
-            w.spares_used,
-            u64::from(w.seg),
-            "every segment after the first"
-        );
-        for seg in 1..=w.seg {
-            let len = std::fs::metadata(segment_path(root, 0, seg))
-                .expect("segment")
-                .len();
-            assert_eq!(len, segment, "segment {seg} is a whole zero-filled spare");
-        }
-        assert!(
-            spare_path(root, 0).exists(),
-            "the next spare was being prepared"
-        );
-        drop(w);
-
-        let mut opts = crate::StoreOptions::new(root);
-        opts.backend = crate::BackendChoice::Portable;
-        opts.segment_bytes = segment;
-        opts.sysfs_root = root.join("no-sysfs");
-        let store = crate::Store::open(opts).expect("reopen");
-        assert!(
-            !spare_path(root, 0).exists(),
-            "a leftover spare is removed at open"
-        );
-        let inbox = store.find_mailbox("a@x.test", "INBOX").expect("INBOX");
-        let got: Vec<Vec<u8>> = store
-            .messages(inbox.id)
-            .iter()
-            .map(|m| store.read_message(m).expect("read"))
-            .collect();
-        assert_eq!(got, bodies);
     }
 }
