@@ -408,17 +408,10 @@ fn negative(
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("postern-dns-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
-    }
-
     #[tokio::test]
     async fn the_system_resolver_file_is_read_again_when_it_changes() {
-        let dir = scratch("reread");
-        let path = dir.join("resolv.conf");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("resolv.conf");
         // Before the DHCP lease: no nameserver.
         std::fs::write(&path, "# udhcpc has not written this yet\n").expect("write");
         let settings = ResolverSettings {
@@ -451,13 +444,12 @@ mod tests {
         let before = resolver.current();
         system.lock().expect("not poisoned").checked = None;
         assert!(Arc::ptr_eq(&before, &resolver.current()));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn configured_nameservers_never_read_the_system_file() {
-        let dir = scratch("configured");
-        let path = dir.join("resolv.conf");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("resolv.conf");
         std::fs::write(&path, "nameserver 127.0.0.53\n").expect("write");
         let settings = ResolverSettings {
             nameservers: vec!["127.0.0.1:5353".parse().expect("addr")],
@@ -470,6 +462,5 @@ mod tests {
             resolver.nameservers(),
             vec!["127.0.0.1:5353".parse::<SocketAddr>().expect("addr")]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
